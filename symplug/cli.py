@@ -1,0 +1,162 @@
+"""The ``symplug`` command line.
+
+Exit codes: 0 success, 2 a user mistake (one line on stderr, no traceback),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from .errors import SymplugError
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from .plugins import domains, plugin_infos
+
+    found = domains()
+    infos = plugin_infos()
+    if args.json:
+        print(json.dumps({
+            "plugins": [{"name": i.name, "distribution": i.distribution, "version": i.version,
+                         "error": i.error,
+                         "domains": [d for d, (p, _) in found.items() if p == i.name]}
+                        for i in infos]}, indent=2))
+        return 0
+    if not infos:
+        print("no plugins installed (entry-point group 'symplug')")
+    for info in infos:
+        owned = [d for d, (p, _) in found.items() if p == info.name]
+        status = f"FAILED: {info.error}" if info.error else "domains: " + (", ".join(owned) or "-")
+        print(f"{info.name} ({info.distribution} {info.version}) {status}")
+    return 0
+
+
+def _cmd_quadrature(args: argparse.Namespace) -> int:
+    from .quadrature import quadrature
+
+    grid = quadrature(args.group, args.degree, kind=args.kind, n=args.n, seed=args.seed,
+                      axis=args.axis)
+    record = grid.describe()
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print(f"{grid.group} {grid.kind}: {grid.size} elements; exact for responses of band "
+              f"<= {grid.degree} (products up to band {grid.exact_degree})\n  rule: {grid.rule}")
+    return 0
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from .diagnose import diagnose
+    from .plugins import get_domain, load_data, load_model
+    from .result import write_json
+
+    domain = get_domain(args.domain)
+    model = load_model(args.domain, args.model)
+    samples = load_data(args.domain, args.data)
+    if args.max_samples:
+        samples = samples[: args.max_samples]
+    layers = [name for name in (args.layers or "").split(",") if name]
+    outputs = [name for name in (args.outputs or "").split(",") if name] or None
+    result = diagnose(model, samples, domain, group=args.group, degree=args.degree,
+                      kind=args.kind, n=args.n, seed=args.seed, lmax=args.lmax,
+                      outputs=outputs, layers=layers, finer_degree=args.finer_degree,
+                      check_convergence=not args.no_convergence, chunk_size=args.chunk_size,
+                      progress=not args.quiet)
+    if args.json:
+        write_json(result, args.json)
+    print(summary_table(result))
+    return 0
+
+
+def summary_table(result: dict) -> str:
+    """A plain-text summary of a diagnosis result."""
+    grid = result["grid"]
+    lines = [f"{result['domain']}: group {result['group']}, {grid['kind']} grid degree "
+             f"{grid['degree']} ({grid['size']} elements), {result['n_samples']} samples"]
+    lines.append(f"{'output':<16}{'rep':<12}{'A (RMSE)':>12}  {'units':<10}{'relative':>10}"
+                 f"{'invariant':>11}")
+    for name, o in result["outputs"].items():
+        lines.append(f"{name:<16}{o['rep']:<12}{o['equivariance_rmse']:>12.4e}  {o['units']:<10}"
+                     f"{o['relative_error']:>10.3e}{o['invariant_fraction']:>11.4f}")
+    if result["layers"]:
+        lines.append(f"{'layer':<28}{'invariant':>11}{'centred':>11}{'truncation':>12}")
+        for name, layer in result["layers"].items():
+            lines.append(f"{name:<28}{layer['invariant_fraction']:>11.4f}"
+                         f"{layer['invariant_fraction_centered']:>11.4f}"
+                         f"{layer['truncation']:>12.2e}")
+    conv = result.get("convergence") or {}
+    if conv.get("finer_degree") is not None:
+        lines.append(f"convergence: max change {conv['max_abs_change']:.2e} on degree "
+                     f"{conv['finer_degree']} ({conv['worst_quantity']})")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="symplug", description="Measure, diagnose and improve the learned symmetry of "
+        "unconstrained ML models.")
+    parser.add_argument("--version", action="version", version=f"symplug {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("plugins", help="list installed plugins, their domains and versions")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_plugins)
+
+    p = sub.add_parser("quadrature", help="size and exactness of a quadrature grid")
+    p.add_argument("--group", default="O3", help="O3, SO3, SO2 or O2 (default O3)")
+    p.add_argument("--degree", type=int, default=4, help="band limit L (default 4)")
+    p.add_argument("--kind", default="lebedev", help="lebedev, gauss-legendre or haar")
+    p.add_argument("--n", type=int, help="number of elements for kind=haar")
+    p.add_argument("--seed", type=int, help="seed for kind=haar")
+    p.add_argument("--axis", type=float, nargs=3, default=(0.0, 0.0, 1.0),
+                   help="rotation axis for SO2/O2 (default 0 0 1)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_quadrature)
+
+    p = sub.add_parser("diagnose", help="A and B of a model's outputs and layers on data")
+    p.add_argument("domain", help="a domain declared by an installed plugin")
+    p.add_argument("--model", required=True, help="model spec understood by the domain's plugin")
+    p.add_argument("--data", required=True, help="data file understood by the domain's plugin")
+    p.add_argument("--group", help="group (default: the domain's first)")
+    p.add_argument("--degree", type=int, default=4, help="grid band limit L (default 4)")
+    p.add_argument("--kind", default="lebedev", help="lebedev, gauss-legendre or haar")
+    p.add_argument("--n", type=int, help="number of elements for kind=haar")
+    p.add_argument("--seed", type=int, default=0, help="seed for random grids (default 0)")
+    p.add_argument("--lmax", type=int, help="highest l of the spectra (default: the degree)")
+    p.add_argument("--outputs", help="comma-separated outputs (default: all declared)")
+    p.add_argument("--layers", help="comma-separated hidden layers to capture")
+    p.add_argument("--finer-degree", type=int, help="degree of the convergence grid "
+                   "(default degree + 2)")
+    p.add_argument("--no-convergence", action="store_true", help="skip the convergence check")
+    p.add_argument("--chunk-size", type=int, default=64, help="copies per model call")
+    p.add_argument("--max-samples", type=int, help="use the first N samples only")
+    p.add_argument("--json", help="write the result JSON here (atomically)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_diagnose)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except SymplugError as exc:
+        print(f"symplug: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("symplug: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

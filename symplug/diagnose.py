@@ -1,0 +1,146 @@
+"""Data-set diagnosis: A and B of every output and B of every named layer, with a
+grid-convergence check, assembled into the DESIGN §3 result dictionary."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .equivariance import aggregate_errors, bias_variance
+from .errors import SymplugError
+from .groups import check_group
+from .orbit import OrbitResult, evaluate_orbit
+from .quadrature import Grid, quadrature
+from .records import Domain
+from .spectra import Spectrum, aggregate_spectra, sector_key
+
+
+def _dataset_feature_mean(spectra: list[Spectrum]) -> torch.Tensor:
+    """Per-feature (last axis) mean of the orbit means over samples and tokens."""
+    total, count = None, 0
+    for s in spectra:
+        flat = s.mean.reshape(-1, s.mean.shape[-1]) if s.mean.ndim else s.mean.reshape(1, 1)
+        total = flat.sum(0) if total is None else total + flat.sum(0)
+        count += flat.shape[0]
+    return total / count
+
+
+def _run(model: Callable, samples: Sequence[Any], domain: Domain, grid: Grid, outputs: dict,
+         layers: Sequence[str], lmax: int | None, chunk_size: int, desc: str,
+         progress: bool) -> list[OrbitResult]:
+    bar = tqdm(total=len(samples) * grid.size, desc=desc, unit="copy", disable=not progress,
+               file=sys.stderr, leave=False)
+    try:
+        return [evaluate_orbit(model, sample, domain.act, grid, outputs=outputs, layers=layers,
+                               lmax=lmax, chunk_size=chunk_size, split_layer=domain.split_layer,
+                               progress=bar.update)
+                for sample in samples]
+    finally:
+        bar.close()
+
+
+def _summaries(results: list[OrbitResult], outputs: dict, layers: Sequence[str]) -> dict:
+    """Flat {quantity: number} used for the convergence comparison."""
+    flat: dict[str, float] = {}
+    for name in outputs:
+        flat[f"outputs.{name}.equivariance_rmse"] = aggregate_errors(
+            [r.outputs[name] for r in results]).rmse
+        for key, frac in aggregate_spectra([r.output_spectra[name] for r in results]).fractions.items():
+            flat[f"outputs.{name}.spectrum.{sector_key(key)}"] = frac
+    for name in layers:
+        for key, frac in aggregate_spectra([r.layers[name] for r in results]).fractions.items():
+            flat[f"layers.{name}.spectrum.{sector_key(key)}"] = frac
+    return flat
+
+
+def finer_grid(grid: Grid, finer_degree: int | None = None) -> Grid:
+    """The grid for the convergence check: ``finer_degree`` (default degree + 2) of
+    the same kind, or 4x the samples with another seed for Monte Carlo."""
+    if grid.monte_carlo:
+        seed = None if grid.seed is None else grid.seed + 1
+        return quadrature(grid.group, kind="haar", n=4 * grid.size, seed=seed, axis=grid.axis)
+    degree = grid.degree + 2 if finer_degree is None else int(finer_degree)
+    if degree <= grid.degree:
+        raise SymplugError(f"finer degree {degree} must exceed the grid degree {grid.degree}")
+    return quadrature(grid.group, degree, kind=grid.kind, axis=grid.axis)
+
+
+def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
+             group: str | None = None, degree: int = 4, kind: str = "lebedev",
+             n: int | None = None, seed: int | None = None, lmax: int | None = None,
+             outputs: Sequence[str] | None = None, layers: Sequence[str] = (),
+             finer_degree: int | None = None, check_convergence: bool = True,
+             chunk_size: int = 64, progress: bool = True) -> dict:
+    """Diagnose ``model`` on ``samples`` of ``domain``; returns the DESIGN §3 result.
+
+    A per output (data-set equivariance RMSE in the output's units, relative
+    error, per-sample values, bias-variance split when the domain supplies
+    reference labels), B per output and per layer (raw and data-set centred),
+    and the largest change of all these numbers on a finer grid.
+    """
+    from . import __version__
+
+    if not samples:
+        raise SymplugError("no samples to diagnose")
+    group = check_group(group or domain.groups[0])
+    if group not in domain.groups:
+        raise SymplugError(f"group {group} is not offered by domain {domain.name!r} "
+                           f"(offers {', '.join(domain.groups)})")
+    names = list(outputs) if outputs else list(domain.outputs)
+    unknown = [o for o in names if o not in domain.outputs]
+    if unknown:
+        raise SymplugError(f"domain {domain.name!r} has no output {unknown[0]!r} "
+                           f"(outputs: {', '.join(domain.outputs)})")
+    reps = {o: domain.outputs[o].rep for o in names}
+    grid = quadrature(group, None if kind == "haar" else degree, kind=kind, n=n, seed=seed,
+                      axis=domain.axis)
+    if lmax is None:
+        lmax = grid.degree if grid.degree is not None else degree
+    results = _run(model, samples, domain, grid, reps, layers, lmax, chunk_size,
+                   f"{domain.name} {grid.group} degree {grid.degree}", progress)
+
+    out: dict[str, Any] = {"symplug_version": __version__, "domain": domain.name,
+                           "group": group, "grid": grid.describe(), "lmax": lmax,
+                           "n_samples": len(samples)}
+    if check_convergence:
+        fine = finer_grid(grid, finer_degree)
+        fine_results = _run(model, samples, domain, fine, reps, layers, lmax, chunk_size,
+                            f"convergence degree {fine.degree}", progress)
+        a, b = _summaries(results, reps, layers), _summaries(fine_results, reps, layers)
+        changes = {k: abs(a[k] - b[k]) for k in a}
+        worst = max(changes, key=changes.get) if changes else None
+        out["convergence"] = {"finer_degree": fine.degree, "finer_size": fine.size,
+                              "max_abs_change": changes[worst] if worst else 0.0,
+                              "worst_quantity": worst, "changes": changes}
+    else:
+        out["convergence"] = {"finer_degree": None, "max_abs_change": None}
+
+    labels = [domain.reference(s) if domain.reference else None for s in samples]
+    out["outputs"] = {}
+    for name in names:
+        errors = [r.outputs[name] for r in results]
+        spectrum = aggregate_spectra([r.output_spectra[name] for r in results])
+        entry = {"rep": reps[name], "units": domain.outputs[name].units,
+                 **aggregate_errors(errors).to_dict(), **spectrum.to_dict(),
+                 "per_sample": [e.to_dict() for e in errors]}
+        if all(lab is not None and name in lab for lab in labels):
+            entry["bias_variance"] = bias_variance(errors, [lab[name] for lab in labels]).to_dict()
+        out["outputs"][name] = entry
+    out["layers"] = {}
+    for name in layers:
+        spectra = [r.layers[name] for r in results]
+        center = _dataset_feature_mean(spectra)
+        raw = aggregate_spectra(spectra)
+        centered = aggregate_spectra([s.centered(center) for s in spectra])
+        out["layers"][name] = {
+            "spectrum": raw.to_dict()["spectrum"], "truncation": raw.truncation,
+            "spectrum_centered": centered.to_dict()["spectrum"],
+            "truncation_centered": centered.truncation,
+            "invariant_fraction": raw.invariant_fraction,
+            "invariant_fraction_centered": centered.invariant_fraction,
+            "per_sample_invariant_fraction": [s.invariant_fraction for s in spectra]}
+    out["findings"] = []
+    return out

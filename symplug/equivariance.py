@@ -1,0 +1,206 @@
+"""Metric A: the equivariance error of an output with a declared representation.
+
+    z(g; x) = rho(g)^-1 y(g x),  Pi(x) = int z dmu,  A(x)^2 = int |z|^2 dmu - |Pi|^2
+
+``variance`` is A^2 / d with d the number of components (all atoms x 3 for
+forces), ``rmse`` its square root, in the output's own units. Sums are float64
+and taken around a reference response (the first z seen) so that A^2 does not
+suffer cancellation; a variance negative beyond round-off means the grid
+aliases the response and raises :class:`AliasingError`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from .errors import AliasingError, GridError
+from .groups import DTYPE
+from .quadrature import Grid
+from .representations import Representation, representation
+from .spectra import JACKKNIFE_GROUPS, ROUNDOFF, _jackknife
+
+
+@dataclass(frozen=True)
+class EquivarianceError:
+    """A of one output for one input.
+
+    ``mean`` is Pi (item shape, last axis the representation), ``variance``
+    A^2/d, ``variance_per_component`` the per-component variance (item shape),
+    ``mean_square`` int |z|^2 / d, ``relative`` A / sqrt(int |z|^2).
+    """
+
+    rep: Representation
+    mean: torch.Tensor
+    variance: float
+    variance_per_component: torch.Tensor
+    mean_square: float
+    stderr: float | None = None
+    grid: dict = field(default_factory=dict)
+
+    @property
+    def rmse(self) -> float:
+        return math.sqrt(self.variance)
+
+    @property
+    def relative(self) -> float:
+        return math.sqrt(self.variance / self.mean_square) if self.mean_square > 0 else 0.0
+
+    @property
+    def n_components(self) -> int:
+        return int(self.mean.numel())
+
+    def to_dict(self) -> dict:
+        out = {"rep": str(self.rep), "equivariance_rmse": self.rmse,
+               "relative_error": self.relative, "variance": self.variance,
+               "n_components": self.n_components}
+        if self.stderr is not None:
+            out["variance_stderr"] = self.stderr
+        return out
+
+
+class EquivarianceAccumulator:
+    """Streams chunks of y(g_q x) (B, *item, d) into the sums behind A."""
+
+    def __init__(self, grid: Grid, rep: str | Representation, name: str = "values"):
+        self.grid, self.rep, self.name = grid, representation(rep), name
+        self.groups = JACKKNIFE_GROUPS if grid.monte_carlo else 1
+        self._ref: torch.Tensor | None = None
+        self._s0 = torch.zeros(self.groups, dtype=DTYPE)
+        self._s1: torch.Tensor | None = None
+        self._s2: torch.Tensor | None = None
+
+    def update(self, values: torch.Tensor, index: slice) -> None:
+        y = self.rep.flatten(torch.as_tensor(values).to(DTYPE), 1, self.name)
+        mats, w = self.grid.matrices[index], self.grid.weights[index]
+        if y.shape[0] != w.shape[0]:
+            raise GridError(f"{self.name}: got {y.shape[0]} values for {w.shape[0]} grid elements")
+        rho = self.rep.matrices(mats)  # (B, d, d), orthogonal: rho^-1 = rho^T
+        z = torch.einsum("bji,b...j->b...i", rho, y)
+        if self._ref is None:
+            self._ref = z[0].clone()
+            self._s1 = torch.zeros(self.groups, *z.shape[1:], dtype=DTYPE)
+            self._s2 = torch.zeros_like(self._s1)
+        elif z.shape[1:] != self._ref.shape:
+            raise GridError(f"{self.name}: output shape changed across the orbit: "
+                            f"{tuple(z.shape[1:])} vs {tuple(self._ref.shape)}")
+        dz = z - self._ref
+        wz = w.reshape(-1, *([1] * (dz.ndim - 1))) * dz
+        start = index.start or 0
+        group_of = torch.arange(start, start + dz.shape[0]) % self.groups
+        self._s0.index_add_(0, group_of, w)
+        self._s1.index_add_(0, group_of, wz)
+        self._s2.index_add_(0, group_of, wz * dz)
+
+    def _finalize(self, s0, s1, s2, check: bool):
+        m1, m2 = s1 / s0, s2 / s0
+        var = m2 - m1 * m1
+        if check and bool((var < -ROUNDOFF * m2 - 1e-300).any()):
+            worst = float(var.min())
+            raise AliasingError(
+                f"{self.name}: negative variance {worst:.3e} on the grid {self.grid!r} "
+                f"({self.grid.rule}): the response aliases; raise the degree")
+        var = var.clamp_min(0.0)
+        mean = m1 + self._ref
+        return mean, var, float((mean * mean).sum() + var.sum()) / mean.numel()
+
+    def result(self) -> EquivarianceError:
+        if self._ref is None:
+            raise GridError(f"{self.name}: no values were accumulated")
+        total = (self._s0.sum(0), self._s1.sum(0), self._s2.sum(0))
+        mean, var, mean_square = self._finalize(*total, check=not self.grid.monte_carlo)
+        result = EquivarianceError(self.rep, mean, float(var.mean()), var, mean_square,
+                                   None, self.grid.describe())
+        if self.grid.monte_carlo:
+            loo = [float(self._finalize(total[0] - self._s0[g], total[1] - self._s1[g],
+                                        total[2] - self._s2[g], check=False)[1].mean())
+                   for g in range(self.groups)]
+            result = replace(result, stderr=_jackknife(loo))
+        return result
+
+
+def equivariance_error(values: torch.Tensor, grid: Grid, rep: str | Representation, *,
+                       chunk_size: int = 512, name: str = "values") -> EquivarianceError:
+    """Metric A of ``values[q] = y(g_q x)`` (shape (grid.size, *item, rep.dim)).
+
+    The function back-transforms with ``rep``: z = rho(g)^-1 y(g x).
+    """
+    values = torch.as_tensor(values)
+    if values.shape[0] != grid.size:
+        raise GridError(f"{name}: values have {values.shape[0]} rows for a grid of "
+                        f"{grid.size} elements")
+    acc = EquivarianceAccumulator(grid, rep, name)
+    for index in grid.chunks(chunk_size):
+        acc.update(values[index], index)
+    return acc.result()
+
+
+@dataclass(frozen=True)
+class DatasetError:
+    """A over a data set: ``rmse`` = sqrt(mean over samples of A^2/d)."""
+
+    rmse: float
+    relative: float
+    n_samples: int
+    stderr: float | None = None
+
+    def to_dict(self) -> dict:
+        out = {"equivariance_rmse": self.rmse, "relative_error": self.relative,
+               "n_samples": self.n_samples}
+        if self.stderr is not None:
+            out["equivariance_rmse_stderr"] = self.stderr
+        return out
+
+
+def aggregate_errors(errors: list[EquivarianceError]) -> DatasetError:
+    """Mean of A^2/d over samples; relative = sqrt(sum A^2 / sum int|z|^2)."""
+    if not errors:
+        raise GridError("cannot aggregate an empty list of equivariance errors")
+    var = sum(e.variance for e in errors) / len(errors)
+    a2 = sum(e.variance * e.n_components for e in errors)
+    z2 = sum(e.mean_square * e.n_components for e in errors)
+    stderr = None
+    if all(e.stderr is not None for e in errors) and var > 0:
+        # propagate SE of the mean variance to its square root
+        se_var = math.sqrt(sum(e.stderr ** 2 for e in errors)) / len(errors)
+        stderr = se_var / (2 * math.sqrt(var))
+    return DatasetError(math.sqrt(var), math.sqrt(a2 / z2) if z2 > 0 else 0.0, len(errors), stderr)
+
+
+@dataclass(frozen=True)
+class BiasVariance:
+    """RMSE split against an exactly equivariant reference y*.
+
+    total^2 (random orientations) = symmetrized^2 (Pi f vs y*) + equivariance^2.
+    """
+
+    total_rmse: float
+    symmetrized_rmse: float
+    equivariance_rmse: float
+
+    def to_dict(self) -> dict:
+        return {"random_orientation_rmse": self.total_rmse,
+                "symmetrized_rmse": self.symmetrized_rmse,
+                "equivariance_rmse": self.equivariance_rmse}
+
+
+def bias_variance(errors: list[EquivarianceError], references: list[torch.Tensor]) -> BiasVariance:
+    """Bias-variance split of the error over random orientations (DESIGN §1).
+
+    ``references[i]`` is y*(x_i) with the item shape of ``errors[i].mean``.
+    """
+    if len(errors) != len(references) or not errors:
+        raise GridError(f"need one reference per sample: {len(errors)} errors, "
+                        f"{len(references)} references")
+    bias2 = 0.0
+    for e, ref in zip(errors, references):
+        ref = e.rep.flatten(torch.as_tensor(ref, dtype=DTYPE), 0, "reference")
+        if ref.shape != e.mean.shape:
+            raise GridError(f"reference has shape {tuple(ref.shape)}, prediction "
+                            f"{tuple(e.mean.shape)}")
+        bias2 += float(((e.mean - ref) ** 2).mean())
+    bias2 /= len(errors)
+    var = sum(e.variance for e in errors) / len(errors)
+    return BiasVariance(math.sqrt(bias2 + var), math.sqrt(bias2), math.sqrt(var))

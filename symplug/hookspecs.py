@@ -1,0 +1,88 @@
+"""The hooks a symplug plugin may implement (all keyword-only, prefixed ``symplug_``).
+
+A plugin is a module (or object) registered under the ``symplug`` entry-point
+group; it implements any subset of these hooks with :data:`symplug.hookimpl`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .markers import hookspec
+from .records import Domain, ReportSection
+
+
+@hookspec
+def symplug_domains() -> list[Domain]:
+    """Declare the domains this plugin provides.
+
+    Example::
+
+        @hookimpl
+        def symplug_domains():
+            return [Domain(name="planar", act=rotate_points, groups=("O2", "SO2"),
+                           outputs={"energy": Output("0e", "a.u.")})]
+    """
+
+
+@hookspec(firstresult=True)
+def symplug_load_model(domain: str, spec: str) -> Any:
+    """Load a model of ``domain`` named by ``spec`` (a path, ``module:attr`` or a name).
+
+    Return a callable ``batch -> {output: tensor (copies, ...)}`` (a torch module,
+    or a wrapper whose ``.module`` holds the layers), or None if ``spec`` is not
+    this plugin's.
+
+    Example::
+
+        @hookimpl
+        def symplug_load_model(domain, spec):
+            if domain == "planar" and spec == "mlp":
+                return PlanarMLP()
+    """
+
+
+@hookspec(firstresult=True)
+def symplug_load_data(domain: str, path: str) -> list | None:
+    """Read the samples of ``domain`` from ``path``; None if the file is not this plugin's.
+
+    Example::
+
+        @hookimpl
+        def symplug_load_data(domain, path):
+            if domain == "planar":
+                return list(torch.from_numpy(numpy.load(path)["points"]))
+    """
+
+
+@hookspec(firstresult=True)
+def symplug_augment_batch(domain: str, batch: Any, matrices: Any) -> Any:
+    """Transform a training ``batch`` (inputs and targets) by group elements.
+
+    ``matrices`` is (B, 3, 3) float64, one element per sample in the batch;
+    inputs transform by the domain's action and targets by their declared
+    representations. Return the new batch, or None if the domain is not this
+    plugin's.
+
+    Example::
+
+        @hookimpl
+        def symplug_augment_batch(domain, batch, matrices):
+            if domain == "planar":
+                points, energy = batch
+                return points @ matrices.transpose(1, 2).to(points), energy
+    """
+
+
+@hookspec
+def symplug_report_sections(result: dict) -> list[ReportSection]:
+    """Contribute report sections for a result (the DESIGN §3 JSON dictionary).
+
+    Example::
+
+        @hookimpl
+        def symplug_report_sections(result):
+            if result["domain"] == "planar":
+                return [ReportSection("Planar summary", "All points lie in z = 0.")]
+            return []
+    """

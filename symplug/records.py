@@ -1,0 +1,83 @@
+"""Small typed records that plugins return from their hooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+
+from .errors import PluginError, SymplugError
+from .groups import check_group
+from .representations import representation
+
+
+@dataclass(frozen=True)
+class Output:
+    """A model output: its representation (e.g. ``"1o"``) and unit (e.g. ``"eV/A"``)."""
+
+    rep: str
+    units: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A domain of inputs that group elements act on.
+
+    * ``act(sample, matrices)`` returns one batch holding the copies g_q x of
+      ``sample`` for the (B, 3, 3) float64 ``matrices``, tokens in the same order
+      in every copy. It batches as well as transforms.
+    * ``outputs`` declares the model outputs with representations and units.
+    * ``split_layer(name, tensor, B)`` turns a captured activation into (B, ...)
+      when its leading axis is not copy-major (default: reshape(B, -1)).
+    * ``reference(sample)`` returns exact labels {output: tensor} if the sample
+      carries them (for the bias-variance split), else None.
+    * ``groups``: the groups that make sense for the domain, default first.
+    """
+
+    name: str
+    act: Callable[[Any, torch.Tensor], Any]
+    outputs: Mapping[str, Output]
+    groups: tuple[str, ...] = ("O3", "SO3")
+    description: str = ""
+    split_layer: Callable[[str, torch.Tensor, int], torch.Tensor] | None = None
+    reference: Callable[[Any], Mapping[str, torch.Tensor] | None] | None = None
+    axis: tuple[float, float, float] = (0.0, 0.0, 1.0)
+
+    def validate(self, plugin: str) -> "Domain":
+        """Raise :class:`PluginError` naming ``plugin`` if the record breaks the contract."""
+        problems = []
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            problems.append(f"name {self.name!r} is not an identifier")
+        if not callable(self.act):
+            problems.append("act is not callable")
+        if not isinstance(self.outputs, Mapping) or not self.outputs:
+            problems.append("outputs must be a non-empty mapping of names to Output")
+        else:
+            for out_name, out in self.outputs.items():
+                if not isinstance(out, Output):
+                    problems.append(f"output {out_name!r} is not an Output record")
+                    continue
+                try:
+                    representation(out.rep)
+                except SymplugError as exc:
+                    problems.append(f"output {out_name!r}: {exc}")
+        try:
+            for g in self.groups:
+                check_group(g)
+        except SymplugError as exc:
+            problems.append(str(exc))
+        if problems:
+            raise PluginError(f"plugin {plugin!r} declares an invalid domain "
+                              f"{getattr(self, 'name', '?')!r}: " + "; ".join(problems))
+        return self
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """A section a plugin contributes to the report: a title and Markdown text."""
+
+    title: str
+    markdown: str
+    figures: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG bytes
