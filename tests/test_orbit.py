@@ -1,0 +1,94 @@
+"""The orbit engine and data-set diagnosis on real models with known answers."""
+
+import math
+
+import pytest
+import torch
+
+import symplug
+from symplug.testing import rotate_points
+
+from helpers import CoordinateMLP, DistanceModel, load_example
+
+example = load_example("e3nn_equivariance")
+
+
+@pytest.fixture(scope="module")
+def clouds():
+    return example.make_clouds(3, points=5, seed=1)
+
+
+def test_e3nn_network_is_equivariant_to_1e10(clouds):
+    net = example.E3nnPointNet()
+    result = symplug.diagnose(net, clouds, example.point_domain(), degree=2,
+                              layers=["conv", "mix"], progress=False)
+    for name, out in result["outputs"].items():
+        assert out["equivariance_rmse"] <= 1e-10, name
+    # every hidden feature is built from l <= 2 natural-parity irreps: band 2, sigma = +1
+    for layer in result["layers"].values():
+        assert abs(layer["truncation"]) < 1e-12
+        assert all(abs(v) < 1e-12 for k, v in layer["spectrum"].items() if k.endswith("-1"))
+    assert abs(result["outputs"]["quadrupole"]["spectrum"]["2,+1"] - 1) < 1e-12
+    assert result["convergence"]["max_abs_change"] < 1e-10
+
+
+def test_planted_breaking_scores_the_analytic_value(clouds):
+    eps, w, e = 1e-3, torch.tensor([1.0, 2.0, -0.5]), torch.tensor([0.6, 0.0, 0.8])
+    model = example.PlantedBreaking(example.E3nnPointNet(), eps, w, e)
+    result = symplug.diagnose(model, clouds, example.point_domain(), degree=2, progress=False)
+    dipole = result["outputs"]["dipole"]["equivariance_rmse"]
+    assert abs(dipole - eps * float(w.norm()) / math.sqrt(3)) < 1e-12
+    energy = result["outputs"]["energy"]["equivariance_rmse"]
+    expected = eps * math.sqrt(sum(float(c[0] @ c[0]) / 3 for c in clouds) / len(clouds))
+    assert abs(energy - expected) < 1e-12
+    assert result["outputs"]["quadrupole"]["equivariance_rmse"] < 1e-10
+
+
+def test_linear_layer_spectrum_is_exact():
+    """h = W vec(g x) + b: power |M_k|_F^2 / 3 in (1,+1) and b_k^2 in (0,+1)."""
+    pts = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    model = CoordinateMLP(points=4)
+    grid = symplug.quadrature("O3", 2)
+    res = symplug.evaluate_orbit(model, pts, rotate_points, grid, outputs={"energy": "0e"},
+                                 layers=["embed"], lmax=2, chunk_size=50)
+    spec = res.layers["embed"]
+    w = model.embed.weight.detach().reshape(-1, 4, 3)  # (hidden, point, xyz)
+    m = torch.einsum("kpi,pj->kij", w, pts)  # h_k = tr(g M_k^T) + b_k
+    expected_l1 = float((m ** 2).sum()) / 3
+    expected_l0 = float((model.embed.bias.detach() ** 2).sum())
+    assert abs(spec.power[(1, 1)] - expected_l1) < 1e-12 * expected_l1
+    assert abs(spec.power[(0, 1)] - expected_l0) < 1e-12
+    assert abs(spec.truncation) < 1e-12
+    assert res.outputs["energy"].rmse > 1e-3  # the unconstrained MLP is not invariant
+
+
+def test_chunk_size_does_not_change_results():
+    pts = torch.randn(4, 3, generator=torch.Generator().manual_seed(2))
+    model, grid = CoordinateMLP(points=4), symplug.quadrature("O3", 3)
+    a = symplug.evaluate_orbit(model, pts, rotate_points, grid, outputs={"dipole": "1o"},
+                               layers=["act"], chunk_size=7)
+    b = symplug.evaluate_orbit(model, pts, rotate_points, grid, outputs={"dipole": "1o"},
+                               layers=["act"], chunk_size=1000)
+    assert abs(a.outputs["dipole"].variance - b.outputs["dipole"].variance) < 1e-14
+    pa, pb = a.layers["act"].power, b.layers["act"].power
+    assert max(abs(pa[k] - pb[k]) for k in pa) < 1e-13
+
+
+def test_invariant_model_layers(clouds):
+    result = symplug.diagnose(DistanceModel(), clouds, example.point_domain(), degree=2,
+                              outputs=["energy"], layers=["pair"], progress=False)
+    assert result["outputs"]["energy"]["equivariance_rmse"] < 1e-12
+    assert abs(result["layers"]["pair"]["invariant_fraction"] - 1) < 1e-12
+    assert abs(result["layers"]["pair"]["invariant_fraction_centered"] - 1) < 1e-12
+
+
+def test_user_mistakes_are_named(clouds):
+    domain = example.point_domain()
+    with pytest.raises(symplug.SymplugError, match="no layer 'nope'"):
+        symplug.diagnose(DistanceModel(), clouds, domain, degree=1, outputs=["energy"],
+                         layers=["nope"], progress=False)
+    with pytest.raises(symplug.SymplugError, match="no output 'dipole'"):
+        symplug.diagnose(DistanceModel(), clouds, domain, degree=1, outputs=["dipole"],
+                         progress=False)
+    with pytest.raises(symplug.SymplugError, match="not offered"):
+        symplug.diagnose(DistanceModel(), clouds, domain, group="SO2", degree=1, progress=False)
