@@ -71,6 +71,7 @@ def assert_equivariant(model_or_values: Callable | torch.Tensor | Mapping[str, t
     ``rep`` is one representation or a mapping output -> representation.
     Returns the per-output :class:`EquivarianceError` when the check passes.
     """
+    __tracebackhide__ = True  # pytest shows the report, not this function's source
     grid = grid or quadrature(group, degree, kind=kind)
     if isinstance(model_or_values, (torch.Tensor, Mapping)):
         values = model_or_values
