@@ -13,7 +13,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
-from .diagnose import diagnose
+from .diagnose import convergence, diagnose
 from .equivariance import (BiasVariance, DatasetError, EquivarianceError, aggregate_errors,
                            bias_variance, equivariance_error)
 from .errors import AliasingError, GridError, PluginError, RepresentationError, SymplugError
@@ -31,7 +31,7 @@ __all__ = [
     "AliasingError", "BiasVariance", "DatasetError", "Domain", "EquivarianceError", "Grid",
     "GridError", "Output", "PluginError", "ReportSection", "Representation",
     "RepresentationError", "Spectrum", "SymplugError", "__version__", "aggregate_errors",
-    "aggregate_spectra", "bias_variance", "diagnose", "equivariance_error", "evaluate_orbit",
+    "aggregate_spectra", "bias_variance", "convergence", "diagnose", "equivariance_error", "evaluate_orbit",
     "generators", "haar", "hookimpl", "hookspec", "lie_derivatives", "quadrature",
     "representation", "symmetry_content", "wigner_D",
 ]

@@ -68,6 +68,19 @@ def finer_grid(grid: Grid, finer_degree: int | None = None) -> Grid:
     return quadrature(grid.group, degree, kind=grid.kind, axis=grid.axis)
 
 
+def convergence(evaluate: Callable[[Grid], dict[str, float]], grid: Grid,
+                finer_degree: int | None = None) -> dict:
+    """Evaluate ``evaluate(grid)`` (a flat {quantity: number}) on ``grid`` and on
+    :func:`finer_grid`, and report the largest absolute change (DESIGN §1)."""
+    fine = finer_grid(grid, finer_degree)
+    coarse, finer = evaluate(grid), evaluate(fine)
+    changes = {k: abs(coarse[k] - finer[k]) for k in coarse}
+    worst = max(changes, key=changes.get) if changes else None
+    return {"finer_degree": fine.degree, "finer_size": fine.size,
+            "max_abs_change": changes[worst] if worst else 0.0, "worst_quantity": worst,
+            "changes": changes}
+
+
 def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
              group: str | None = None, degree: int = 4, kind: str = "lebedev",
              n: int | None = None, seed: int | None = None, lmax: int | None = None,
@@ -99,24 +112,22 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
                       axis=domain.axis)
     if lmax is None:
         lmax = grid.degree if grid.degree is not None else degree
-    results = _run(model, samples, domain, grid, reps, layers, lmax, chunk_size,
-                   f"{domain.name} {grid.group} degree {grid.degree}", progress)
+    runs: list[list[OrbitResult]] = []  # the grid's run first, then the finer one
 
+    def evaluate(g: Grid) -> dict[str, float]:
+        runs.append(_run(model, samples, domain, g, reps, layers, lmax, chunk_size,
+                         f"{domain.name} {g.group} degree {g.degree}", progress))
+        return _summaries(runs[-1], reps, layers)
+
+    if check_convergence:
+        conv = convergence(evaluate, grid, finer_degree)
+    else:
+        evaluate(grid)
+        conv = {"finer_degree": None, "max_abs_change": None}
+    results = runs[0]
     out: dict[str, Any] = {"symplug_version": __version__, "domain": domain.name,
                            "group": group, "grid": grid.describe(), "lmax": lmax,
-                           "n_samples": len(samples)}
-    if check_convergence:
-        fine = finer_grid(grid, finer_degree)
-        fine_results = _run(model, samples, domain, fine, reps, layers, lmax, chunk_size,
-                            f"convergence degree {fine.degree}", progress)
-        a, b = _summaries(results, reps, layers), _summaries(fine_results, reps, layers)
-        changes = {k: abs(a[k] - b[k]) for k in a}
-        worst = max(changes, key=changes.get) if changes else None
-        out["convergence"] = {"finer_degree": fine.degree, "finer_size": fine.size,
-                              "max_abs_change": changes[worst] if worst else 0.0,
-                              "worst_quantity": worst, "changes": changes}
-    else:
-        out["convergence"] = {"finer_degree": None, "max_abs_change": None}
+                           "n_samples": len(samples), "convergence": conv}
 
     labels = [domain.reference(s) if domain.reference else None for s in samples]
     out["outputs"] = {}

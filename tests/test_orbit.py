@@ -92,3 +92,19 @@ def test_user_mistakes_are_named(clouds):
                          progress=False)
     with pytest.raises(symplug.SymplugError, match="not offered"):
         symplug.diagnose(DistanceModel(), clouds, domain, group="SO2", degree=1, progress=False)
+
+
+def test_convergence_reports_the_change_of_a_non_band_limited_quantity():
+    """cos(k z.g n) is not band-limited: degree 2 and degree 4 disagree; a band-2 quantity does not."""
+    n = torch.tensor([0.0, 0.6, 0.8])
+
+    def evaluate(grid, k):
+        values = torch.cos(k * (grid.matrices @ n)[:, 2])
+        spec = symplug.symmetry_content(values, grid, 2)
+        return {f"frac{l}": spec.fractions[(l, 1)] for l in range(3)}
+
+    smooth = symplug.convergence(lambda g: evaluate(g, 0.1), symplug.quadrature("O3", 2))
+    rough = symplug.convergence(lambda g: evaluate(g, 6.0), symplug.quadrature("O3", 2))
+    assert smooth["finer_degree"] == 4 and rough["max_abs_change"] > 100 * smooth["max_abs_change"]
+    band2 = symplug.convergence(lambda g: evaluate(g, 0.0), symplug.quadrature("O3", 2))
+    assert band2["max_abs_change"] < 1e-14
