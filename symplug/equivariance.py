@@ -73,7 +73,7 @@ class EquivarianceAccumulator:
         self._s2: torch.Tensor | None = None
 
     def update(self, values: torch.Tensor, index: slice) -> None:
-        y = self.rep.flatten(torch.as_tensor(values).to(DTYPE), 1, self.name)
+        y = self.rep.flatten(torch.as_tensor(values).detach().to("cpu", DTYPE), 1, self.name)
         mats, w = self.grid.matrices[index], self.grid.weights[index]
         if y.shape[0] != w.shape[0]:
             raise GridError(f"{self.name}: got {y.shape[0]} values for {w.shape[0]} grid elements")

@@ -167,7 +167,7 @@ class SpectrumAccumulator:
                           for l in range(self.lmax + 1)], dim=1)
 
     def update(self, values: torch.Tensor, index: slice) -> None:
-        values = torch.as_tensor(values).to(DTYPE)
+        values = torch.as_tensor(values).detach().to("cpu", DTYPE)
         mats, w = self.grid.matrices[index], self.grid.weights[index]
         if values.shape[0] != w.shape[0]:
             raise GridError(f"got {values.shape[0]} values for {w.shape[0]} grid elements")
