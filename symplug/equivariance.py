@@ -74,10 +74,11 @@ class EquivarianceAccumulator:
 
     def update(self, values: torch.Tensor, index: slice) -> None:
         y = self.rep.flatten(torch.as_tensor(values).detach().to("cpu", DTYPE), 1, self.name)
-        mats, w = self.grid.matrices[index], self.grid.weights[index]
+        w = self.grid.weights[index]
         if y.shape[0] != w.shape[0]:
             raise GridError(f"{self.name}: got {y.shape[0]} values for {w.shape[0]} grid elements")
-        rho = self.rep.matrices(mats)  # (B, d, d), orthogonal: rho^-1 = rho^T
+        rho = self.grid.per_element(("rep", self.rep.spec), self.rep.matrices, index)
+        # (B, d, d), orthogonal: rho^-1 = rho^T
         z = torch.einsum("bji,b...j->b...i", rho, y)
         if self._ref is None:
             self._ref = z[0].clone()

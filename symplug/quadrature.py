@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Hashable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from .errors import GridError
 from .groups import DTYPE, check_group, has_improper, haar, is_planar, mirror, rotations_about
 
 KINDS = ("lebedev", "gauss-legendre", "haar")
+
+# Per-element tables (Wigner bases, rho(g)) are cached on a grid up to this size.
+CACHE_LIMIT_BYTES = 256 * 2 ** 20
 
 # Orders (polynomial degree integrated exactly) of the Lebedev rules scipy ships
 # whose weights are all positive; orders 13, 25 and 27 have negative weights, which
@@ -65,6 +68,22 @@ class Grid:
             raise GridError(f"chunk_size must be >= 1, got {chunk_size}")
         for start in range(0, self.size, int(chunk_size)):
             yield slice(start, min(start + int(chunk_size), self.size))
+
+    def per_element(self, key: Hashable, compute: Callable[[torch.Tensor], torch.Tensor],
+                    index: slice) -> torch.Tensor:
+        """``compute(matrices)`` (one row per element) for ``matrices[index]``.
+
+        The first call computes the table for the whole grid and keeps it when it
+        fits in :data:`CACHE_LIMIT_BYTES`, so every chunk, sample and accumulator
+        that uses the same grid shares it; larger tables are computed per chunk.
+        """
+        table = self._cache.get(key)
+        if table is None and key not in self._cache:
+            row = compute(self.matrices[:1])
+            fits = row.numel() * row.element_size() * self.size <= CACHE_LIMIT_BYTES
+            table = compute(self.matrices) if fits else None
+            self._cache[key] = table
+        return compute(self.matrices[index]) if table is None else table[index]
 
     def describe(self) -> dict:
         """The DESIGN §3 ``grid`` record."""

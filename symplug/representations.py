@@ -104,9 +104,15 @@ class Representation:
         g = torch.as_tensor(g, dtype=DTYPE)
         if g.ndim == 2:
             g = g[None]
-        return torch.stack([torch.block_diag(*m) for m in
-                            zip(*(b.matrices(g) for b in self.blocks))]) \
-            if len(self.blocks) > 1 else self.blocks[0].matrices(g)
+        if len(self.blocks) == 1:
+            return self.blocks[0].matrices(g)
+        out = torch.zeros(g.shape[0], self.dim, self.dim, dtype=DTYPE)
+        start = 0
+        for block in self.blocks:
+            stop = start + block.dim
+            out[:, start:stop, start:stop] = block.matrices(g)
+            start = stop
+        return out
 
     def generator(self, j: torch.Tensor) -> torch.Tensor:
         """Block-diagonal d rho(J) (dim, dim) float64."""

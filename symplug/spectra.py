@@ -156,8 +156,10 @@ class SpectrumAccumulator:
         self._norms = torch.zeros(self.groups, 2, dtype=DTYPE)
         self._item_shape: tuple[int, ...] | None = None
 
-    def _basis(self, rotations: torch.Tensor) -> torch.Tensor:
-        """Real basis functions (B, S) of the proper part of each element."""
+    def _basis(self, matrices: torch.Tensor) -> torch.Tensor:
+        """Real basis functions (B, S) of the proper part of each element: the
+        entries of D^0..D^lmax, or 1, cos(m phi), sin(m phi) for SO2/O2."""
+        _, rotations = proper_part(matrices, self.grid.group, self.grid.axis)
         if self.planar:
             phi = angle_about(self.grid.axis, rotations)
             m = torch.arange(1, self.lmax + 1, dtype=DTYPE)
@@ -168,7 +170,7 @@ class SpectrumAccumulator:
 
     def update(self, values: torch.Tensor, index: slice) -> None:
         values = torch.as_tensor(values).detach().to("cpu", DTYPE)
-        mats, w = self.grid.matrices[index], self.grid.weights[index]
+        w = self.grid.weights[index]
         if values.shape[0] != w.shape[0]:
             raise GridError(f"got {values.shape[0]} values for {w.shape[0]} grid elements")
         if self._item_shape is None:
@@ -177,8 +179,9 @@ class SpectrumAccumulator:
             raise GridError(f"values changed shape across the orbit: {tuple(values.shape[1:])} "
                             f"vs {self._item_shape}; tokens must correspond across copies")
         u = values.reshape(values.shape[0], -1)
-        sign, rot = proper_part(mats, self.grid.group, self.grid.axis)
-        basis = self._basis(rot) * w[:, None]
+        sign = self.grid.per_element("sign", lambda g: torch.sign(torch.linalg.det(g)), index)
+        basis = self.grid.per_element(("spectrum-basis", self.lmax), self._basis, index)
+        basis = basis * w[:, None]
         if self._sums is None:
             self._sums = torch.zeros(self.groups, 2, u.shape[1], basis.shape[1], dtype=DTYPE)
         start = index.start or 0
