@@ -46,7 +46,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -64,7 +64,6 @@ from scipy.spatial.transform import Rotation  # noqa: E402
 
 import symplug  # noqa: E402
 from symplug.equivariance import EquivarianceAccumulator  # noqa: E402
-from symplug.groups import proper_part  # noqa: E402
 from symplug.orbit import LayerCapture  # noqa: E402
 from symplug.quadrature import Grid  # noqa: E402
 from symplug.representations import representation  # noqa: E402
@@ -155,23 +154,41 @@ MODEL_LABELS = {"e3nn": "e3nn point-cloud net", "mlp": "plain MLP"}
 # ----------------------------------------------------------------------------- helpers
 
 
-def best_of(fn: Callable[[], Any], repeat: int) -> float:
-    """Best wall time (s) of ``repeat`` calls of ``fn``."""
+def best_of(fn: Callable[[], Any], repeat: int, clock: Callable[[], float] = time.perf_counter
+            ) -> float:
+    """Best time (s) of ``repeat`` calls of ``fn`` on ``clock`` (default wall time)."""
     times = []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return min(times)
 
 
+def best_of_both(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    """Best wall time and best CPU time (``time.process_time``) of ``repeat`` calls.
+
+    CPU time of this process is insensitive to being descheduled when other jobs
+    share the cores; with one torch thread it equals wall time on an idle machine.
+    """
+    walls, cpus = [], []
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        cpus.append(time.process_time() - cpu)
+        walls.append(time.perf_counter() - wall)
+    return min(walls), min(cpus)
+
+
 def markdown_table(header: list[str], rows: Iterable[list[Any]]) -> str:
+    """A GitHub-flavoured Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def fmt_s(seconds: float) -> str:
+    """Seconds in s, ms or us with three significant digits or so."""
     if seconds >= 1.0:
         return f"{seconds:.2f} s"
     if seconds >= 1e-3:
@@ -180,6 +197,7 @@ def fmt_s(seconds: float) -> str:
 
 
 def machine_info() -> dict[str, Any]:
+    """CPU model, core count, torch threads and library versions."""
     cpu = platform.processor() or ""
     try:
         with open("/proc/cpuinfo") as fh:
@@ -198,27 +216,42 @@ def machine_info() -> dict[str, Any]:
 
 @dataclass
 class OverheadCase:
+    """Best-of timings of (a) the model alone and (b) ``evaluate_orbit``, wall and CPU."""
+
     model: str
     n_points: int
     grid_size: int
     chunks: int
     model_s: float
     engine_s: float
+    model_cpu_s: float
+    engine_cpu_s: float
+    model_inference_cpu_s: float
 
     @property
     def overhead(self) -> float:
         return (self.engine_s - self.model_s) / self.model_s
+
+    @property
+    def overhead_cpu(self) -> float:
+        return (self.engine_cpu_s - self.model_cpu_s) / self.model_cpu_s
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "n_points": self.n_points, "grid_size": self.grid_size,
                 "chunks": self.chunks, "model_s": self.model_s, "engine_s": self.engine_s,
                 "overhead_s": self.engine_s - self.model_s,
                 "engine_cost_per_copy_us": 1e6 * (self.engine_s - self.model_s) / self.grid_size,
-                "overhead_fraction": self.overhead}
+                "overhead_fraction": self.overhead, "model_cpu_s": self.model_cpu_s,
+                "engine_cpu_s": self.engine_cpu_s,
+                "engine_cpu_cost_per_copy_us":
+                    1e6 * (self.engine_cpu_s - self.model_cpu_s) / self.grid_size,
+                "overhead_fraction_cpu": self.overhead_cpu,
+                "model_inference_mode_cpu_s": self.model_inference_cpu_s}
 
 
 def run_engine(model: torch.nn.Module, sample: torch.Tensor, grid: Grid, lmax: int,
                chunk: int, layers: bool = True) -> symplug.orbit.OrbitResult:
+    """``evaluate_orbit`` with the output ``"y"`` and (``layers``) the model's hidden layer."""
     return symplug.evaluate_orbit(model, sample, rotate_points, grid, outputs={OUTPUT: OUTPUT_REP},
                                   layers=[model.hidden_layer] if layers else [], lmax=lmax,
                                   chunk_size=chunk)
@@ -226,6 +259,7 @@ def run_engine(model: torch.nn.Module, sample: torch.Tensor, grid: Grid, lmax: i
 
 def bench_overhead(name: str, n_points: int, grid: Grid, lmax: int, chunk: int,
                    repeat: int) -> OverheadCase:
+    """(a) the model on the engine's own batches (rotated beforehand) vs (b) the engine."""
     model, sample = build_model(name, n_points)
     batches = [rotate_points(sample, grid.matrices[index]) for index in grid.chunks(chunk)]
 
@@ -236,18 +270,36 @@ def bench_overhead(name: str, n_points: int, grid: Grid, lmax: int, chunk: int,
     def engine() -> None:
         run_engine(model, sample, grid, lmax, chunk)
 
-    model_alone(), engine()  # warm-up (lazy initialisation, caches)
-    model_s, engine_s = float("inf"), float("inf")
-    for _ in range(repeat):  # interleaved so that drifts of the machine hit both
-        model_s = min(model_s, best_of(model_alone, 1))
-        engine_s = min(engine_s, best_of(engine, 1))
-    return OverheadCase(name, n_points, grid.size, len(batches), model_s, engine_s)
+    def model_inference() -> None:  # for reference: the engine itself keeps autograd on
+        with torch.inference_mode():
+            model_alone()
+
+    runs = {"model": model_alone, "engine": engine, "inference": model_inference}
+    for fn in runs.values():
+        fn()  # warm-up (lazy initialisation, caches)
+    best = {key: [float("inf")] * 2 for key in runs}
+    for _ in range(repeat):  # interleaved so that drifts of the machine hit all three
+        for key, fn in runs.items():
+            best[key] = [min(old, new) for old, new in zip(best[key], best_of_both(fn, 1))]
+    return OverheadCase(name, n_points, grid.size, len(batches), best["model"][0],
+                        best["engine"][0], best["model"][1], best["engine"][1],
+                        best["inference"][1])
+
+
+BREAKDOWN_TOTAL = "engine work per pass, sum of the four whole parts (action, A, B output, B layer)"
+BREAKDOWN_TABLES = "one-time tables per grid (rho(g) + Wigner basis), shared by all samples"
 
 
 def engine_breakdown(name: str, n_points: int, grid: Grid, lmax: int, chunk: int,
                      repeat: int) -> dict[str, float]:
     """Time each part of the engine's own work over one pass of the grid, on the
-    model's precomputed outputs and hidden activations (the model is not timed)."""
+    model's precomputed outputs and hidden activations (the model is not timed).
+
+    The accumulators take rho(g) and the Wigner basis from tables cached on the
+    grid (``Grid.per_element``); the "whole" parts run with the tables built,
+    as every sample after the first does, and the table build is timed apart.
+    Labels starting with two spaces are sub-parts of the line above them.
+    """
     model, sample = build_model(name, n_points)
     layer = model.hidden_layer
     index = list(grid.chunks(chunk))
@@ -257,52 +309,58 @@ def engine_breakdown(name: str, n_points: int, grid: Grid, lmax: int, chunk: int
             outs.append(model(rotate_points(sample, grid.matrices[ix]))[OUTPUT].detach())
             acts.append(capture.values.pop(layer).detach())
     rep = representation(OUTPUT_REP)
-    rots = [proper_part(grid.matrices[ix], grid.group)[1] for ix in index]
     probe = SpectrumAccumulator(grid, lmax)
+    layer_u = [a.reshape(ix.stop - ix.start, -1) for ix, a in zip(index, acts)]
+    basis = probe._basis(grid.matrices) * grid.weights[:, None]
 
-    def accumulate_a() -> None:
-        acc = EquivarianceAccumulator(grid, rep, name=OUTPUT)
+    def accumulate_a(g: Grid) -> None:
+        acc = EquivarianceAccumulator(g, rep, name=OUTPUT)
         for ix, value in zip(index, outs):
             acc.update(value, ix)
         acc.result()
 
-    def accumulate_b(values: list[torch.Tensor]) -> Callable[[], None]:
-        def run() -> None:
-            acc = SpectrumAccumulator(grid, lmax)
-            for ix, value in zip(index, values):
-                acc.update(value, ix)
-            acc.result()
-        return run
+    def accumulate_b(g: Grid, values: list[torch.Tensor]) -> None:
+        acc = SpectrumAccumulator(g, lmax)
+        for ix, value in zip(index, values):
+            acc.update(value, ix)
+        acc.result()
 
-    layer_u = [a.reshape(a.shape[0] // len(range(*ix.indices(grid.size))) * 0 + len(range(*ix.indices(grid.size))), -1)
-               if False else a.reshape(ix.stop - ix.start, -1) for ix, a in zip(index, acts)]
-    bases = [probe._basis(r) * grid.weights[ix][:, None] for r, ix in zip(rots, index)]
+    def first_pass() -> None:  # a fresh grid object: its tables are built on the way
+        fresh = replace(grid, _cache={})
+        accumulate_a(fresh)
+        accumulate_b(fresh, outs)
+        accumulate_b(fresh, acts)
 
-    def matmul_layer() -> None:
-        for u, basis in zip(layer_u, bases):
-            u.T @ basis
-
-    parts = {
+    parts: dict[str, Callable[[], Any]] = {
         "action: rotate_points": lambda: [rotate_points(sample, grid.matrices[ix]) for ix in index],
-        "A: rho(g) for 0e+1o+2e (Representation.matrices)":
-            lambda: [rep.matrices(grid.matrices[ix]) for ix in index],
-        "A: EquivarianceAccumulator, whole (incl. rho)": accumulate_a,
-        f"B: Wigner basis D^0..D^{lmax} (_basis), one accumulator":
-            lambda: [probe._basis(r) for r in rots],
-        "B: proper_part (det) per chunk": lambda: [proper_part(grid.matrices[ix], grid.group)
-                                                 for ix in index],
-        "B: u^T @ basis matmul, hidden layer": matmul_layer,
-        "B: SpectrumAccumulator on output, whole": accumulate_b(outs),
-        "B: SpectrumAccumulator on hidden layer, whole": accumulate_b(acts),
+        "A: EquivarianceAccumulator on output, whole": lambda: accumulate_a(grid),
+        "B: SpectrumAccumulator on output, whole": lambda: accumulate_b(grid, outs),
+        "B: SpectrumAccumulator on hidden layer, whole": lambda: accumulate_b(grid, acts),
+        "  u^T @ basis matmul, hidden layer":
+            lambda: [u.T @ basis[ix] for u, ix in zip(layer_u, index)],
+        f"  rho(g) table for {OUTPUT_REP}, whole grid (Representation.matrices)":
+            lambda: rep.matrices(grid.matrices),
+        f"  Wigner basis table D^0..D^{lmax}, whole grid (SpectrumAccumulator._basis)":
+            lambda: probe._basis(grid.matrices),
+        "first pass on a fresh grid (A + B output + B layer, tables built)": first_pass,
     }
     for fn in parts.values():
-        fn()  # warm-up
-    return {label: best_of(fn, repeat) for label, fn in parts.items()}
+        fn()  # warm-up; also fills the grid's tables
+    times = {label: best_of(fn, repeat, time.process_time) for label, fn in parts.items()}
+    whole = ("action", "A:", "B:")
+    times[BREAKDOWN_TOTAL] = sum(v for k, v in times.items() if k.startswith(whole))
+    times[BREAKDOWN_TABLES] = sum(v for k, v in times.items() if "table" in k and k.startswith("  "))
+    return times
+
+
+PROFILE_FILTER = (r"symplug/|e3nn/o3/_wigner|e3nn/o3/_irreps|e3nn/o3/_rotation|matrix_exp|"
+                  r"block_diag|_call_impl")
 
 
 def profile_engine(name: str, n_points: int, grid: Grid, lmax: int, chunk: int,
-                   lines: int = 25) -> str:
-    """cProfile of one ``evaluate_orbit`` call (after a warm-up), sorted by cumulative time."""
+                   lines: int = 30) -> str:
+    """cProfile of one ``evaluate_orbit`` call (after a warm-up), by cumulative time,
+    restricted to the engine, e3nn's Wigner code and the model call."""
     model, sample = build_model(name, n_points)
     run_engine(model, sample, grid, lmax, chunk)
     profiler = cProfile.Profile()
@@ -311,9 +369,12 @@ def profile_engine(name: str, n_points: int, grid: Grid, lmax: int, chunk: int,
     profiler.disable()
     stream = io.StringIO()
     stats = pstats.Stats(profiler, stream=stream)
-    stats.sort_stats("cumulative").print_stats(lines)
+    stats.sort_stats("cumulative").print_stats(PROFILE_FILTER, lines)
     text = stream.getvalue()
-    return text[text.find("ncalls") if "ncalls" in text else 0:].rstrip()
+    head = text[:text.find("ncalls")].strip().splitlines()
+    body = text[text.find("ncalls"):].rstrip()
+    total = next((line.strip() for line in head if "function calls" in line), "")
+    return (total + "\n\n" + body).replace(os.path.dirname(os.path.dirname(e3nn.__file__)) + "/", "")
 
 
 # ----------------------------------------------------------------------------- 2. comparisons
@@ -393,45 +454,71 @@ def memory_worker(spec: str) -> None:
         out.update(chunk_size=chunk, seconds=time.perf_counter() - start,
                    rmse=result.outputs[OUTPUT].rmse)
     out["maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    out["vmhwm_kib"] = vm_hwm_kib()
     print(json.dumps(out))
 
 
-def run_worker(spec: str, n_points: int) -> dict[str, Any]:
-    env = dict(os.environ, BENCH_N_POINTS=str(n_points), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--memory-worker", spec],
-                          capture_output=True, text=True, env=env, check=False)
+def vm_hwm_kib() -> int | None:
+    """Peak RSS of this process's own address space (Linux /proc), as a cross-check."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next((int(line.split()[1]) for line in fh if line.startswith("VmHWM")), None)
+    except OSError:
+        return None
+
+
+# A child exec'd straight from this (large) process inherits the parent's peak RSS in
+# ru_maxrss (Linux keeps the larger of the pre-exec address space's high-water mark and
+# its own), so every worker would report this process's peak. A small launcher
+# process in between keeps the inherited value at the launcher's ~10 MiB.
+LAUNCHER = "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)"
+
+
+def run_worker(spec: str, n_points: int, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    env = dict(os.environ, BENCH_N_POINTS=str(n_points), OMP_NUM_THREADS="1", **(extra_env or {}))
+    cmd = [sys.executable, "-c", LAUNCHER,
+           sys.executable, os.path.abspath(__file__), "--memory-worker", spec]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode:
         raise RuntimeError(f"memory worker {spec!r} failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
+
+
 def bench_memory(grids: list[tuple[str, int]], chunk: int, n_points: int,
-                 contrast: bool) -> dict[str, Any]:
+                 contrast: list[tuple[str, int]], allocators: dict[str, dict[str, str]]
+                 ) -> dict[str, Any]:
+    """Peak-RSS increments of ``evaluate_orbit`` per grid, for each allocator setting;
+    the ``contrast`` grids are also run unchunked (default allocator only)."""
     largest = max(grids, key=lambda g: symplug.quadrature("O3", g[1], kind=g[0]).size)
-    base_spec = f"baseline:{largest[0]}:{largest[1]}"
-    baselines = [run_worker(base_spec, n_points) for _ in range(2)]
-    base = min(b["maxrss_kib"] for b in baselines)
-    runs = []
-    for kind, degree in grids:
-        runs.append(run_worker(f"{kind}:{degree}:{chunk}", n_points))
-    if contrast:
-        for kind, degree in grids[:2]:
-            runs.append(run_worker(f"{kind}:{degree}:all", n_points))
-    for run in runs:
-        run["increment_kib"] = run["maxrss_kib"] - base
-    chunked = [r for r in runs if r["chunk_size"] == chunk]
-    incs = [r["increment_kib"] for r in chunked]
-    return {"chunk_size": chunk, "n_points": n_points, "lmax": 2,
-            "baselines_kib": [b["maxrss_kib"] for b in baselines], "baseline_kib": base,
-            "runs": runs,
-            "size_ratio": max(r["grid_size"] for r in chunked) / min(r["grid_size"] for r in chunked),
+    out: dict[str, Any] = {"chunk_size": chunk, "n_points": n_points, "lmax": 2, "settings": {}}
+    for label, env in allocators.items():
+        baselines = [run_worker(f"baseline:{largest[0]}:{largest[1]}", n_points, env)
+                     for _ in range(2)]
+        base = min(b["maxrss_kib"] for b in baselines)
+        runs = [run_worker(f"{kind}:{degree}:{chunk}", n_points, env) for kind, degree in grids]
+        if label == "default":
+            runs += [run_worker(f"{kind}:{degree}:all", n_points, env)
+                     for kind, degree in contrast]
+        for run in runs:
+            run["increment_kib"] = run["maxrss_kib"] - base
+        chunked = [r for r in runs if r["chunk_size"] == chunk]
+        incs = [r["increment_kib"] for r in chunked]
+        sizes = [r["grid_size"] for r in chunked]
+        out["settings"][label] = {
+            "env": env, "baselines_kib": [b["maxrss_kib"] for b in baselines],
+            "baseline_kib": base, "runs": runs, "size_ratio": max(sizes) / min(sizes),
             "increment_spread": (max(incs) - min(incs)) / min(incs) if min(incs) > 0 else None}
+    return out
 
 
 # ----------------------------------------------------------------------------- main
 
 
 def parse_grid_list(text: str) -> list[tuple[str, int]]:
+    """``"lebedev:2,gauss-legendre:5"`` -> ``[("lebedev", 2), ("gauss-legendre", 5)]``."""
     out = []
     for item in text.split(","):
         kind, degree = item.split(":")
@@ -443,15 +530,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="one repeat, fewer sizes, no unchunked memory contrast (smoke test)")
+                        help="smoke test: one repeat, fewer sizes, default allocator only, "
+                             "no unchunked memory contrast")
     parser.add_argument("--json", metavar="PATH", help="write all measurements as JSON here")
     parser.add_argument("--repeat", type=int, default=None, help="best of N (default 3; 1 quick)")
     parser.add_argument("--n-points", type=int, default=24, help="points per cloud (default 24)")
     parser.add_argument("--degree", type=int, default=4, help="O3 Lebedev degree for 1 and 2")
     parser.add_argument("--lmax", type=int, default=4, help="lmax of B in benchmark 1")
     parser.add_argument("--chunk-size", type=int, default=64)
-    parser.add_argument("--memory-grids", default="gauss-legendre:2,gauss-legendre:5,lebedev:6",
+    parser.add_argument("--memory-grids",
+                        default="gauss-legendre:2,gauss-legendre:3,gauss-legendre:5,lebedev:6",
                         help="KIND:DEGREE list for the memory benchmark")
+    parser.add_argument("--contrast-grids", default="gauss-legendre:2,gauss-legendre:5",
+                        help="grids also run unchunked in the memory benchmark (not --quick)")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile listing")
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -480,19 +571,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                f"chunks of {args.chunk_size}, outputs {OUTPUT_REP} + 1 hidden layer, "
                f"lmax={args.lmax})\n")
     out.append(markdown_table(
-        ["model", "points", "(a) model alone", "(b) evaluate_orbit", "b - a",
+        ["model", "points", "clock", "(a) model alone", "(b) evaluate_orbit", "b - a",
          "engine cost / copy", "overhead (b-a)/a"],
-        [[MODEL_LABELS[c.model], c.n_points, fmt_s(c.model_s), fmt_s(c.engine_s),
-          fmt_s(c.engine_s - c.model_s), fmt_s((c.engine_s - c.model_s) / c.grid_size),
-          f"{100 * c.overhead:.0f} %"] for c in cases]))
+        [row for c in cases for row in (
+            [MODEL_LABELS[c.model], c.n_points, "wall", fmt_s(c.model_s), fmt_s(c.engine_s),
+             fmt_s(c.engine_s - c.model_s), fmt_s((c.engine_s - c.model_s) / c.grid_size),
+             f"{100 * c.overhead:.0f} %"],
+            ["", "", "CPU", fmt_s(c.model_cpu_s), fmt_s(c.engine_cpu_s),
+             fmt_s(c.engine_cpu_s - c.model_cpu_s),
+             fmt_s((c.engine_cpu_s - c.model_cpu_s) / c.grid_size),
+             f"{100 * c.overhead_cpu:.0f} %"])]))
+    out.append("\n(a) and (b) both run with autograd enabled, as evaluate_orbit does. "
+               "Model alone under torch.inference_mode(), CPU: "
+               + ", ".join(f"{MODEL_LABELS[c.model]} {fmt_s(c.model_inference_cpu_s)}"
+                           for c in cases) + ".")
     breakdown = engine_breakdown("e3nn", args.n_points, grid, args.lmax, args.chunk_size, repeat)
     report["breakdown_s"] = breakdown
     e3nn_case = cases[0]
-    out.append(f"\nEngine parts, timed alone on precomputed model outputs (one grid pass, "
-               f"{e3nn_case.chunks} chunks; e3nn net's hidden layer):\n")
-    out.append(markdown_table(["part", "time", "share of (b-a) for the e3nn net"],
-                              [[k, fmt_s(v), f"{100 * v / (e3nn_case.engine_s - e3nn_case.model_s):.0f} %"]
-                               for k, v in breakdown.items()]))
+    out.append(f"\nEngine parts (CPU time), each timed alone on precomputed model outputs and activations "
+               f"(one pass over the {grid.size} copies in {e3nn_case.chunks} chunks; e3nn net, "
+               "hidden layer 'mix'). Indented lines are parts of the line above.\n")
+    out.append(markdown_table(
+        ["part", "CPU time", "% of (a) e3nn model CPU time", "% of (a) MLP CPU time"],
+        [[k.replace("  ", "&nbsp;&nbsp;"), fmt_s(v), f"{100 * v / e3nn_case.model_cpu_s:.1f} %",
+          f"{100 * v / cases[1].model_cpu_s:.0f} %"] for k, v in breakdown.items()]))
     if not args.no_profile:
         report["profile"] = profile_engine("e3nn", args.n_points, grid, args.lmax,
                                            args.chunk_size)
@@ -506,9 +608,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["e3nn_compare"] = compare
     out.append("\n## 2a. e3nn.util.test.equivariance_error vs symplug A\n")
     out.append(markdown_table(
-        ["model", "e3nn time/call", "e3nn max |err| (rotation+parity), "
+        ["model", "e3nn time/call", "e3nn max abs. error (rotation+parity), "
          f"{spread} calls: min..max", "symplug A time/call", "symplug A RMSE (relative)",
-         "max |y|"],
+         "max abs(y)"],
         [[MODEL_LABELS[c["model"]], fmt_s(c["e3nn_s_per_call"]),
           f"{min(c['e3nn_max_err_rotation']):.2e}..{max(c['e3nn_max_err_rotation']):.2e}",
           fmt_s(c["symplug_s_per_call"]) + f" ({c['symplug_copies']} copies)",
@@ -532,23 +634,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                for r in report["quadrature"]]))
 
     # 3. memory
+    allocators = {"default": {}}
+    if not args.quick:
+        allocators["MALLOC_MMAP_THRESHOLD_=1MiB"] = MALLOC_TUNED
     mem = bench_memory(parse_grid_list(args.memory_grids), args.chunk_size, args.n_points,
-                       contrast=not args.quick)
+                       contrast=[] if args.quick else parse_grid_list(args.contrast_grids),
+                       allocators=allocators)
     report["memory"] = mem
     out.append(f"\n## 3. Peak memory (fresh subprocess per case; e3nn net, {args.n_points} points, "
-               f"output + hidden layer, lmax=2)\n")
-    out.append(f"Baseline (imports, model and grid built, no evaluation): "
-               f"{' / '.join(f'{b / 1024:.1f}' for b in mem['baselines_kib'])} MiB peak RSS "
-               f"(two runs; the smaller is subtracted).\n")
-    out.append(markdown_table(
-        ["grid", "size", "chunk_size", "peak RSS", "increment over baseline", "eval time"],
-        [[r["spec"].rsplit(":", 1)[0], r["grid_size"], r["chunk_size"],
-          f"{r['maxrss_kib'] / 1024:.1f} MiB", f"{r['increment_kib'] / 1024:.1f} MiB",
-          fmt_s(r["seconds"])] for r in mem["runs"]]))
-    if mem["increment_spread"] is not None:
-        out.append(f"\nAt chunk_size={args.chunk_size}, grid sizes differ {mem['size_ratio']:.1f}x; "
-                   f"the increment varies by {100 * mem['increment_spread']:.1f} % "
-                   "(max - min) / min.")
+               "output + hidden layer, lmax=2)\n")
+    rows = []
+    for label, setting in mem["settings"].items():
+        rows.append([f"{label}: baseline (no evaluation)", "-", "-",
+                     " / ".join(f"{b / 1024:.1f} MiB" for b in setting["baselines_kib"]),
+                     "-", "-"])
+        rows += [[f"{label}: {r['spec'].rsplit(':', 1)[0]}", r["grid_size"], r["chunk_size"],
+                  f"{r['maxrss_kib'] / 1024:.1f} MiB", f"{r['increment_kib'] / 1024:.1f} MiB",
+                  fmt_s(r["seconds"])] for r in setting["runs"]]
+    out.append(markdown_table(["allocator: grid", "size", "chunk_size", "peak RSS (ru_maxrss)",
+                               "increment over baseline", "eval time"], rows))
+    for label, setting in mem["settings"].items():
+        if setting["increment_spread"] is not None:
+            out.append(f"\n{label}: at chunk_size={args.chunk_size}, grid sizes span "
+                       f"{setting['size_ratio']:.1f}x; the increment varies by "
+                       f"{100 * setting['increment_spread']:.1f} % ((max - min) / min).")
 
     text = "\n".join(out)
     print(text)
