@@ -122,7 +122,7 @@ def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
             mats = grid.matrices[index]
             copies = mats.shape[0]
             result = call_model(model, action(sample, mats))
-            for name, rep in reps.items():
+            for name in reps:
                 if name not in result:
                     raise SymplugError(f"model produced no output {name!r}; it has "
                                        f"{sorted(result)}")

@@ -1,7 +1,5 @@
 """Metric B against known answers (DESIGN §1)."""
 
-import math
-
 import numpy as np
 import pytest
 import sphericart
