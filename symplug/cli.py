@@ -65,7 +65,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
                       kind=args.kind, n=args.n, seed=args.seed, lmax=args.lmax,
                       outputs=outputs, layers=layers, finer_degree=args.finer_degree,
                       check_convergence=not args.no_convergence, chunk_size=args.chunk_size,
-                      progress=not args.quiet)
+                      progress=not args.quiet, skip_failures=args.skip_failures)
     if args.json:
         write_json(result, args.json)
     print(summary_table(result))
@@ -88,6 +88,9 @@ def summary_table(result: dict) -> str:
             lines.append(f"{name:<28}{layer['invariant_fraction']:>11.4f}"
                          f"{layer['invariant_fraction_centered']:>11.4f}"
                          f"{layer['truncation']:>12.2e}")
+    if result.get("skipped"):
+        lines.append(f"skipped {len(result['skipped'])} failed samples: "
+                     + "; ".join(f"#{s['index']}: {s['reason']}" for s in result["skipped"][:3]))
     conv = result.get("convergence") or {}
     if conv.get("finer_degree") is not None:
         lines.append(f"convergence: max change {conv['max_abs_change']:.2e} on degree "
@@ -136,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-convergence", action="store_true", help="skip the convergence check")
     p.add_argument("--chunk-size", type=int, default=64, help="copies per model call")
     p.add_argument("--max-samples", type=int, help="use the first N samples only")
+    p.add_argument("--skip-failures", action="store_true",
+                   help="flag and count samples whose evaluation fails instead of stopping")
     p.add_argument("--json", help="write the result JSON here (atomically)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_diagnose)

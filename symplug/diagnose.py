@@ -30,20 +30,34 @@ def _dataset_feature_mean(spectra: list[Spectrum]) -> torch.Tensor:
 
 def _run(model: Callable, samples: Sequence[Any], domain: Domain, grid: Grid, outputs: dict,
          layers: Sequence[str], lmax: int | None, chunk_size: int, desc: str,
-         progress: bool) -> list[OrbitResult]:
+         progress: bool, skipped: dict[int, str] | None) -> dict[int, OrbitResult]:
+    """Orbit results by sample index. With ``skipped`` (a dict), a sample whose
+    evaluation fails is recorded there with the reason instead of stopping the run."""
     bar = tqdm(total=len(samples) * grid.size, desc=desc, unit="copy", disable=not progress,
                file=sys.stderr, leave=False)
+    results: dict[int, OrbitResult] = {}
     try:
-        return [evaluate_orbit(model, sample, domain.act, grid, outputs=outputs, layers=layers,
-                               lmax=lmax, chunk_size=chunk_size, split_layer=domain.split_layer,
-                               progress=bar.update)
-                for sample in samples]
+        for i, sample in enumerate(samples):
+            if skipped is not None and i in skipped:
+                continue
+            try:
+                results[i] = evaluate_orbit(model, sample, domain.act, grid, outputs=outputs,
+                                            layers=layers, lmax=lmax, chunk_size=chunk_size,
+                                            split_layer=domain.split_layer,
+                                            progress=bar.update)
+            except Exception as exc:  # flagged and counted, never silently dropped
+                if skipped is None:
+                    raise
+                skipped[i] = f"{type(exc).__name__}: {exc}"
     finally:
         bar.close()
+    return results
 
 
-def _summaries(results: list[OrbitResult], outputs: dict, layers: Sequence[str]) -> dict:
-    """Flat {quantity: number} used for the convergence comparison."""
+def _summaries(results: dict[int, OrbitResult], keep: Sequence[int], outputs: dict,
+               layers: Sequence[str]) -> dict:
+    """Flat {quantity: number} over the samples ``keep``, for the convergence comparison."""
+    results = [results[i] for i in keep]
     flat: dict[str, float] = {}
     for name in outputs:
         flat[f"outputs.{name}.equivariance_rmse"] = aggregate_errors(
@@ -86,13 +100,16 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
              n: int | None = None, seed: int | None = None, lmax: int | None = None,
              outputs: Sequence[str] | None = None, layers: Sequence[str] = (),
              finer_degree: int | None = None, check_convergence: bool = True,
-             chunk_size: int = 64, progress: bool = True) -> dict:
+             chunk_size: int = 64, progress: bool = True, skip_failures: bool = False) -> dict:
     """Diagnose ``model`` on ``samples`` of ``domain``; returns the DESIGN §3 result.
 
     A per output (data-set equivariance RMSE in the output's units, relative
     error, per-sample values, bias-variance split when the domain supplies
     reference labels), B per output and per layer (raw and data-set centred),
     and the largest change of all these numbers on a finer grid.
+
+    With ``skip_failures``, a sample whose evaluation raises is left out, listed
+    under ``"skipped"`` with the reason and counted; the others are kept.
     """
     from . import __version__
 
@@ -102,7 +119,12 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
     if group not in domain.groups:
         raise SymplugError(f"group {group} is not offered by domain {domain.name!r} "
                            f"(offers {', '.join(domain.groups)})")
-    names = list(outputs) if outputs else list(domain.outputs)
+    if outputs:
+        names = list(outputs)
+    elif domain.select_outputs is not None:
+        names = list(domain.select_outputs(samples))
+    else:
+        names = list(domain.outputs)
     unknown = [o for o in names if o not in domain.outputs]
     if unknown:
         raise SymplugError(f"domain {domain.name!r} has no output {unknown[0]!r} "
@@ -112,31 +134,38 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
                       axis=domain.axis)
     if lmax is None:
         lmax = grid.degree if grid.degree is not None else degree
-    runs: list[list[OrbitResult]] = []  # the grid's run first, then the finer one
+    skipped: dict[int, str] | None = {} if skip_failures else None
+    runs: list[dict[int, OrbitResult]] = []  # the grid's run first, then the finer one
 
     def evaluate(g: Grid) -> dict[str, float]:
         runs.append(_run(model, samples, domain, g, reps, layers, lmax, chunk_size,
-                         f"{domain.name} {g.group} degree {g.degree}", progress))
-        return _summaries(runs[-1], reps, layers)
+                         f"{domain.name} {g.group} degree {g.degree}", progress, skipped))
+        if not runs[0]:
+            raise SymplugError(f"every sample failed; the first: {next(iter(skipped.values()))}")
+        keep = [i for i in runs[0] if all(i in run for run in runs)]
+        return _summaries(runs[-1], keep, reps, layers)
 
     if check_convergence:
         conv = convergence(evaluate, grid, finer_degree)
     else:
         evaluate(grid)
         conv = {"finer_degree": None, "max_abs_change": None}
-    results = runs[0]
+    kept = [i for i in range(len(samples)) if all(i in run for run in runs)]
+    results = [runs[0][i] for i in kept]
     out: dict[str, Any] = {"symplug_version": __version__, "domain": domain.name,
                            "group": group, "grid": grid.describe(), "lmax": lmax,
-                           "n_samples": len(samples), "convergence": conv}
+                           "n_samples": len(kept), "convergence": conv}
+    if skipped is not None:
+        out["skipped"] = [{"index": i, "reason": skipped[i]} for i in sorted(skipped)]
 
-    labels = [domain.reference(s) if domain.reference else None for s in samples]
+    labels = [domain.reference(samples[i]) if domain.reference else None for i in kept]
     out["outputs"] = {}
     for name in names:
         errors = [r.outputs[name] for r in results]
         spectrum = aggregate_spectra([r.output_spectra[name] for r in results])
         entry = {"rep": reps[name], "units": domain.outputs[name].units,
                  **aggregate_errors(errors).to_dict(), **spectrum.to_dict(),
-                 "per_sample": [e.to_dict() for e in errors]}
+                 "per_sample": [{"index": i, **e.to_dict()} for i, e in zip(kept, errors)]}
         if all(lab is not None and name in lab for lab in labels):
             entry["bias_variance"] = bias_variance(errors, [lab[name] for lab in labels]).to_dict()
         out["outputs"][name] = entry

@@ -34,6 +34,8 @@ class Domain:
     * ``reference(sample)`` returns exact labels {output: tensor} if the sample
       carries them (for the bias-variance split), else None.
     * ``groups``: the groups that make sense for the domain, default first.
+    * ``select_outputs(samples)`` names the outputs that the samples support when
+      none are asked for (e.g. stress only for periodic structures); default: all.
     """
 
     name: str
@@ -44,6 +46,7 @@ class Domain:
     split_layer: Callable[[str, torch.Tensor, int], torch.Tensor] | None = None
     reference: Callable[[Any], Mapping[str, torch.Tensor] | None] | None = None
     axis: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    select_outputs: Callable[[Any], list[str]] | None = None
 
     def validate(self, plugin: str) -> "Domain":
         """Raise :class:`PluginError` naming ``plugin`` if the record breaks the contract."""

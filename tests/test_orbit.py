@@ -108,3 +108,22 @@ def test_convergence_reports_the_change_of_a_non_band_limited_quantity():
     assert smooth["finer_degree"] == 4 and rough["max_abs_change"] > 100 * smooth["max_abs_change"]
     band2 = symplug.convergence(lambda g: evaluate(g, 0.0), symplug.quadrature("O3", 2))
     assert band2["max_abs_change"] < 1e-14
+
+
+def test_failing_samples_are_flagged_and_counted(clouds):
+    class FailsOnBigClouds(DistanceModel):
+        def forward(self, pos):
+            if pos.abs().max() > 2.5:
+                raise ValueError("cloud too wide")
+            return super().forward(pos)
+
+    wide = clouds[0] * 10
+    samples = [clouds[1], wide, clouds[2]]
+    result = symplug.diagnose(FailsOnBigClouds(), samples, example.point_domain(), degree=1,
+                              outputs=["energy"], progress=False, skip_failures=True)
+    assert result["n_samples"] == 2
+    assert result["skipped"] == [{"index": 1, "reason": "ValueError: cloud too wide"}]
+    assert [s["index"] for s in result["outputs"]["energy"]["per_sample"]] == [0, 2]
+    with pytest.raises(ValueError, match="too wide"):
+        symplug.diagnose(FailsOnBigClouds(), samples, example.point_domain(), degree=1,
+                         outputs=["energy"], progress=False)
