@@ -113,7 +113,7 @@ def test_convergence_reports_the_change_of_a_non_band_limited_quantity():
 def test_failing_samples_are_flagged_and_counted(clouds):
     class FailsOnBigClouds(DistanceModel):
         def forward(self, pos):
-            if pos.abs().max() > 2.5:
+            if pos.abs().max() > 8.0:
                 raise ValueError("cloud too wide")
             return super().forward(pos)
 
