@@ -1,0 +1,65 @@
+"""How O(3) acts on ase.Atoms, and the checks every structure passes first.
+
+g acts about the centre of mass c: r_i -> c + g (r_i - c). A periodic cell
+rotates with the atoms by the proper part R = det(g) g (cell rows a_k -> R a_k):
+the lattice spanned by -R a_k is the same, and the cell stays right-handed.
+Atom order is kept, so tokens correspond across the orbit.
+"""
+
+from __future__ import annotations
+
+import ase
+import numpy as np
+import torch
+from ase.geometry import get_distances
+
+from symplug import SymplugError
+
+MIN_DISTANCE = 0.1  # A: closer atoms are "overlapping"
+
+
+def check_frame(atoms: ase.Atoms, where: str = "structure") -> None:
+    """Raise a :class:`SymplugError` naming ``where`` and the field for unusable input."""
+    if not isinstance(atoms, ase.Atoms):
+        raise SymplugError(f"{where}: expected ase.Atoms, got {type(atoms).__name__}")
+    if len(atoms) == 0:
+        raise SymplugError(f"{where}: empty structure (no atoms)")
+    pos = atoms.get_positions()
+    if not np.isfinite(pos).all():
+        bad = int(np.where(~np.isfinite(pos).all(axis=1))[0][0])
+        raise SymplugError(f"{where}: field 'positions' holds NaN or inf (atom {bad})")
+    pbc = atoms.get_pbc()
+    if pbc.any():
+        lengths = atoms.cell.lengths()
+        if atoms.cell.rank < 3 or (lengths[pbc] < 1e-8).any():
+            raise SymplugError(f"{where}: periodic along {pbc.tolist()} but field 'cell' "
+                               f"{atoms.cell.array.round(4).tolist()} does not span those directions")
+    if len(atoms) > 1:
+        _, dist = get_distances(pos, cell=atoms.cell, pbc=pbc)
+        np.fill_diagonal(dist, np.inf)
+        i, j = np.unravel_index(int(np.argmin(dist)), dist.shape)
+        if dist[i, j] < MIN_DISTANCE:
+            raise SymplugError(f"{where}: atoms {i} and {j} overlap (distance {dist[i, j]:.3g} A "
+                               f"< {MIN_DISTANCE} A) in field 'positions'")
+
+
+def transform(atoms: ase.Atoms, g: np.ndarray) -> ase.Atoms:
+    """A copy of ``atoms`` acted on by the orthogonal matrix ``g`` (3, 3) about its centre of mass.
+
+    The copy carries no calculator; periodic copies are wrapped into the rotated cell.
+    """
+    g = np.asarray(g, dtype=np.float64)
+    new = atoms.copy()
+    new.calc = None
+    com = atoms.get_center_of_mass()
+    new.positions = com + (atoms.positions - com) @ g.T
+    if atoms.get_pbc().any():
+        proper = np.sign(np.linalg.det(g)) * g
+        new.set_cell(atoms.cell.array @ proper.T, scale_atoms=False)
+        new.wrap()
+    return new
+
+
+def rotated_copies(atoms: ase.Atoms, matrices: torch.Tensor) -> list[ase.Atoms]:
+    """The orbit action of the atoms domain: one transformed copy per (3, 3) matrix."""
+    return [transform(atoms, g) for g in np.asarray(torch.as_tensor(matrices).detach().cpu())]

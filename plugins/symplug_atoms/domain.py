@@ -1,0 +1,92 @@
+"""Diagnosis of an atomistic model on structures: A in meV/atom, meV/A and GPa,
+B of every output, the bias-variance split against labels the frames carry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import ase
+import ase.io
+import numpy as np
+import torch
+from ase.calculators.calculator import BaseCalculator
+
+import symplug
+from symplug import Domain, Output, SymplugError
+
+from .action import check_frame, rotated_copies
+from .models import REPS, UNITS, CalculatorModel, to_reporting_units
+
+
+def reference_labels(atoms: ase.Atoms) -> dict[str, torch.Tensor] | None:
+    """Labels stored with the structure (e.g. read from extxyz), in reporting units."""
+    calc = atoms.calc
+    results = getattr(calc, "results", None) or {}
+    labels = {}
+    if "energy" in results:
+        labels["energy"] = results["energy"]
+    if "forces" in results:
+        labels["forces"] = results["forces"]
+    if "stress" in results and atoms.get_pbc().all():
+        stress = np.asarray(results["stress"], dtype=np.float64)
+        if stress.shape == (6,):
+            xx, yy, zz, yz, xz, xy = stress
+            stress = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+        labels["stress"] = stress
+    if not labels:
+        return None
+    return {k: torch.from_numpy(to_reporting_units(k, v, len(atoms))) for k, v in labels.items()}
+
+
+def default_outputs(frames: Sequence[ase.Atoms]) -> list[str]:
+    """energy and forces; stress too when every structure is periodic."""
+    names = ["energy", "forces"]
+    if all(f.get_pbc().all() for f in frames):
+        names.append("stress")
+    return names
+
+
+def atoms_domain() -> Domain:
+    """The ``atoms`` domain record (also registered through the plugin hooks)."""
+    return Domain(
+        name="atoms", act=rotated_copies, groups=("O3", "SO3"),
+        outputs={name: Output(REPS[name], UNITS[name]) for name in REPS},
+        description="ase.Atoms; O(3) about the centre of mass, cells rotate with the atoms",
+        reference=reference_labels, select_outputs=default_outputs)
+
+
+def read_frames(path: str | Path, index: str = ":") -> list[ase.Atoms]:
+    """Structures from any file ase.io reads (extxyz, traj, ...), each checked."""
+    path = Path(path)
+    if not path.exists():
+        raise SymplugError(f"{path}: no such file")
+    try:
+        frames = ase.io.read(path, index=index)
+    except Exception as exc:
+        raise SymplugError(f"{path}: ase.io cannot read it ({type(exc).__name__}: {exc})") from exc
+    frames = frames if isinstance(frames, list) else [frames]
+    if not frames:
+        raise SymplugError(f"{path}: no structures")
+    for i, frame in enumerate(frames):
+        check_frame(frame, f"{path} frame {i}")
+    return frames
+
+
+def diagnose(model: Any, frames: Sequence[ase.Atoms], outputs: Sequence[str] | None = None,
+             layers: Sequence[str] = (), group: str = "O3", degree: int = 2,
+             **kwargs) -> dict:
+    """A and B of ``model`` (an ASE calculator or :class:`CalculatorModel`) on ``frames``.
+
+    Structures whose evaluation fails are flagged under ``"skipped"`` and counted;
+    the others are kept. Further keyword arguments go to :func:`symplug.diagnose`.
+    """
+    if isinstance(model, BaseCalculator):
+        model = CalculatorModel(model)
+    if layers:
+        raise SymplugError("hidden layers need a torch model; ASE calculators expose outputs only")
+    for i, frame in enumerate(frames):
+        check_frame(frame, f"frame {i}")
+    kwargs.setdefault("skip_failures", True)
+    return symplug.diagnose(model, list(frames), atoms_domain(), outputs=outputs, group=group,
+                            degree=degree, **kwargs)

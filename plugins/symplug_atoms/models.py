@@ -1,0 +1,128 @@
+"""Models the atoms adapter evaluates: any ASE calculator, copy by copy.
+
+:class:`CalculatorModel` maps a list of structures (the transformed copies of
+one input) to symplug outputs in reporting units: ``energy`` in meV/atom,
+``forces`` in meV/A, ``stress`` in GPa (3 x 3, periodic structures only).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Sequence
+
+import ase
+import numpy as np
+import torch
+from ase import units
+from ase.calculators.calculator import BaseCalculator
+
+from symplug import SymplugError
+
+# reporting unit and factor from ASE units (eV, eV/A, eV/A^3)
+UNITS = {"energy": "meV/atom", "forces": "meV/A", "stress": "GPa"}
+REPS = {"energy": "0e", "forces": "1o", "stress": "cartesian2"}
+STRESS_TO_GPA = 1.0 / units.GPa
+
+
+def to_reporting_units(name: str, value: np.ndarray, n_atoms: int) -> np.ndarray:
+    """Convert an ASE-unit ``energy`` (eV), ``forces`` (eV/A) or 3x3 ``stress`` (eV/A^3)."""
+    if name == "energy":
+        return np.asarray(value, dtype=np.float64).reshape(1) * 1000.0 / n_atoms
+    if name == "forces":
+        return np.asarray(value, dtype=np.float64) * 1000.0
+    return np.asarray(value, dtype=np.float64) * STRESS_TO_GPA
+
+
+def ase_results(calc: BaseCalculator, atoms: ase.Atoms, properties: Sequence[str]) -> dict:
+    """energy (eV), forces (N, 3) and stress (3, 3) of ``atoms`` from ``calc``, shapes checked."""
+    atoms.calc = calc
+    out = {}
+    if "energy" in properties:
+        out["energy"] = float(atoms.get_potential_energy())
+    if "forces" in properties:
+        forces = np.asarray(atoms.get_forces(), dtype=np.float64)
+        if forces.shape != (len(atoms), 3):
+            raise SymplugError(f"calculator {type(calc).__name__} returned forces of shape "
+                               f"{forces.shape} for {len(atoms)} atoms; expected ({len(atoms)}, 3)")
+        out["forces"] = forces
+    if "stress" in properties:
+        stress = np.asarray(atoms.get_stress(voigt=False), dtype=np.float64)
+        if stress.shape != (3, 3):
+            raise SymplugError(f"calculator {type(calc).__name__} returned stress of shape "
+                               f"{stress.shape}; expected (3, 3)")
+        out["stress"] = stress
+    atoms.calc = None
+    return out
+
+
+def supported_properties(calc: BaseCalculator) -> set[str]:
+    return set(getattr(calc, "implemented_properties", ("energy", "forces")))
+
+
+class CalculatorModel:
+    """An ASE calculator as a symplug model: ``model(list_of_atoms) -> {output: tensor}``.
+
+    ``properties`` restricts the outputs; by default energy and forces (and stress
+    when every copy is periodic and the calculator implements it).
+    """
+
+    def __init__(self, calc: BaseCalculator, properties: Sequence[str] | None = None):
+        if not isinstance(calc, BaseCalculator):
+            raise SymplugError(f"expected an ASE calculator, got {type(calc).__name__}")
+        self.calc = calc
+        available = supported_properties(calc)
+        self.properties = [p for p in (properties or ("energy", "forces", "stress"))
+                           if p in available or properties is not None]
+        unknown = [p for p in self.properties if p not in REPS]
+        if unknown:
+            raise SymplugError(f"unknown atoms output {unknown[0]!r}; known: {', '.join(REPS)}")
+        missing = [p for p in self.properties if p not in available]
+        if missing:
+            raise SymplugError(f"calculator {type(calc).__name__} does not implement "
+                               f"{missing[0]!r} (it implements {sorted(available)})")
+
+    def __call__(self, copies: Sequence[ase.Atoms]) -> dict[str, torch.Tensor]:
+        periodic = all(a.get_pbc().all() for a in copies)
+        props = [p for p in self.properties if p != "stress" or periodic]
+        rows: dict[str, list[np.ndarray]] = {p: [] for p in props}
+        for q, atoms in enumerate(copies):
+            try:
+                result = ase_results(self.calc, atoms, props)
+            except SymplugError:
+                raise
+            except Exception as exc:
+                raise SymplugError(f"calculator {type(self.calc).__name__} failed on copy {q} "
+                                   f"({atoms.get_chemical_formula()}): "
+                                   f"{type(exc).__name__}: {exc}") from exc
+            for p in props:
+                rows[p].append(to_reporting_units(p, result[p], len(atoms)))
+        return {p: torch.from_numpy(np.stack(v)) for p, v in rows.items()}
+
+    def __repr__(self) -> str:
+        return f"CalculatorModel({type(self.calc).__name__}, properties={self.properties})"
+
+
+SHIPPED = {"emt": ("ase.calculators.emt", "EMT")}
+
+
+def load_model(spec: str) -> CalculatorModel:
+    """A model from a spec: a shipped name (``emt``) or ``module:attribute`` naming an
+    ASE calculator instance, class or factory (called without arguments)."""
+    if spec in SHIPPED:
+        module_name, attr = SHIPPED[spec]
+    elif ":" in spec:
+        module_name, attr = spec.split(":", 1)
+    else:
+        raise SymplugError(f"unknown atoms model {spec!r}: give a shipped name "
+                           f"({', '.join(SHIPPED)}) or module:attribute")
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SymplugError(f"cannot load atoms model {spec!r}: {exc}") from exc
+    obj = target() if inspect.isclass(target) or (callable(target) and not
+                                                  isinstance(target, BaseCalculator)) else target
+    if isinstance(obj, torch.nn.Module):
+        raise SymplugError(f"{spec!r} is a torch module; the atoms adapter evaluates ASE "
+                           "calculators (wrap it in one, e.g. metatomic_ase.MetatomicCalculator)")
+    return CalculatorModel(obj)

@@ -1,0 +1,210 @@
+"""The atoms adapter on ase's EMT (exactly invariant) and planted anisotropy (analytic A)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ase
+import ase.cluster
+import ase.io
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+import symplug
+import symplug_atoms
+from symplug_atoms.action import check_frame, transform
+
+from atoms_models import EPS, W, BadShapeEMT, FailingEMT, PlantedEMT
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    atoms = ase.cluster.Icosahedron("Cu", 2)
+    atoms.rattle(0.05, seed=1)
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def cell():
+    atoms = bulk("Cu", cubic=True) * (2, 1, 1)
+    atoms.rattle(0.05, seed=2)
+    return atoms
+
+
+def planted_analytic(atoms):
+    """A of the planted term: energy (eV) and forces (eV/A per component)."""
+    d = atoms.positions - atoms.get_center_of_mass()
+    m = d.T @ d
+    m0 = m - np.trace(m) / 3 * np.eye(3)
+    w2 = float(W @ W)
+    a_energy = EPS * w2 * math.sqrt(2 * np.trace(m0 @ m0) / 15)
+    a_forces = math.sqrt(8 / 9 * EPS ** 2 * w2 ** 2 * float((d * d).sum()) / (3 * len(atoms)))
+    return a_energy, a_forces, np.trace(m)
+
+
+def test_action_rotates_about_com_and_keeps_cells_right_handed(cluster, cell):
+    g = -symplug.haar("SO3", 1, seed=4)[0].numpy()  # improper
+    moved = transform(cluster, g)
+    com = cluster.get_center_of_mass()
+    assert np.allclose(moved.get_center_of_mass(), com, atol=1e-12)
+    assert np.allclose(moved.positions - com, (cluster.positions - com) @ g.T, atol=1e-12)
+    new = transform(cell, g)
+    assert np.linalg.det(new.cell.array) > 0
+    assert np.allclose(new.cell.array, cell.cell.array @ (-g).T)
+    # distances (with periodic images) are unchanged by the action
+    assert np.allclose(np.sort(new.get_all_distances(mic=True).ravel()),
+                       np.sort(cell.get_all_distances(mic=True).ravel()), atol=1e-10)
+
+
+def test_emt_is_invariant(cluster, cell):
+    result = symplug_atoms.diagnose(EMT(), [cluster], degree=2, progress=False)
+    energy, forces = result["outputs"]["energy"], result["outputs"]["forces"]
+    assert energy["units"] == "meV/atom" and forces["units"] == "meV/A"
+    assert energy["equivariance_rmse"] * len(cluster) / 1000 <= 1e-9  # eV
+    assert forces["equivariance_rmse"] / 1000 <= 1e-9  # eV/A
+    assert abs(energy["spectrum"]["0,+1"] - 1) < 1e-12
+    assert abs(forces["spectrum"]["1,+1"] - 1) < 1e-9
+    periodic = symplug_atoms.diagnose(EMT(), [cell], degree=1, progress=False)
+    assert set(periodic["outputs"]) == {"energy", "forces", "stress"}
+    assert periodic["outputs"]["stress"]["units"] == "GPa"
+    assert periodic["outputs"]["stress"]["equivariance_rmse"] < 1e-9
+
+
+def test_planted_anisotropy_scores_the_analytic_value(cluster):
+    a_energy, a_forces, _ = planted_analytic(cluster)
+    result = symplug_atoms.diagnose(PlantedEMT(), [cluster], degree=2, progress=False)
+    energy, forces = result["outputs"]["energy"], result["outputs"]["forces"]
+    n = len(cluster)
+    assert abs(energy["equivariance_rmse"] * n / 1000 - a_energy) < 1e-9 * a_energy
+    assert abs(forces["equivariance_rmse"] / 1000 - a_forces) < 1e-9 * a_forces
+    # the extra power is all in (2,+1): its absolute power is A^2 (meV/atom)^2
+    power2 = energy["power"]["2,+1"]
+    assert abs(power2 - (a_energy * 1000 / n) ** 2) < 1e-9 * power2
+    assert energy["power"]["1,+1"] < 1e-18 and energy["power"]["2,-1"] < 1e-18
+    assert result["convergence"]["max_abs_change"] < 1e-10  # band 2: exact at degree 2
+
+
+def test_symmetrized_calculator_removes_it(cluster):
+    a_energy, _, trace = planted_analytic(cluster)
+    sym = symplug_atoms.SymmetrizedCalculator(PlantedEMT(), degree=2)
+    result = symplug_atoms.diagnose(sym, [cluster], degree=1, progress=False,
+                                    check_convergence=False)
+    n = len(cluster)
+    assert result["outputs"]["energy"]["equivariance_rmse"] * n / 1000 <= 1e-10
+    assert result["outputs"]["forces"]["equivariance_rmse"] / 1000 <= 1e-10
+    atoms = cluster.copy()
+    atoms.calc = sym
+    energy = atoms.get_potential_energy()
+    emt = cluster.copy()
+    emt.calc = EMT()
+    # the average of the planted term is eps |w|^2 tr(M) / 3, its forces -2/3 eps |w|^2 d_i
+    assert abs(energy - emt.get_potential_energy() - EPS * float(W @ W) * trace / 3) < 1e-10
+    d = cluster.positions - cluster.get_center_of_mass()
+    expected = emt.get_forces() - 2 / 3 * EPS * float(W @ W) * d
+    assert np.abs(atoms.get_forces() - expected).max() < 1e-10
+    assert abs(sym.results["energy_rot_std"] - a_energy) < 1e-9 * a_energy
+    assert sym.results["forces_rot_std"].shape == (n, 3)
+
+
+def test_random_and_mts_modes(cluster):
+    rnd = symplug_atoms.SymmetrizedCalculator(EMT(), mode="random", seed=3)
+    atoms, ref = cluster.copy(), cluster.copy()
+    atoms.calc, ref.calc = rnd, EMT()
+    assert abs(atoms.get_potential_energy() - ref.get_potential_energy()) < 1e-10
+    assert np.abs(atoms.get_forces() - ref.get_forces()).max() < 1e-10
+    mts = symplug_atoms.SymmetrizedCalculator(PlantedEMT(), degree=2, mode="mts", interval=3)
+    full = symplug_atoms.SymmetrizedCalculator(PlantedEMT(), degree=2)
+    moved = cluster.copy()
+    energies = []
+    for step in range(4):
+        moved.positions[0, 0] += 0.01
+        a, b = moved.copy(), moved.copy()
+        a.calc, b.calc = mts, full
+        energies.append((a.get_potential_energy(), b.get_potential_energy()))
+    assert abs(energies[0][0] - energies[0][1]) < 1e-12  # call 0: full average
+    assert abs(energies[1][0] - energies[1][1]) > 1e-9   # calls 1, 2: held correction
+    assert abs(energies[1][0] - energies[1][1]) < 1e-4
+    assert abs(energies[3][0] - energies[3][1]) < 1e-12  # call 3: recomputed
+
+
+def test_bad_input_is_named(cluster, cell):
+    with pytest.raises(symplug.SymplugError, match="empty structure"):
+        check_frame(ase.Atoms(), "frame 3")
+    bad = cluster.copy()
+    bad.positions[4, 1] = np.nan
+    with pytest.raises(symplug.SymplugError, match="frame 0: field 'positions' holds NaN.*atom 4"):
+        symplug_atoms.diagnose(EMT(), [bad], degree=1, progress=False)
+    bad = cluster.copy()
+    bad.positions[2] = bad.positions[1] + 0.01
+    with pytest.raises(symplug.SymplugError, match="atoms 1 and 2 overlap"):
+        check_frame(bad)
+    bad = ase.Atoms("Cu2", positions=[[0, 0, 0], [2, 0, 0]], pbc=True)
+    with pytest.raises(symplug.SymplugError, match="field 'cell'"):
+        check_frame(bad)
+    with pytest.raises(symplug.SymplugError, match="forces of shape \\(13, 2\\)"):
+        symplug_atoms.diagnose(BadShapeEMT(), [cluster], degree=1, progress=False,
+                               skip_failures=False)
+    with pytest.raises(symplug.SymplugError, match="no output 'dipole'"):
+        symplug_atoms.diagnose(EMT(), [cluster], outputs=["dipole"], degree=1, progress=False)
+
+
+def test_failing_structure_is_flagged_and_the_rest_kept(cluster):
+    big = ase.cluster.Icosahedron("Cu", 3)
+    result = symplug_atoms.diagnose(FailingEMT(), [cluster, big], degree=1, progress=False)
+    assert result["n_samples"] == 1 and result["skipped"][0]["index"] == 1
+    assert "too many atoms" in result["skipped"][0]["reason"]
+    assert result["outputs"]["energy"]["equivariance_rmse"] < 1e-9
+
+
+def test_augment_batch_transforms_labels(cell):
+    from symplug.plugins import augment_batch
+
+    labelled = cell.copy()
+    labelled.calc = EMT()
+    labelled.get_stress()
+    g = symplug.haar("O3", 1, seed=9)
+    (new,) = augment_batch("atoms", [labelled], g)
+    direct = transform(cell, g[0].numpy())
+    direct.calc = EMT()
+    assert np.abs(new.calc.results["forces"] - direct.get_forces()).max() < 1e-10
+    assert np.abs(new.calc.results["stress"] - direct.get_stress()).max() < 1e-12
+
+
+def test_cli_on_labelled_extxyz(cluster, tmp_path):
+    frames = []
+    for seed in range(2):
+        atoms = cluster.copy()
+        atoms.rattle(0.02, seed=10 + seed)
+        atoms.calc = EMT()
+        atoms.get_forces()
+        frames.append(atoms)
+    data = tmp_path / "frames.extxyz"
+    ase.io.write(data, frames)
+    out = tmp_path / "result.json"
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    proc = subprocess.run([str(Path(sys.executable).parent / "symplug"), "diagnose", "atoms",
+                           "--model", "atoms_models:PlantedEMT", "--data", str(data),
+                           "--degree", "2", "--json", str(out), "--quiet"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    energy = result["outputs"]["energy"]
+    read_back = ase.io.read(data, index=":")  # extxyz rounds the positions
+    expected = [planted_analytic(f)[0] * 1000 / len(f) for f in read_back]
+    assert abs(energy["equivariance_rmse"] - math.sqrt(np.mean(np.square(expected)))) < 1e-9
+    split = energy["bias_variance"]
+    assert abs(split["equivariance_rmse"] - energy["equivariance_rmse"]) < 1e-15
+    assert split["symmetrized_rmse"] > 0  # the planted term's average shifts the energy
+    assert "energy" in proc.stdout and "meV/atom" in proc.stdout
+    proc = subprocess.run([str(Path(sys.executable).parent / "symplug"), "diagnose", "atoms",
+                           "--model", "emt", "--data", str(tmp_path / "missing.xyz")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
