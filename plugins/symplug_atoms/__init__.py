@@ -20,6 +20,8 @@ _EXPORTS = {
     "transform": "action", "check_frame": "action", "rotated_copies": "action",
     "CalculatorModel": "models", "load_model": "models",
     "SymmetrizedCalculator": "symmetrize",
+    "TorchAtomsModel": "torch_model", "load_reference": "torch_model",
+    "PointEdgeTransformer": "pet",
     "diagnose": "domain", "atoms_domain": "domain", "read_frames": "domain",
 }
 

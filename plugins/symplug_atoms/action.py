@@ -8,6 +8,8 @@ Atom order is kept, so tokens correspond across the orbit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import ase
 import numpy as np
 import torch
@@ -60,6 +62,25 @@ def transform(atoms: ase.Atoms, g: np.ndarray) -> ase.Atoms:
     return new
 
 
-def rotated_copies(atoms: ase.Atoms, matrices: torch.Tensor) -> list[ase.Atoms]:
-    """The orbit action of the atoms domain: one transformed copy per (3, 3) matrix."""
-    return [transform(atoms, g) for g in np.asarray(torch.as_tensor(matrices).detach().cpu())]
+@dataclass(frozen=True)
+class RotatedCopies:
+    """The batch the atoms domain hands to a model: one structure and the (B, 3, 3)
+    group elements acting on it. Calculators ask for ``structures()``; torch models
+    rotate positions, cell and edge vectors themselves on a graph built once
+    (``matrices`` may carry a forward-mode tangent for Lie derivatives)."""
+
+    atoms: ase.Atoms
+    matrices: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.matrices.shape[0])
+
+    def structures(self) -> list[ase.Atoms]:
+        """One transformed ase.Atoms per element."""
+        mats = np.asarray(torch.as_tensor(self.matrices).detach().cpu(), dtype=np.float64)
+        return [transform(self.atoms, g) for g in mats]
+
+
+def rotated_copies(atoms: ase.Atoms, matrices: torch.Tensor) -> RotatedCopies:
+    """The orbit action of the atoms domain."""
+    return RotatedCopies(atoms, matrices)

@@ -76,17 +76,20 @@ def read_frames(path: str | Path, index: str = ":") -> list[ase.Atoms]:
 def diagnose(model: Any, frames: Sequence[ase.Atoms], outputs: Sequence[str] | None = None,
              layers: Sequence[str] = (), group: str = "O3", degree: int = 2,
              **kwargs) -> dict:
-    """A and B of ``model`` (an ASE calculator or :class:`CalculatorModel`) on ``frames``.
+    """A and B of ``model`` (an ASE calculator, :class:`CalculatorModel` or
+    :class:`~symplug_atoms.torch_model.TorchAtomsModel`, whose ``layers`` can be
+    captured by name) on ``frames``.
 
     Structures whose evaluation fails are flagged under ``"skipped"`` and counted;
     the others are kept. Further keyword arguments go to :func:`symplug.diagnose`.
     """
     if isinstance(model, BaseCalculator):
         model = CalculatorModel(model)
-    if layers:
-        raise SymplugError("hidden layers need a torch model; ASE calculators expose outputs only")
+    if layers and isinstance(model, CalculatorModel):
+        raise SymplugError("hidden layers need a torch model (e.g. TorchAtomsModel); "
+                           "ASE calculators expose outputs only")
     for i, frame in enumerate(frames):
         check_frame(frame, f"frame {i}")
     kwargs.setdefault("skip_failures", True)
-    return symplug.diagnose(model, list(frames), atoms_domain(), outputs=outputs, group=group,
-                            degree=degree, **kwargs)
+    return symplug.diagnose(model, list(frames), atoms_domain(), outputs=outputs, layers=layers,
+                            group=group, degree=degree, **kwargs)

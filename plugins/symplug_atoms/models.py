@@ -19,6 +19,8 @@ from ase.calculators.calculator import BaseCalculator
 
 from symplug import SymplugError
 
+from .action import RotatedCopies
+
 # reporting unit and factor from ASE units (eV, eV/A, eV/A^3)
 UNITS = {"energy": "meV/atom", "forces": "meV/A", "stress": "GPa"}
 REPS = {"energy": "0e", "forces": "1o", "stress": "cartesian2"}
@@ -82,7 +84,8 @@ class CalculatorModel:
             raise SymplugError(f"calculator {type(calc).__name__} does not implement "
                                f"{missing[0]!r} (it implements {sorted(available)})")
 
-    def __call__(self, copies: Sequence[ase.Atoms]) -> dict[str, torch.Tensor]:
+    def __call__(self, batch: "RotatedCopies | Sequence[ase.Atoms]") -> dict[str, torch.Tensor]:
+        copies = batch.structures() if isinstance(batch, RotatedCopies) else list(batch)
         periodic = all(a.get_pbc().all() for a in copies)
         props = [p for p in self.properties if p != "stress" or periodic]
         rows: dict[str, list[np.ndarray]] = {p: [] for p in props}
@@ -106,16 +109,25 @@ class CalculatorModel:
 SHIPPED = {"emt": ("ase.calculators.emt", "EMT")}
 
 
-def load_model(spec: str) -> CalculatorModel:
-    """A model from a spec: a shipped name (``emt``) or ``module:attribute`` naming an
-    ASE calculator instance, class or factory (called without arguments)."""
+def load_model(spec: str):
+    """A model from a spec: a shipped name (``emt``, ``pet-cu``), a checkpoint written
+    by :mod:`symplug_atoms.train` (``*.pt``), or ``module:attribute`` naming an ASE
+    calculator instance, class or factory (called without arguments)."""
+    from .torch_model import SHIPPED as SHIPPED_TORCH
+    from .torch_model import load_reference
+
+    if spec in SHIPPED_TORCH:
+        return load_reference()
+    if spec.endswith(".pt"):
+        return load_reference(spec)
     if spec in SHIPPED:
         module_name, attr = SHIPPED[spec]
     elif ":" in spec:
         module_name, attr = spec.split(":", 1)
     else:
         raise SymplugError(f"unknown atoms model {spec!r}: give a shipped name "
-                           f"({', '.join(SHIPPED)}) or module:attribute")
+                           f"({', '.join([*SHIPPED, *SHIPPED_TORCH])}), a .pt checkpoint "
+                           "or module:attribute")
     try:
         target = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
@@ -123,6 +135,9 @@ def load_model(spec: str) -> CalculatorModel:
     obj = target() if inspect.isclass(target) or (callable(target) and not
                                                   isinstance(target, BaseCalculator)) else target
     if isinstance(obj, torch.nn.Module):
-        raise SymplugError(f"{spec!r} is a torch module; the atoms adapter evaluates ASE "
-                           "calculators (wrap it in one, e.g. metatomic_ase.MetatomicCalculator)")
+        raise SymplugError(f"{spec!r} is a bare torch module; wrap it as "
+                           "symplug_atoms.torch_model.TorchAtomsModel(module, cutoff) or in an "
+                           "ASE calculator (e.g. metatomic_ase.MetatomicCalculator)")
+    if hasattr(obj, "module") and callable(obj):
+        return obj  # already a symplug atoms model (e.g. TorchAtomsModel)
     return CalculatorModel(obj)

@@ -1,0 +1,115 @@
+"""Torch models in the atoms domain, with hidden layers captured by name.
+
+:class:`TorchAtomsModel` wraps a module ``module(graph, vectors) -> atomic energies``
+(the reference :class:`~symplug_atoms.pet.PointEdgeTransformer`, or any module with
+that signature). For an orbit it builds the neighbour graph once, rotates positions
+(about the centre of mass) and cell for every copy, and evaluates all copies of a
+chunk in one batch, so atoms and edges are tokens that correspond across copies.
+Outputs in reporting units: energy (meV/atom), forces (meV/A, autograd), stress
+(GPa, derivative with respect to a symmetric strain; periodic structures).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ase
+import torch
+from ase import units
+
+from symplug import SymplugError
+
+from .action import RotatedCopies
+from .graph import BatchGraph, Graph, build_graph
+from .pet import PointEdgeTransformer
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "data"
+SHIPPED = {"pet-cu": "pet_cu.pt"}
+
+
+class TorchAtomsModel:
+    """A torch atomic-energy model as a symplug model on :class:`RotatedCopies`.
+
+    ``module`` holds the layers (``.module`` is what symplug hooks); ``cutoff`` is
+    the neighbour-list radius in A; ``dtype`` the evaluation precision.
+    """
+
+    def __init__(self, module: torch.nn.Module, cutoff: float, dtype=torch.float64,
+                 properties=("energy", "forces", "stress")):
+        self.module = module.to(dtype).eval()
+        self.cutoff, self.dtype, self.properties = float(cutoff), dtype, tuple(properties)
+        self._graph: tuple[ase.Atoms, Graph] | None = None
+
+    def graph(self, atoms: ase.Atoms) -> Graph:
+        """The graph of ``atoms``, kept while the same structure is evaluated."""
+        if self._graph is None or self._graph[0] is not atoms:
+            self._graph = (atoms, build_graph(atoms, self.cutoff))
+        return self._graph[1]
+
+    def energies(self, atoms: ase.Atoms, matrices: torch.Tensor, stress: bool = False):
+        """Total energies (B,) in eV, rotated positions (B, N, 3) and strain (B, 3, 3)."""
+        graph = self.graph(atoms)
+        b, n = matrices.shape[0], len(atoms)
+        mats = matrices.to(self.dtype)
+        com = torch.as_tensor(atoms.get_center_of_mass(), dtype=self.dtype)
+        pos0 = torch.as_tensor(atoms.positions, dtype=self.dtype) - com
+        pos = torch.einsum("bij,nj->bni", mats, pos0)
+        if _has_tangent(mats):
+            raise NotImplementedError("forces by autograd under forward-mode AD; symplug's "
+                                      "Lie derivatives fall back to central differences")
+        pos = pos.detach().requires_grad_()
+        cell = torch.as_tensor(atoms.cell.array, dtype=self.dtype)
+        # the image shift S.a of an edge is a vector and turns with g (improper ones too)
+        shift = torch.einsum("ek,bij,kj->bei", graph.shifts.to(self.dtype), mats, cell)
+        vectors = pos[:, graph.neighbors] - pos[:, graph.centers] + shift
+        strain = torch.zeros(b, 3, 3, dtype=self.dtype, requires_grad=stress)
+        vectors = vectors + torch.einsum("bei,bji->bej", vectors, strain)
+        batch = BatchGraph.of([graph] * b)
+        atomic = self.module(batch, vectors.reshape(-1, 3)).reshape(b, n)
+        return atomic.sum(1), pos, strain
+
+    def __call__(self, batch: RotatedCopies) -> dict[str, torch.Tensor]:
+        if not isinstance(batch, RotatedCopies):
+            raise SymplugError("a torch atoms model takes the atoms domain's RotatedCopies")
+        atoms, n = batch.atoms, len(batch.atoms)
+        periodic = bool(atoms.get_pbc().all())
+        want_stress = "stress" in self.properties and periodic
+        with torch.enable_grad():
+            energy, pos, strain = self.energies(atoms, batch.matrices, stress=want_stress)
+            out = {"energy": energy[:, None] * 1000.0 / n}
+            inputs = [t for t, on in ((pos, "forces" in self.properties), (strain, want_stress))
+                      if on and t.requires_grad]
+            grads = torch.autograd.grad(energy.sum(), inputs) if inputs else []
+        grads = list(grads)
+        if "forces" in self.properties:
+            out["forces"] = -grads.pop(0) * 1000.0
+        if want_stress:
+            volume = abs(float(atoms.get_volume()))
+            virial = grads.pop(0)  # dE/d(strain); symmetric strain -> its symmetric part
+            out["stress"] = (virial + virial.transpose(1, 2)) / 2 / volume / units.GPa
+        return {k: v for k, v in out.items() if k in self.properties}
+
+    def __repr__(self) -> str:
+        return f"TorchAtomsModel({type(self.module).__name__}, cutoff={self.cutoff})"
+
+
+def _has_tangent(t: torch.Tensor) -> bool:
+    import torch.autograd.forward_ad as fwAD
+
+    return fwAD.unpack_dual(t).tangent is not None
+
+
+def load_reference(path: str | Path | None = None) -> TorchAtomsModel:
+    """The shipped reference model (``pet-cu``) or a checkpoint written by
+    :mod:`symplug_atoms.train`, loaded safely (``weights_only=True``)."""
+    path = Path(path) if path else SHIPPED_DIR / SHIPPED["pet-cu"]
+    if not path.exists():
+        raise SymplugError(f"{path}: no such model file")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        module = PointEdgeTransformer(**{k: (tuple(v) if k == "species" else v)
+                                         for k, v in saved["config"].items()})
+        module.load_state_dict(saved["state_dict"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise SymplugError(f"{path}: not a symplug atoms model checkpoint ({exc})") from exc
+    return TorchAtomsModel(module, cutoff=module.cutoff)

@@ -1,0 +1,96 @@
+"""Torch models in the atoms domain: the graph-rotation path, autograd forces and
+stress, hidden layers, and the shipped reference model."""
+
+import ase.cluster
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+
+import symplug
+import symplug_atoms
+from symplug_atoms.action import RotatedCopies, transform
+from symplug_atoms.pet import PointEdgeTransformer
+from symplug_atoms.torch_model import SHIPPED, SHIPPED_DIR, TorchAtomsModel
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return TorchAtomsModel(PointEdgeTransformer(d=16, heads=2, cutoff=4.0), cutoff=4.0)
+
+
+@pytest.fixture(scope="module")
+def cell():
+    atoms = bulk("Cu", cubic=True) * (2, 1, 1)
+    atoms.rattle(0.05, seed=3)
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    atoms = ase.cluster.Icosahedron("Cu", 2)
+    atoms.rattle(0.05, seed=1)
+    return atoms
+
+
+@pytest.mark.parametrize("name", ["cluster", "cell"])
+def test_rotating_the_graph_equals_rebuilding_it(model, name, request):
+    """Copies made by rotating positions, cell and shifts on one graph give the same
+    outputs as building the transformed structure from scratch."""
+    atoms = request.getfixturevalue(name)
+    mats = symplug.haar("O3", 3, seed=2)
+    batched = model(RotatedCopies(atoms, mats))
+    for q, g in enumerate(mats):
+        rebuilt = model(RotatedCopies(transform(atoms, g.numpy()), torch.eye(3)[None].double()))
+        for key in batched:
+            assert torch.allclose(batched[key][q], rebuilt[key][0], atol=1e-9), key
+
+
+def test_forces_and_stress_are_derivatives(model, cell):
+    out = model(RotatedCopies(cell, torch.eye(3, dtype=torch.float64)[None]))
+    h = 1e-5
+
+    def energy(atoms):
+        e = model(RotatedCopies(atoms, torch.eye(3, dtype=torch.float64)[None]))["energy"]
+        return float(e.detach()) * len(atoms) / 1000  # eV
+
+    moved = [cell.copy() for _ in range(2)]
+    moved[0].positions[1, 2] += h
+    moved[1].positions[1, 2] -= h
+    fd_force = -(energy(moved[0]) - energy(moved[1])) / (2 * h) * 1000
+    assert abs(float(out["forces"][0, 1, 2]) - fd_force) < 1e-5
+    strained = []
+    for sign in (1, -1):
+        eps = np.eye(3)
+        eps[0, 1] = eps[1, 0] = sign * h / 2
+        s = cell.copy()
+        s.set_cell(cell.cell.array @ eps, scale_atoms=True)
+        strained.append(energy(s))
+    fd_stress = (strained[0] - strained[1]) / (2 * h) / cell.get_volume() / ase.units.GPa
+    assert abs(float(out["stress"][0, 0, 1]) - fd_stress) < 1e-5
+
+
+def test_layers_captured_and_unconstrained(model, cluster):
+    result = symplug_atoms.diagnose(model, [cluster], degree=2, layers=["embedding", "layers.0",
+                                                                        "heads.1"],
+                                    progress=False, check_convergence=False)
+    assert result["outputs"]["energy"]["equivariance_rmse"] > 1e-3  # untrained: not invariant
+    for name in ("embedding", "layers.0", "heads.1"):
+        layer = result["layers"][name]
+        assert 0 < layer["invariant_fraction"] < 1
+        assert abs(sum(layer["spectrum"].values()) + layer["truncation"] - 1) < 1e-12
+    lie = symplug.lie_derivatives(model, cluster, symplug_atoms.rotated_copies,
+                                  outputs={"energy": "0e", "forces": "1o"})
+    assert lie["energy"]["Lz"].method == "central" and lie["energy"]["Lz"].rms > 0
+
+
+def test_shipped_reference_model_loads_safely():
+    path = SHIPPED_DIR / SHIPPED["pet-cu"]
+    saved = torch.load(path, weights_only=True)
+    errors = saved["test_errors"]
+    assert errors["energy_mae_meV_per_atom"] < 20 and errors["forces_mae_meV_per_A"] < 150
+    loaded = symplug_atoms.load_model("pet-cu")
+    assert isinstance(loaded, TorchAtomsModel) and loaded.cutoff == saved["config"]["cutoff"]
+    with pytest.raises(symplug.SymplugError, match="no such model file"):
+        symplug_atoms.load_reference("/nonexistent/model.pt")
