@@ -72,6 +72,32 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_md(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .plugins import run_md
+    from .result import write_json
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    options = {"model": args.model, "structure": args.structure, "steps": args.steps,
+               "timestep_fs": args.timestep, "temperature_K": args.temperature,
+               "degree": args.degree, "variants": args.variants.split(","),
+               "interval": args.interval, "reference": args.reference, "seed": args.seed,
+               "out": str(out), "progress": not args.quiet}
+    result = run_md(args.domain, options)
+    write_json(result, args.json or out / "md.json")
+    rows = result["table"]
+    keys = ["energy_drift_meV_per_atom_per_ps", "completed_fraction", "angular_momentum_max",
+            "rdf_rms_difference"]
+    print(f"{'variant':<14}" + "".join(f"{k:>34}" for k in keys))
+    for name, row in rows.items():
+        print(f"{name:<14}" + "".join(
+            f"{row.get(k):>34.4g}" if isinstance(row.get(k), float) else f"{str(row.get(k)):>34}"
+            for k in keys))
+    return 0
+
+
 def summary_table(result: dict) -> str:
     """A plain-text summary of a diagnosis result."""
     grid = result["grid"]
@@ -144,6 +170,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the result JSON here (atomically)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_diagnose)
+
+    p = sub.add_parser("md", help="MD stability of raw and symmetrised models, side by side")
+    p.add_argument("domain", help="a domain whose plugin offers MD tests (atoms)")
+    p.add_argument("--model", required=True, help="model spec understood by the domain's plugin")
+    p.add_argument("--structure", required=True, help="a shipped structure name or a file")
+    p.add_argument("--steps", type=int, default=500, help="NVE steps (default 500)")
+    p.add_argument("--timestep", type=float, default=2.0, help="time step in fs (default 2)")
+    p.add_argument("--temperature", type=float, default=600.0,
+                   help="initial temperature in K (default 600)")
+    p.add_argument("--degree", type=int, default=1,
+                   help="quadrature degree of the symmetrised variants (default 1)")
+    p.add_argument("--variants", default="raw,symmetrized,random,mts",
+                   help="comma-separated: raw, symmetrized, random, mts")
+    p.add_argument("--interval", type=int, default=4, help="MTS interval in steps (default 4)")
+    p.add_argument("--reference", help="reference model for the RDF comparison (e.g. emt)")
+    p.add_argument("--seed", type=int, default=0, help="velocity and rotation seed")
+    p.add_argument("--out", default="symplug-md", help="folder for JSON and figures")
+    p.add_argument("--json", help="write the result JSON here (default OUT/md.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_md)
     return parser
 
 

@@ -74,6 +74,25 @@ def symplug_augment_batch(domain: str, batch: Any, matrices: Any) -> Any:
     """
 
 
+@hookspec(firstresult=True)
+def symplug_md(domain: str, options: dict) -> dict | None:
+    """Run ``domain``'s MD stability comparison (raw against symmetrised models).
+
+    ``options`` holds the ``symplug md`` arguments (``model``, ``structure``,
+    ``steps``, ``timestep_fs``, ``temperature_K``, ``degree``, ``variants``,
+    ``interval``, ``reference``, ``seed``, ``out``, ``progress``). Return a result
+    dictionary with a ``"table"`` {variant: {figure: value}}, or None if the
+    domain is not this plugin's.
+
+    Example::
+
+        @hookimpl
+        def symplug_md(domain, options):
+            if domain == "atoms":
+                return compare_runs(**options)
+    """
+
+
 @hookspec
 def symplug_report_sections(result: dict) -> list[ReportSection]:
     """Contribute report sections for a result (the DESIGN §3 JSON dictionary).

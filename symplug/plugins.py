@@ -176,6 +176,13 @@ def augment_batch(domain: str, batch: Any, matrices: Any) -> Any:
                   domain=domain, batch=batch, matrices=matrices)
 
 
+def run_md(domain: str, options: dict) -> dict:
+    """The MD stability comparison of ``domain``, by its plugin."""
+    get_domain(domain)
+    return _first("symplug_md", f"an MD stability test for domain {domain!r}",
+                  domain=domain, options=options)
+
+
 def report_sections(result: dict) -> list[ReportSection]:
     """Report sections from every plugin, in call order."""
     sections: list[ReportSection] = []

@@ -48,3 +48,34 @@ class BadShapeEMT(EMT):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         self.results["forces"] = self.results["forces"][:, :2]
+
+
+class PlantedPairEMT(Calculator):
+    """EMT + eps/2 sum over ordered first-shell pairs (d_ij . w)^2 (minimum image):
+    invariant under translations and wrapping, not under rotations."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+    cutoff = 3.0
+
+    def __init__(self, eps=EPS, w=W, **kwargs):
+        super().__init__(**kwargs)
+        self.eps, self.w, self.emt = eps, np.asarray(w, dtype=float), EMT()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        from ase.neighborlist import neighbor_list
+
+        super().calculate(atoms, properties, system_changes)
+        a = self.atoms.copy()
+        a.calc = self.emt
+        i, d = neighbor_list("iD", a, self.cutoff)
+        proj = d @ self.w
+        forces = np.zeros((len(a), 3))
+        np.add.at(forces, i, 2 * self.eps * proj[:, None] * self.w)
+        self.results["energy"] = self.results["free_energy"] = (
+            a.get_potential_energy() + self.eps / 2 * float(proj @ proj))
+        self.results["forces"] = a.get_forces() + forces
+        if "stress" in properties and a.get_pbc().all():
+            virial = self.eps * np.einsum("e,a,eb->ab", proj, self.w, d)
+            virial = (virial + virial.T) / 2 / a.get_volume()
+            s = a.get_stress(voigt=False) + virial
+            self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])

@@ -81,3 +81,13 @@ def symplug_report_sections(result: dict):
     lines = [f"{name}: A = {o['equivariance_rmse']:.3g} {o['units']}"
              for name, o in result.get("outputs", {}).items()]
     return [ReportSection("Atomistic outputs", "\n".join(f"- {line}" for line in lines))]
+
+
+@hookimpl
+def symplug_md(domain: str, options: dict):
+    if domain != DOMAIN:
+        return None
+    _require_ase()
+    from .md import run_md_command
+
+    return run_md_command(options)

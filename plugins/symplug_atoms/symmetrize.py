@@ -29,6 +29,7 @@ from symplug import SymplugError
 
 from .action import check_frame, transform
 from .models import ase_results, supported_properties
+from .torch_model import TorchAtomsCalculator, evaluate_copies
 
 MODES = ("average", "random", "mts")
 
@@ -36,15 +37,17 @@ MODES = ("average", "random", "mts")
 class SymmetrizedCalculator(Calculator):
     """``calc`` averaged over an O(3) (``inversion=True``) or SO(3) quadrature of ``degree``.
 
-    ``chunk_size`` bounds how many rotated copies exist at once (they are
-    evaluated one by one through ``calc``).
+    ``grid`` (a :class:`symplug.Grid`) replaces the quadrature, e.g. to match another
+    tool's rotations. Copies are evaluated ``chunk_size`` at a time in one batch on one neighbour graph
+    when ``calc`` is a :class:`~symplug_atoms.torch_model.TorchAtomsCalculator`, and
+    one by one through ``calc`` otherwise.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self, calc: BaseCalculator, degree: int = 2, inversion: bool = True,
                  mode: str = "average", interval: int = 4, seed: int = 0,
-                 kind: str = "lebedev", **kwargs):
+                 kind: str = "lebedev", chunk_size: int = 64, grid=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(calc, BaseCalculator):
             raise SymplugError(f"expected an ASE calculator to symmetrise, got {type(calc).__name__}")
@@ -53,8 +56,9 @@ class SymmetrizedCalculator(Calculator):
         if int(interval) < 1:
             raise SymplugError(f"interval must be >= 1, got {interval}")
         self.calc, self.mode, self.interval = calc, mode, int(interval)
+        self.chunk_size = int(chunk_size)
         self.group = "O3" if inversion else "SO3"
-        self.grid = symplug.quadrature(self.group, degree, kind=kind)
+        self.grid = grid if grid is not None else symplug.quadrature(self.group, degree, kind=kind)
         self.rng = np.random.default_rng(seed)
         self.calls = 0
         self._correction: dict[str, np.ndarray] | None = None
@@ -67,18 +71,25 @@ class SymmetrizedCalculator(Calculator):
             props.append("stress")
         return props
 
-    def _average(self, atoms, matrices: np.ndarray, weights: np.ndarray, std: bool) -> dict:
+    def _copies(self, atoms, matrices: np.ndarray) -> dict[str, np.ndarray]:
+        """ASE-unit results of the copies g x, batched on one neighbour graph for torch
+        models (``chunk_size`` copies at a time), copy by copy for other calculators."""
         props = self._properties(atoms)
-        rows: dict[str, list[np.ndarray]] = {p: [] for p in props}
-        for g in matrices:
-            result = ase_results(self.calc, transform(atoms, g), props)
-            rows["energy"].append(np.asarray(result["energy"]))
-            rows["forces"].append(result["forces"] @ g)  # g^T F per atom (rows)
-            if "stress" in props:
-                rows["stress"].append(g.T @ result["stress"] @ g)
+        if isinstance(self.calc, TorchAtomsCalculator):
+            parts = [evaluate_copies(self.calc.model, atoms, matrices[i:i + self.chunk_size])
+                     for i in range(0, len(matrices), self.chunk_size)]
+            return {p: np.concatenate([part[p] for part in parts]) for p in props}
+        results = [ase_results(self.calc, transform(atoms, g), props) for g in matrices]
+        return {p: np.stack([np.asarray(r[p]) for r in results]) for p in props}
+
+    def _average(self, atoms, matrices: np.ndarray, weights: np.ndarray, std: bool) -> dict:
+        res = self._copies(atoms, matrices)
+        rows = {"energy": res["energy"],
+                "forces": res["forces"] @ matrices}  # rows F_i g = (g^T F_i)^T
+        if "stress" in res:
+            rows["stress"] = np.swapaxes(matrices, 1, 2) @ res["stress"] @ matrices
         out = {}
-        for p, values in rows.items():
-            x = np.stack(values)
+        for p, x in rows.items():
             w = weights.reshape((-1,) + (1,) * (x.ndim - 1))
             mean = (w * x).sum(0)
             out[p] = mean

@@ -14,8 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import ase
+import numpy as np
 import torch
 from ase import units
+from ase.calculators.calculator import Calculator, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from symplug import SymplugError
 
@@ -38,12 +41,15 @@ class TorchAtomsModel:
                  properties=("energy", "forces", "stress")):
         self.module = module.to(dtype).eval()
         self.cutoff, self.dtype, self.properties = float(cutoff), dtype, tuple(properties)
-        self._graph: tuple[ase.Atoms, Graph] | None = None
+        self._graph: tuple[tuple, Graph] | None = None
 
     def graph(self, atoms: ase.Atoms) -> Graph:
-        """The graph of ``atoms``, kept while the same structure is evaluated."""
-        if self._graph is None or self._graph[0] is not atoms:
-            self._graph = (atoms, build_graph(atoms, self.cutoff))
+        """The graph of ``atoms``, kept while the same structure (same object, positions,
+        cell and periodicity) is evaluated, as for all chunks of one orbit."""
+        key = (id(atoms), atoms.positions.tobytes(), atoms.cell.array.tobytes(),
+               atoms.get_pbc().tobytes(), atoms.numbers.tobytes())
+        if self._graph is None or self._graph[0] != key:
+            self._graph = (key, build_graph(atoms, self.cutoff))
         return self._graph[1]
 
     def energies(self, atoms: ase.Atoms, matrices: torch.Tensor, stress: bool = False):
@@ -91,6 +97,38 @@ class TorchAtomsModel:
 
     def __repr__(self) -> str:
         return f"TorchAtomsModel({type(self.module).__name__}, cutoff={self.cutoff})"
+
+
+def evaluate_copies(model: TorchAtomsModel, atoms: ase.Atoms, matrices: np.ndarray) -> dict:
+    """ASE-unit results of the copies g x: energy (B,) eV, forces (B, N, 3) eV/A and,
+    for periodic structures, stress (B, 3, 3) eV/A^3, in one batch on one graph."""
+    out = model(RotatedCopies(atoms, torch.as_tensor(matrices, dtype=torch.float64)))
+    n = len(atoms)
+    res = {"energy": out["energy"][:, 0].detach().numpy() * n / 1000.0,
+           "forces": out["forces"].detach().numpy() / 1000.0}
+    if "stress" in out:
+        res["stress"] = out["stress"].detach().numpy() * units.GPa
+    return res
+
+
+class TorchAtomsCalculator(Calculator):
+    """An ASE calculator around a :class:`TorchAtomsModel` (for MD and for
+    :class:`~symplug_atoms.symmetrize.SymmetrizedCalculator`, which then evaluates
+    its rotated copies in batches on one neighbour graph)."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, model: TorchAtomsModel, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        res = evaluate_copies(self.model, self.atoms, np.eye(3)[None])
+        self.results["energy"] = self.results["free_energy"] = float(res["energy"][0])
+        self.results["forces"] = res["forces"][0]
+        if "stress" in res:
+            self.results["stress"] = full_3x3_to_voigt_6_stress(res["stress"][0])
 
 
 def _has_tangent(t: torch.Tensor) -> bool:

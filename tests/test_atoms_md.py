@@ -1,0 +1,140 @@
+"""MD stability tests and the symmetrised calculator against metatomic-ase's."""
+
+import ase.cluster
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.emt import EMT
+from metatomic_ase import SymmetrizedCalculator as MetatomicSymmetrized
+
+import symplug
+from symplug_atoms.md import compare, run_nve
+from symplug_atoms.pet import PointEdgeTransformer
+from symplug_atoms.symmetrize import SymmetrizedCalculator
+from symplug_atoms.torch_model import TorchAtomsCalculator, TorchAtomsModel
+
+from atoms_models import PlantedEMT, PlantedPairEMT
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    atoms = ase.cluster.Icosahedron("Cu", 2)
+    atoms.rattle(0.02, seed=5)
+    return atoms
+
+
+def test_angular_momentum_signature(cluster):
+    """EMT conserves L = 0; the planted anisotropy builds it up; symmetrising removes it."""
+    result = compare(cluster, {"emt": EMT(), "planted": PlantedEMT(eps=0.05),
+                               "symmetrized": SymmetrizedCalculator(PlantedEMT(eps=0.05), degree=2)},
+                     steps=40, timestep_fs=2.0, temperature_K=600, seed=1, progress=False)
+    table = result["table"]
+    assert table["emt"]["angular_momentum_max"] < 1e-10
+    assert table["planted"]["angular_momentum_max"] > 1e-3
+    assert table["symmetrized"]["angular_momentum_max"] < 1e-10
+    assert table["planted"]["torque_rms_eV"] > 1e-2 and table["emt"]["torque_rms_eV"] < 1e-10
+    for row in table.values():
+        assert row["completed_fraction"] == 1 and row["failure"] is None
+    assert abs(table["emt"]["energy_drift_meV_per_atom_per_ps"]) < 5
+
+
+class Exploding(Calculator):
+    """EMT plus a repulsion that grows without bound: the run must fail, not crash."""
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        a = self.atoms.copy()
+        a.calc = EMT()
+        d = a.positions - a.positions.mean(0)
+        self.results["energy"] = self.results["free_energy"] = a.get_potential_energy() - 2.0 * (d ** 2).sum()
+        self.results["forces"] = a.get_forces() + 4.0 * d
+
+
+def test_failure_is_detected_and_counted(cluster):
+    run = run_nve(cluster, Exploding(), steps=400, timestep_fs=2.0, temperature_K=300, seed=0,
+                  progress=False)
+    summary = run.summary()
+    assert run.failure is not None and summary["completed_fraction"] < 1
+    assert summary["time_to_failure_ps"] > 0
+
+
+class ComputeEnergyAdapter(Calculator):
+    """Gives any ASE calculator metatomic's batched compute_energy(list) interface."""
+
+    implemented_properties = ["energy", "forces", "stress"]
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+
+    def compute_energy(self, batch, compute_forces_and_stresses=False, per_atom=False):
+        out = {"energy": [], "forces": [], "stress": []}
+        for atoms in batch:
+            a = atoms.copy()
+            a.calc = self.inner
+            out["energy"].append(a.get_potential_energy())
+            if compute_forces_and_stresses:
+                out["forces"].append(a.get_forces())
+                if a.get_pbc().all():
+                    out["stress"].append(a.get_stress(voigt=False))
+        return {k: v for k, v in out.items() if len(v)}
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_same_rot_std_as_metatomic_ase(cluster, periodic):
+    atoms = bulk("Cu", cubic=True) * (2, 1, 1) if periodic else cluster.copy()
+    if periodic:
+        atoms.rattle(0.05, seed=2)
+    planted = PlantedPairEMT if periodic else PlantedEMT  # wrapping moves atoms in cells
+    theirs = MetatomicSymmetrized(ComputeEnergyAdapter(planted()), l_max=3,
+                                  store_rotational_std=True)
+    grid = symplug.Grid("O3", "lebedev", 1, 2, torch.from_numpy(theirs.quadrature_rotations),
+                        torch.from_numpy(theirs.quadrature_weights / theirs.quadrature_weights.sum()),
+                        rule="metatomic-ase l_max=3")
+    ours = SymmetrizedCalculator(planted(), grid=grid)
+    a, b = atoms.copy(), atoms.copy()
+    a.calc, b.calc = theirs, ours
+    props = ["energy", "forces"] + (["stress"] if periodic else [])
+    theirs.calculate(a, props, all_changes)
+    ours.calculate(b, props, all_changes)
+    assert abs(theirs.results["energy"] - ours.results["energy"]) < 1e-10
+    assert np.abs(theirs.results["forces"] - ours.results["forces"]).max() < 1e-10
+    if periodic:
+        from ase.stress import full_3x3_to_voigt_6_stress
+
+        theirs_stress = np.asarray(theirs.results["stress"])
+        theirs_stress = (full_3x3_to_voigt_6_stress(theirs_stress) if theirs_stress.shape == (3, 3)
+                         else theirs_stress)
+        assert np.abs(theirs_stress - ours.results["stress"]).max() < 1e-10
+    for key in ("energy_rot_std", "forces_rot_std") + (("stress_rot_std",) if periodic else ()):
+        assert np.abs(np.asarray(theirs.results[key]) - np.asarray(ours.results[key])).max() < 1e-10
+    assert ours.results["energy_rot_std"] > 1e-5  # the planted term is really there
+
+
+def test_batched_torch_path_equals_copy_by_copy(cluster):
+    torch.manual_seed(0)
+    model = TorchAtomsModel(PointEdgeTransformer(d=16, heads=2, cutoff=4.0), cutoff=4.0)
+
+    class PlainWrapper(Calculator):  # not a TorchAtomsCalculator: evaluated copy by copy
+        implemented_properties = ["energy", "free_energy", "forces"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            inner = TorchAtomsCalculator(model)
+            inner.calculate(self.atoms, properties, system_changes)
+            self.results.update(inner.results)
+
+    batched = SymmetrizedCalculator(TorchAtomsCalculator(model), degree=2, chunk_size=50)
+    single = SymmetrizedCalculator(PlainWrapper(), degree=2)
+    a, b = cluster.copy(), cluster.copy()
+    a.calc, b.calc = batched, single
+    assert abs(a.get_potential_energy() - b.get_potential_energy()) < 1e-10
+    assert np.abs(a.get_forces() - b.get_forces()).max() < 1e-10
+    assert abs(batched.results["energy_rot_std"] - single.results["energy_rot_std"]) < 1e-10
