@@ -1,7 +1,8 @@
 """The reference unconstrained model: a small point-edge transformer in the spirit of PET.
 
-Edge tokens are embedded from the raw Cartesian r_ij and |r_ij| (no rotational
-constraint), plus the species of both atoms. Each layer adds the message from the
+Edge tokens are embedded from the raw Cartesian r_ij (no rotational constraint)
+and a Bessel radial basis of |r_ij| that vanishes smoothly at the cutoff, plus the
+species of both atoms. Each layer adds the message from the
 reverse edge j -> i, then runs self-attention within each atom's neighbourhood,
 with attention weights multiplied by a smooth cutoff f_c(|r_ij|) and renormalised,
 and a feed-forward block. After every layer a head maps the cutoff-weighted sum of
@@ -59,19 +60,24 @@ class PointEdgeTransformer(nn.Module):
     """Energy of a batch of structures from their edge vectors (see the module docstring)."""
 
     def __init__(self, species: tuple[int, ...] = (29,), d: int = 32, heads: int = 4,
-                 n_layers: int = 2, cutoff: float = 4.0, cutoff_width: float = 0.5):
+                 n_layers: int = 2, cutoff: float = 4.0, cutoff_width: float = 0.5,
+                 n_radial: int = 8, neighbor_scale: float = 30.0):
         super().__init__()
         self.config = {"species": list(species), "d": d, "heads": heads, "n_layers": n_layers,
-                       "cutoff": cutoff, "cutoff_width": cutoff_width}
+                       "cutoff": cutoff, "cutoff_width": cutoff_width, "n_radial": n_radial,
+                       "neighbor_scale": neighbor_scale}
+        self.pool_scale = 1.0 / math.sqrt(neighbor_scale)
         self.cutoff, self.cutoff_width = cutoff, cutoff_width
         table = torch.full((119,), -1, dtype=torch.long)
         table[torch.tensor(species)] = torch.arange(len(species))
         self.register_buffer("species_index", table, persistent=False)
         self.center_embedding = nn.Embedding(len(species), d)
         self.neighbor_embedding = nn.Embedding(len(species), d)
-        self.embedding = nn.Sequential(nn.Linear(4, d), nn.SiLU(), nn.Linear(d, d))
+        self.n_radial = n_radial
+        self.embedding = nn.Sequential(nn.Linear(3 + n_radial, d), nn.SiLU(), nn.Linear(d, d))
         self.layers = nn.ModuleList(PETLayer(d, heads) for _ in range(n_layers))
-        self.heads = nn.ModuleList(nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, 1))
+        self.heads = nn.ModuleList(nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.SiLU(),
+                                                 nn.Linear(d, 1))
                                    for _ in range(n_layers))
         self.offsets = nn.Parameter(torch.zeros(len(species)))
 
@@ -88,7 +94,9 @@ class PointEdgeTransformer(nn.Module):
         species = self.species_of(graph.species)
         r = vectors.norm(dim=-1, keepdim=True)
         fc = smooth_cutoff(r[:, 0], self.cutoff, self.cutoff_width)
-        edge = (self.embedding(torch.cat([vectors, r], dim=-1))
+        n = torch.arange(1, self.n_radial + 1, dtype=r.dtype)
+        radial = torch.sin(n * math.pi * r / self.cutoff) / r * fc[:, None]  # Bessel basis
+        edge = (self.embedding(torch.cat([vectors / self.cutoff, radial], dim=-1))
                 + self.center_embedding(species[graph.centers])
                 + self.neighbor_embedding(species[graph.neighbors]))
         d = edge.shape[-1]
@@ -104,6 +112,6 @@ class PointEdgeTransformer(nn.Module):
             rev = x.reshape(n_atoms * m, d).new_zeros(n_atoms * m, d).index_copy(
                 0, flat, x.reshape(n_atoms * m, d)[reverse_flat]).reshape(n_atoms, m, d)
             x = layer(x, rev, log_fc, mask)
-            pooled = (x * weight[..., None]).sum(1)
+            pooled = (x * weight[..., None]).sum(1) * self.pool_scale
             energy = energy + head(pooled)[:, 0]
         return energy

@@ -29,8 +29,8 @@ from .data import generate, write
 from .graph import BatchGraph, build_graph
 from .pet import PointEdgeTransformer
 
-FORCE_WEIGHT = 1.0    # loss = 100 * MSE(E/N in eV) + FORCE_WEIGHT * MSE(F in eV/A)
-ENERGY_WEIGHT = 100.0
+FORCE_WEIGHT = 1.0   # loss = ENERGY_WEIGHT * MSE(E/N in eV) + FORCE_WEIGHT * MSE(F in eV/A)
+ENERGY_WEIGHT = 10.0
 
 
 class Item:
@@ -148,10 +148,10 @@ def train(out: Path, epochs: int, seed: int, batch: int, lr: float, d: int, laye
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--d", type=int, default=32)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--cutoff", type=float, default=4.5)
