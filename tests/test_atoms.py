@@ -12,7 +12,6 @@ import ase.cluster
 import ase.io
 import numpy as np
 import pytest
-import torch
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
@@ -124,7 +123,7 @@ def test_random_and_mts_modes(cluster):
     full = symplug_atoms.SymmetrizedCalculator(PlantedEMT(), degree=2)
     moved = cluster.copy()
     energies = []
-    for step in range(4):
+    for _ in range(4):
         moved.positions[0, 0] += 0.01
         a, b = moved.copy(), moved.copy()
         a.calc, b.calc = mts, full

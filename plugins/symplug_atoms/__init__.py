@@ -21,7 +21,7 @@ _EXPORTS = {
     "CalculatorModel": "models", "load_model": "models",
     "SymmetrizedCalculator": "symmetrize",
     "TorchAtomsModel": "torch_model", "load_reference": "torch_model",
-    "PointEdgeTransformer": "pet",
+    "PointEdgeTransformer": "pet", "MetatomicModel": "metatomic",
     "diagnose": "domain", "atoms_domain": "domain", "read_frames": "domain",
 }
 

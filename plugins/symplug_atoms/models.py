@@ -63,10 +63,11 @@ def supported_properties(calc: BaseCalculator) -> set[str]:
 
 
 class CalculatorModel:
-    """An ASE calculator as a symplug model: ``model(list_of_atoms) -> {output: tensor}``.
+    """An ASE calculator as a symplug model: ``model(copies) -> {output: tensor}`` for
+    :class:`RotatedCopies` or a list of structures, copy by copy.
 
-    ``properties`` restricts the outputs; by default energy and forces (and stress
-    when every copy is periodic and the calculator implements it).
+    ``properties`` restricts the outputs; by default all of energy, forces and stress
+    that the calculator implements (stress only when every copy is periodic).
     """
 
     def __init__(self, calc: BaseCalculator, properties: Sequence[str] | None = None):
@@ -74,15 +75,16 @@ class CalculatorModel:
             raise SymplugError(f"expected an ASE calculator, got {type(calc).__name__}")
         self.calc = calc
         available = supported_properties(calc)
-        self.properties = [p for p in (properties or ("energy", "forces", "stress"))
-                           if p in available or properties is not None]
-        unknown = [p for p in self.properties if p not in REPS]
-        if unknown:
-            raise SymplugError(f"unknown atoms output {unknown[0]!r}; known: {', '.join(REPS)}")
-        missing = [p for p in self.properties if p not in available]
-        if missing:
-            raise SymplugError(f"calculator {type(calc).__name__} does not implement "
-                               f"{missing[0]!r} (it implements {sorted(available)})")
+        if properties is None:
+            self.properties = [p for p in REPS if p in available]
+            return
+        for p in properties:
+            if p not in REPS:
+                raise SymplugError(f"unknown atoms output {p!r}; known: {', '.join(REPS)}")
+            if p not in available:
+                raise SymplugError(f"calculator {type(calc).__name__} does not implement "
+                                   f"{p!r} (it implements {sorted(available)})")
+        self.properties = list(properties)
 
     def __call__(self, batch: "RotatedCopies | Sequence[ase.Atoms]") -> dict[str, torch.Tensor]:
         copies = batch.structures() if isinstance(batch, RotatedCopies) else list(batch)
@@ -110,16 +112,19 @@ SHIPPED = {"emt": ("ase.calculators.emt", "EMT")}
 
 
 def load_model(spec: str):
-    """A model from a spec: a shipped name (``emt``, ``pet-cu``), a checkpoint written
-    by :mod:`symplug_atoms.train` (``*.pt``), or ``module:attribute`` naming an ASE
-    calculator instance, class or factory (called without arguments)."""
+    """A model from a spec: a shipped name (``emt``, ``pet-cu``), a ``*.pt`` file (a
+    metatomic model, or a checkpoint written by :mod:`symplug_atoms.train`), or
+    ``module:attribute`` naming an ASE calculator instance, class or factory (called
+    without arguments)."""
     from .torch_model import SHIPPED as SHIPPED_TORCH
     from .torch_model import load_reference
+
+    from .metatomic import MetatomicModel, is_metatomic_file
 
     if spec in SHIPPED_TORCH:
         return load_reference()
     if spec.endswith(".pt"):
-        return load_reference(spec)
+        return MetatomicModel(spec) if is_metatomic_file(spec) else load_reference(spec)
     if spec in SHIPPED:
         module_name, attr = SHIPPED[spec]
     elif ":" in spec:

@@ -21,7 +21,6 @@ Modes for MD:
 from __future__ import annotations
 
 import numpy as np
-import torch
 from ase.calculators.calculator import BaseCalculator, Calculator, all_changes
 
 import symplug

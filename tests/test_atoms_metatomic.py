@@ -1,0 +1,72 @@
+"""metatomic models: loaded from their file, copies evaluated in batches, direct
+(non-conservative) forces under both output names, analytic A."""
+
+import math
+
+import ase.cluster
+import numpy as np
+import pytest
+
+import symplug
+import symplug_atoms
+from symplug_atoms.metatomic import MetatomicModel, is_metatomic_file
+
+import metatomic_models as mm
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    atoms = ase.cluster.Icosahedron("Cu", 2)
+    atoms.rattle(0.05, seed=1)
+    return atoms
+
+
+@pytest.fixture(scope="module", params=["non_conservative_force", "non_conservative_forces"])
+def model_file(request, tmp_path_factory):
+    return mm.export(tmp_path_factory.mktemp("mta") / "planted.pt", request.param)
+
+
+def pair_vectors(atoms):
+    from ase.neighborlist import neighbor_list
+
+    i, j, d = neighbor_list("ijD", atoms, mm.CUTOFF)
+    return d[i < j]
+
+
+def test_direct_forces_score_the_analytic_value(model_file, cluster):
+    assert is_metatomic_file(model_file)
+    model = symplug_atoms.load_model(model_file)
+    assert isinstance(model, MetatomicModel) and model.direct_forces
+    result = symplug_atoms.diagnose(model, [cluster], degree=2, progress=False)
+    w = np.asarray(mm.W)
+    w2 = float(w @ w)
+    d = pair_vectors(cluster)
+    m = d.T @ d
+    m0 = m - np.trace(m) / 3 * np.eye(3)
+    a_energy = mm.EPS * w2 * math.sqrt(2 * np.trace(m0 @ m0) / 15)  # eV
+    n = len(cluster)
+    energy = result["outputs"]["energy"]["equivariance_rmse"] * n / 1000
+    assert abs(energy - a_energy) < 1e-9 * a_energy
+    rel = cluster.positions - cluster.positions.mean(0)
+    a_forces = math.sqrt(2 / 9 * mm.EPS ** 2 * w2 ** 2 * float((rel * rel).sum()) / (3 * n))
+    forces = result["outputs"]["forces"]["equivariance_rmse"] / 1000
+    assert abs(forces - a_forces) < 1e-9 * a_forces
+
+
+def test_conservative_forces_of_the_same_model(model_file, cluster):
+    model = MetatomicModel(model_file, forces="conservative")
+    assert not model.direct_forces
+    copies = symplug_atoms.rotated_copies(cluster, symplug.haar("O3", 3, seed=1))
+    out = model(copies)
+    direct = MetatomicModel(model_file)(copies)
+    assert out["forces"].shape == direct["forces"].shape == (3, len(cluster), 3)
+    assert not np.allclose(out["forces"].numpy(), direct["forces"].numpy())
+    assert np.allclose(out["energy"].numpy(), direct["energy"].numpy(), atol=1e-12)
+
+
+def test_bad_metatomic_requests(tmp_path, cluster):
+    with pytest.raises(symplug.SymplugError, match="no such metatomic model file"):
+        MetatomicModel(tmp_path / "missing.pt")
+    bad = tmp_path / "not_a_model.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    assert not is_metatomic_file(bad)
