@@ -22,6 +22,7 @@ _EXPORTS = {
     "SymmetrizedCalculator": "symmetrize",
     "TorchAtomsModel": "torch_model", "load_reference": "torch_model",
     "PointEdgeTransformer": "pet", "MetatomicModel": "metatomic",
+    "MetatrainModel": "metatrain_model",
     "diagnose": "domain", "atoms_domain": "domain", "read_frames": "domain",
 }
 

@@ -113,7 +113,8 @@ SHIPPED = {"emt": ("ase.calculators.emt", "EMT")}
 
 def load_model(spec: str):
     """A model from a spec: a shipped name (``emt``, ``pet-cu``), a ``*.pt`` file (a
-    metatomic model, or a checkpoint written by :mod:`symplug_atoms.train`), or
+    metatomic model, or a checkpoint written by :mod:`symplug_atoms.train`), a metatrain
+    ``*.ckpt`` checkpoint (hidden layers available), or
     ``module:attribute`` naming an ASE calculator instance, class or factory (called
     without arguments)."""
     from .torch_model import SHIPPED as SHIPPED_TORCH
@@ -125,6 +126,10 @@ def load_model(spec: str):
         return load_reference()
     if spec.endswith(".pt"):
         return MetatomicModel(spec) if is_metatomic_file(spec) else load_reference(spec)
+    if spec.endswith(".ckpt"):
+        from .metatrain_model import MetatrainModel
+
+        return MetatrainModel(spec)
     if spec in SHIPPED:
         module_name, attr = SHIPPED[spec]
     elif ":" in spec:

@@ -1,0 +1,113 @@
+"""metatrain checkpoints (e.g. PET) as symplug models with hidden layers.
+
+The exported ``.pt`` of a metatrain model is a metatomic model
+(:class:`~symplug_atoms.metatomic.MetatomicModel`); its ``.ckpt`` checkpoint gives
+the torch module whose layers symplug hooks. For an orbit, the neighbour list of
+the structure is computed once with metatrain's own options and the distance
+vectors of every copy are rebuilt from the rotated positions (differentiable, for
+forces) in the same order, so atoms and edges correspond across copies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from ase import units
+
+from symplug import SymplugError
+
+from .action import RotatedCopies
+
+ENERGY = "energy"
+
+
+class MetatrainModel:
+    """A metatrain checkpoint (``.ckpt``): energy (meV/atom), forces (meV/A, autograd)
+    and, for periodic structures, stress (GPa, symmetric strain derivative)."""
+
+    def __init__(self, path: str | Path, dtype=torch.float64):
+        try:
+            from metatrain.utils.io import load_model
+            from metatrain.utils.neighbor_lists import get_requested_neighbor_lists
+        except ImportError as exc:
+            raise SymplugError("metatrain checkpoints need metatrain: "
+                               "pip install 'symplug[metatrain]'") from exc
+        path = Path(path)
+        if not path.exists():
+            raise SymplugError(f"{path}: no such metatrain checkpoint")
+        try:
+            self.module = load_model(str(path)).to(dtype).eval()
+        except Exception as exc:
+            raise SymplugError(f"{path}: metatrain cannot load it ({type(exc).__name__}: "
+                               f"{exc})") from exc
+        self.path, self.dtype = path, dtype
+        self.options = get_requested_neighbor_lists(self.module)
+        self.properties = ("energy", "forces", "stress")
+        self._pairs: tuple[tuple, list] | None = None
+
+    def _neighbor_samples(self, atoms):
+        """Per requested list: the samples block of the base structure (computed once)."""
+        from metatomic.torch import systems_to_torch
+        from metatrain.utils.neighbor_lists import get_system_with_neighbor_lists
+
+        key = (id(atoms), atoms.positions.tobytes(), atoms.cell.array.tobytes())
+        if self._pairs is None or self._pairs[0] != key:
+            base = get_system_with_neighbor_lists(systems_to_torch(atoms, dtype=self.dtype),
+                                                  self.options)
+            self._pairs = (key, [base.get_neighbor_list(o) for o in self.options])
+        return self._pairs[1]
+
+    def __call__(self, batch: RotatedCopies) -> dict[str, torch.Tensor]:
+        from metatensor.torch import TensorBlock
+        from metatomic.torch import ModelOutput, System
+
+        if not isinstance(batch, RotatedCopies):
+            raise SymplugError("a metatrain model takes the atoms domain's RotatedCopies")
+        atoms = batch.atoms
+        blocks = self._neighbor_samples(atoms)
+        types = torch.as_tensor(atoms.numbers, dtype=torch.int32)
+        com = torch.as_tensor(atoms.get_center_of_mass(), dtype=self.dtype)
+        pos0 = torch.as_tensor(atoms.positions, dtype=self.dtype) - com
+        cell0 = torch.as_tensor(atoms.cell.array, dtype=self.dtype)
+        pbc = torch.as_tensor(atoms.get_pbc())
+        periodic = bool(atoms.get_pbc().all())
+        systems, positions, strains = [], [], []
+        for g in torch.as_tensor(batch.matrices, dtype=self.dtype).detach():
+            pos = (pos0 @ g.T).requires_grad_()
+            strain = torch.zeros(3, 3, dtype=self.dtype, requires_grad=periodic)
+            deform = torch.eye(3, dtype=self.dtype) + strain
+            strained = pos @ deform.T
+            cell = cell0 @ g.T @ deform.T  # image shifts turn with g
+            system = System(types, strained, cell, pbc)
+            for option, block in zip(self.options, blocks):
+                s = block.samples.values
+                vectors = (strained[s[:, 1]] - strained[s[:, 0]]
+                           + s[:, 2:5].to(self.dtype) @ cell).reshape(-1, 3, 1)
+                system.add_neighbor_list(option, TensorBlock(vectors, block.samples,
+                                                             block.components, block.properties))
+            systems.append(system)
+            positions.append(pos)
+            strains.append(strain)
+        with torch.enable_grad():
+            out = self.module(systems, {ENERGY: ModelOutput(quantity="energy", unit="eV",
+                                                            per_atom=False)})
+            energy = out[ENERGY].block().values.reshape(-1)
+            grads = torch.autograd.grad(energy.sum(), positions + (strains if periodic else []))
+        n = len(atoms)
+        result = {"energy": energy.detach()[:, None] * 1000.0 / n,
+                  "forces": -torch.stack(grads[:len(positions)]) * 1000.0}
+        if periodic:  # dE/d(symmetric strain) / V, in GPa
+            virial = torch.stack(grads[len(positions):])
+            volume = abs(float(atoms.get_volume()))
+            result["stress"] = (virial + virial.transpose(1, 2)) / 2 / volume / units.GPa
+        return result
+
+    def __repr__(self) -> str:
+        return f"MetatrainModel({self.path.name})"
+
+
+def is_checkpoint(spec: str) -> bool:
+    return str(spec).endswith(".ckpt")
+
+

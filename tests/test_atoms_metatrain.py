@@ -1,0 +1,84 @@
+"""A real metatrain PET, trained here for a few epochs with ``mtt train`` on the
+project's EMT data, diagnosed as-is: outputs through its exported metatomic model,
+hidden layers through its checkpoint."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("metatrain")
+
+import symplug  # noqa: E402
+import symplug_atoms  # noqa: E402
+from symplug_atoms.action import RotatedCopies, transform  # noqa: E402
+from symplug_atoms.data import generate, write  # noqa: E402
+
+OPTIONS = """
+seed: 0
+architecture:
+  name: pet
+  model: {cutoff: 4.5, d_pet: 16, d_head: 16, d_node: 32, d_feedforward: 32, num_heads: 2,
+          num_attention_layers: 1, num_gnn_layers: 1}
+  training: {batch_size: 8, num_epochs: 2, learning_rate: 1.0e-3, log_interval: 1,
+             checkpoint_interval: 10}
+training_set:
+  systems: {read_from: cu.extxyz, length_unit: angstrom}
+  targets:
+    energy: {key: energy, unit: eV, forces: {key: forces}}
+validation_set: 0.1
+test_set: 0.1
+"""
+
+
+@pytest.fixture(scope="module")
+def pet(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pet")
+    frames = generate(seed=0, progress=False)[::6]
+    write(frames, folder / "cu.extxyz")
+    (folder / "options.yaml").write_text(OPTIONS)
+    proc = subprocess.run([str(Path(sys.executable).parent / "mtt"), "train", "options.yaml",
+                           "-o", "pet.pt"], cwd=folder, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return folder, frames
+
+
+def test_checkpoint_and_export_agree(pet):
+    folder, frames = pet
+    ckpt = symplug_atoms.load_model(str(folder / "pet.ckpt"))
+    exported = symplug_atoms.load_model(str(folder / "pet.pt"))
+    assert isinstance(ckpt, symplug_atoms.MetatrainModel)
+    assert isinstance(exported, symplug_atoms.MetatomicModel)
+    cell = next(f for f in frames if f.get_pbc().all())
+    mats = symplug.haar("O3", 3, seed=0)
+    a, b = ckpt(RotatedCopies(cell, mats)), exported(RotatedCopies(cell, mats))
+    # float64 checkpoint against the float32 export
+    assert np.allclose(a["energy"], b["energy"], atol=1e-3)
+    assert np.allclose(a["forces"], b["forces"], atol=1e-2)
+    assert np.allclose(a["stress"], b["stress"], atol=1e-2)
+    # the neighbour list built once and rotated gives the copies' own outputs
+    for q, g in enumerate(mats):
+        own = ckpt(RotatedCopies(transform(cell, g.numpy()), torch.eye(3, dtype=torch.float64)[None]))
+        assert np.allclose(a["energy"][q], own["energy"][0], atol=1e-9)
+        assert np.allclose(a["forces"][q], own["forces"][0], atol=1e-8)
+
+
+def test_pet_diagnosed_with_hidden_layers(pet):
+    folder, frames = pet
+    cluster = next(f for f in frames if not f.get_pbc().any())
+    layers = ["backend.gnn_layers.0", "backend.gnn_layers_post_mp_edge.0"]
+    result = symplug_atoms.diagnose(symplug_atoms.load_model(str(folder / "pet.ckpt")),
+                                    [cluster], degree=2, layers=layers, progress=False,
+                                    check_convergence=False)
+    assert result["outputs"]["energy"]["equivariance_rmse"] > 0  # unconstrained
+    for name in layers:
+        layer = result["layers"][name]
+        assert abs(sum(layer["spectrum"].values()) + layer["truncation"] - 1) < 1e-12
+        assert 0 < layer["invariant_fraction"] <= 1
+    exported = symplug_atoms.diagnose(symplug_atoms.load_model(str(folder / "pet.pt")),
+                                      [cluster], degree=2, progress=False, check_convergence=False)
+    assert abs(exported["outputs"]["forces"]["equivariance_rmse"]
+               - result["outputs"]["forces"]["equivariance_rmse"]) < 1e-2
