@@ -39,7 +39,8 @@ class SymmetrizedCalculator(Calculator):
     ``grid`` (a :class:`symplug.Grid`) replaces the quadrature, e.g. to match another
     tool's rotations. Copies are evaluated ``chunk_size`` at a time in one batch on one neighbour graph
     when ``calc`` is a :class:`~symplug_atoms.torch_model.TorchAtomsCalculator`, and
-    one by one through ``calc`` otherwise.
+    in one ``compute_energy(list)`` call per chunk for metatomic calculators, and one by
+    one through ``calc`` otherwise; peak memory is set by ``chunk_size``.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -74,10 +75,16 @@ class SymmetrizedCalculator(Calculator):
         """ASE-unit results of the copies g x, batched on one neighbour graph for torch
         models (``chunk_size`` copies at a time), copy by copy for other calculators."""
         props = self._properties(atoms)
+        chunks = [matrices[i:i + self.chunk_size] for i in range(0, len(matrices), self.chunk_size)]
         if isinstance(self.calc, TorchAtomsCalculator):
-            parts = [evaluate_copies(self.calc.model, atoms, matrices[i:i + self.chunk_size])
-                     for i in range(0, len(matrices), self.chunk_size)]
+            parts = [evaluate_copies(self.calc.model, atoms, chunk) for chunk in chunks]
             return {p: np.concatenate([part[p] for part in parts]) for p in props}
+        if hasattr(self.calc, "compute_energy"):  # metatomic: one batched call per chunk
+            parts = [self.calc.compute_energy([transform(atoms, g) for g in chunk], True)
+                     for chunk in chunks]
+            return {p: np.concatenate([np.asarray(part[p], dtype=np.float64).reshape(
+                len(chunk), *np.shape(part[p])[1:]) for part, chunk in zip(parts, chunks)])
+                for p in props}
         results = [ase_results(self.calc, transform(atoms, g), props) for g in matrices]
         return {p: np.stack([np.asarray(r[p]) for r in results]) for p in props}
 
