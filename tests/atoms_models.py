@@ -8,11 +8,8 @@ EPS = 1e-3  # eV/A^2
 W = np.array([0.3, -0.5, 0.8])
 
 
-class PlantedEMT(Calculator):
-    """EMT + eps sum_i ((r_i - r_com) . w)^2 (single-element systems: equal masses).
-
-    Forces of the planted term: -2 eps ((r_i - r_com) . w) w (sum_i (r_i - r_com) = 0).
-    """
+class _Planted(Calculator):
+    """EMT plus a planted term ``planted(atoms) -> (energy, forces, virial or None)``."""
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
@@ -24,13 +21,25 @@ class PlantedEMT(Calculator):
         super().calculate(atoms, properties, system_changes)
         a = self.atoms.copy()
         a.calc = self.emt
+        energy, forces, virial = self.planted(a)
+        self.results["energy"] = self.results["free_energy"] = a.get_potential_energy() + energy
+        self.results["forces"] = a.get_forces() + forces
+        if "stress" in properties and a.get_pbc().all():
+            s = a.get_stress(voigt=False) + (0.0 if virial is None else virial)
+            self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+
+
+class PlantedEMT(_Planted):
+    """EMT + eps sum_i ((r_i - r_com) . w)^2 (single-element systems: equal masses).
+
+    Forces of the planted term: -2 eps ((r_i - r_com) . w) w (sum_i (r_i - r_com) = 0).
+    Its stress is not included (the term is not periodic).
+    """
+
+    def planted(self, a):
         d = a.positions - a.get_center_of_mass()
         proj = d @ self.w
-        self.results["energy"] = self.results["free_energy"] = (
-            a.get_potential_energy() + self.eps * float(proj @ proj))
-        self.results["forces"] = a.get_forces() - 2 * self.eps * proj[:, None] * self.w
-        if "stress" in properties:
-            self.results["stress"] = a.get_stress()
+        return self.eps * float(proj @ proj), -2 * self.eps * proj[:, None] * self.w, None
 
 
 class FailingEMT(EMT):
@@ -50,32 +59,21 @@ class BadShapeEMT(EMT):
         self.results["forces"] = self.results["forces"][:, :2]
 
 
-class PlantedPairEMT(Calculator):
+class PlantedPairEMT(_Planted):
     """EMT + eps/2 sum over ordered first-shell pairs (d_ij . w)^2 (minimum image):
     invariant under translations and wrapping, not under rotations."""
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress"]
     cutoff = 3.0
 
-    def __init__(self, eps=EPS, w=W, **kwargs):
-        super().__init__(**kwargs)
-        self.eps, self.w, self.emt = eps, np.asarray(w, dtype=float), EMT()
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+    def planted(self, a):
         from ase.neighborlist import neighbor_list
 
-        super().calculate(atoms, properties, system_changes)
-        a = self.atoms.copy()
-        a.calc = self.emt
         i, d = neighbor_list("iD", a, self.cutoff)
         proj = d @ self.w
         forces = np.zeros((len(a), 3))
         np.add.at(forces, i, 2 * self.eps * proj[:, None] * self.w)
-        self.results["energy"] = self.results["free_energy"] = (
-            a.get_potential_energy() + self.eps / 2 * float(proj @ proj))
-        self.results["forces"] = a.get_forces() + forces
-        if "stress" in properties and a.get_pbc().all():
+        virial = None
+        if a.get_pbc().all():
             virial = self.eps * np.einsum("e,a,eb->ab", proj, self.w, d)
             virial = (virial + virial.T) / 2 / a.get_volume()
-            s = a.get_stress(voigt=False) + virial
-            self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+        return self.eps / 2 * float(proj @ proj), forces, virial

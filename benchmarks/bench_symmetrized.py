@@ -1,0 +1,131 @@
+"""Time and peak memory of one symmetrised call: symplug_atoms.SymmetrizedCalculator
+(chunked batches) against metatomic-ase's SymmetrizedCalculator (all copies in one
+batch), on the same rotations, for a metatrain PET exported as a metatomic model.
+
+    python benchmarks/bench_symmetrized.py [--model PET.pt] [--l-max 1] [--chunks 1,8]
+
+Without ``--model`` a PET (d_pet 64, 2 GNN layers) is trained for one epoch with
+``mtt train`` on the project's EMT Cu data (timings do not depend on its accuracy).
+Each case runs in a fresh subprocess of this light parent (which imports no torch),
+reporting the best of ``--repeat`` wall times and the peak RSS (ru_maxrss) minus that
+of a baseline that loads the model and makes one plain call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+OPTIONS = """
+seed: 0
+architecture:
+  name: pet
+  model: {cutoff: 4.5, d_pet: 64, num_gnn_layers: 2}
+  training: {batch_size: 8, num_epochs: 1, log_interval: 1, checkpoint_interval: 10}
+training_set:
+  systems: {read_from: cu.extxyz, length_unit: angstrom}
+  targets:
+    energy: {key: energy, unit: eV, forces: {key: forces}}
+validation_set: 0.1
+test_set: 0.1
+"""
+
+WORKER = textwrap.dedent('''
+    import json, resource, sys, time
+    import numpy as np, torch
+    from ase.build import bulk
+    from ase.calculators.calculator import all_changes
+    from ase.cluster import Icosahedron
+    from metatomic_ase import MetatomicCalculator
+    from metatomic_ase import SymmetrizedCalculator as Theirs
+    import symplug, symplug_atoms
+    torch.set_num_threads(int(sys.argv[6]))
+    model, structure, case, l_max, chunk, threads, repeat = sys.argv[1:8]
+    atoms = (Icosahedron("Cu", 2) if structure == "ico13"
+             else bulk("Cu", "fcc", a=3.61, cubic=True) * (3, 3, 3))
+    atoms.rattle(0.02, seed=0)
+    base = MetatomicCalculator(model)
+    theirs = Theirs(MetatomicCalculator(model), l_max=int(l_max), store_rotational_std=True)
+    grid = symplug.Grid("O3", "lebedev", 1, 2, torch.from_numpy(theirs.quadrature_rotations),
+                        torch.from_numpy(theirs.quadrature_weights / theirs.quadrature_weights.sum()))
+    calc = {"plain": base, "metatomic-ase": theirs,
+            "symplug": symplug_atoms.SymmetrizedCalculator(base, grid=grid,
+                                                           chunk_size=int(chunk))}.get(case)
+    props = ["energy", "forces"] + (["stress"] if atoms.get_pbc().all() else [])
+    base.calculate(atoms.copy(), props, all_changes)  # warm-up (and the baseline's one call)
+    times = []
+    for _ in range(int(repeat) if case != "baseline" else 0):
+        start = time.perf_counter()
+        calc.calculate(atoms.copy(), props, all_changes)
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"seconds": min(times) if times else None, "copies": len(grid.weights),
+                      "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+''')
+
+
+def train_pet(folder: Path) -> Path:
+    from symplug_atoms.data import generate, write  # imports torch in a child only
+
+    write(generate(seed=0, progress=False)[::3], folder / "cu.extxyz")
+    (folder / "options.yaml").write_text(OPTIONS)
+    subprocess.run([str(Path(sys.executable).parent / "mtt"), "train", "options.yaml", "-o",
+                    "pet.pt"], cwd=folder, check=True, capture_output=True)
+    return folder / "pet.pt"
+
+
+def run_case(model: Path, structure: str, case: str, args, chunk: int = 1) -> dict:
+    out = subprocess.run([sys.executable, "-c", WORKER, str(model), structure, case,
+                          str(args.l_max), str(chunk), str(args.threads), str(args.repeat)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="an exported metatomic PET (.pt)")
+    parser.add_argument("--l-max", type=int, default=1, help="metatomic-ase's l_max")
+    parser.add_argument("--chunks", default="1,8", help="symplug chunk sizes, comma-separated")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model is None:
+            proc = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                                   "sys.path.insert(0, 'benchmarks'); import bench_symmetrized as b; "
+                                   f"print(b.train_pet(Path({tmp!r})))"],
+                                  check=True, capture_output=True, text=True)
+            model = Path(proc.stdout.strip().splitlines()[-1])
+        else:
+            model = args.model
+        rows = []
+        for structure in ("ico13", "bulk108"):
+            base = run_case(model, structure, "baseline", args)
+            plain = run_case(model, structure, "plain", args)
+            cases = [("metatomic-ase", 0)] + [("symplug", int(c)) for c in args.chunks.split(",")]
+            for case, chunk in cases:
+                r = run_case(model, structure, case, args, chunk)
+                label = f"symplug, chunks of {chunk}" if chunk else "metatomic-ase, one batch"
+                rows.append({"structure": structure, "case": label, "copies": r["copies"],
+                             "seconds": r["seconds"], "plain_seconds": plain["seconds"],
+                             "peak_increment_mib": r["maxrss_mib"] - base["maxrss_mib"],
+                             "plain_increment_mib": plain["maxrss_mib"] - base["maxrss_mib"],
+                             "baseline_mib": base["maxrss_mib"]})
+    print(f"| structure | case | copies | time per symmetrised call | plain call | peak RSS over "
+          f"baseline | plain call over baseline |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['structure']} | {r['case']} | {r['copies']} | {r['seconds']:.3f} s | "
+              f"{r['plain_seconds'] * 1000:.1f} ms | {r['peak_increment_mib']:.0f} MiB | "
+              f"{r['plain_increment_mib']:.0f} MiB |")
+    if args.json:
+        args.json.write_text(json.dumps({"l_max": args.l_max, "chunks": args.chunks,
+                                         "threads": args.threads, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
