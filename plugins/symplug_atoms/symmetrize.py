@@ -47,7 +47,7 @@ class SymmetrizedCalculator(Calculator):
 
     def __init__(self, calc: BaseCalculator, degree: int = 2, inversion: bool = True,
                  mode: str = "average", interval: int = 4, seed: int = 0,
-                 kind: str = "lebedev", chunk_size: int = 64, grid=None, **kwargs):
+                 kind: str = "lebedev", chunk_size: int = 8, grid=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(calc, BaseCalculator):
             raise SymplugError(f"expected an ASE calculator to symmetrise, got {type(calc).__name__}")
