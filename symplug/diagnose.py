@@ -182,5 +182,7 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
             "invariant_fraction": raw.invariant_fraction,
             "invariant_fraction_centered": centered.invariant_fraction,
             "per_sample_invariant_fraction": [s.invariant_fraction for s in spectra]}
+    if domain.summarize is not None:
+        out["summary"] = domain.summarize([samples[i] for i in kept], model, grid)
     out["findings"] = []
     return out

@@ -36,6 +36,8 @@ class Domain:
     * ``groups``: the groups that make sense for the domain, default first.
     * ``select_outputs(samples)`` names the outputs that the samples support when
       none are asked for (e.g. stress only for periodic structures); default: all.
+    * ``summarize(samples, model, grid)`` returns domain figures added to the result
+      under ``"summary"`` (e.g. AUC, flip rate and skipped jets for taggers).
     """
 
     name: str
@@ -47,6 +49,7 @@ class Domain:
     reference: Callable[[Any], Mapping[str, torch.Tensor] | None] | None = None
     axis: tuple[float, float, float] = (0.0, 0.0, 1.0)
     select_outputs: Callable[[Any], list[str]] | None = None
+    summarize: Callable[[Any, Any, Any], dict] | None = None
 
     def validate(self, plugin: str) -> "Domain":
         """Raise :class:`PluginError` naming ``plugin`` if the record breaks the contract."""

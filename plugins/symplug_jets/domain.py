@@ -1,0 +1,130 @@
+"""The jets domains and the tagger diagnosis: A and B of the score under a compact
+group, flip rate, AUC and background rejection, and boost scans."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+import symplug
+from symplug import Domain, Output, SymplugError
+
+from .action import boost, rotate_jets
+from .metrics import auc, background_rejection
+from .rootio import JetSet, read_root
+from .taggers import CallableTagger
+
+BLOCK = 64  # jets per orbit sample
+WORKING_POINTS = (0.3, 0.5)
+
+
+def blocks(jets: JetSet, size: int = BLOCK) -> list[dict]:
+    """Jet blocks, the samples of the jets domains (tokens: constituents in pT order)."""
+    out = []
+    for start in range(0, len(jets), size):
+        sl = slice(start, start + size)
+        block = {"p4": torch.from_numpy(jets.p4[sl]), "mask": torch.from_numpy(jets.mask[sl])}
+        if jets.labels is not None:
+            block["labels"] = jets.labels[sl]
+            block["label_names"] = jets.label_names
+        if start == 0:
+            block["skipped"] = jets.skipped
+        out.append(block)
+    return out
+
+
+def _scores(model, p4: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    batch = {"p4": p4, "mask": mask, "copies": 1, "jets": p4.shape[0]}
+    return model(batch)["score"][0].detach().numpy()
+
+
+def _signal_score(scores: np.ndarray, label_names: list[str], signal: str | None) -> np.ndarray:
+    if scores.ndim == 1:
+        return scores
+    name = signal or label_names[0]
+    return scores[:, label_names.index(name)]
+
+
+def summarize(samples: Sequence[dict], model, grid, signal: str | None = None) -> dict:
+    """Field figures for a list of jet blocks: performance on the untransformed jets and
+    the flip rate (weighted fraction of copies on the other side of the eps_S = 0.5
+    working point, or of the median score without labels) under ``grid``."""
+    p4 = torch.cat([b["p4"] for b in samples])
+    mask = torch.cat([b["mask"] for b in samples])
+    names = samples[0].get("label_names", [])
+    raw = _scores(model, p4, mask)
+    score = _signal_score(raw, names, signal)
+    out = {"n_jets": int(p4.shape[0]),
+           "skipped": [{"entry": int(i), "reason": r} for i, r in samples[0].get("skipped", [])]}
+    threshold = float(np.median(score))
+    if "labels" in samples[0]:
+        labels = np.concatenate([b["labels"] for b in samples])
+        is_signal = labels[:, names.index(signal or names[0])] > 0.5
+        out["auc"] = auc(score, is_signal)
+        out["background_rejection"] = {f"{wp}": background_rejection(score, is_signal, wp)
+                                       for wp in WORKING_POINTS}
+        threshold = float(np.quantile(score[is_signal], 0.5))
+    flips, total_w = 0.0, 0.0
+    for block in samples:
+        ref = _signal_score(_scores(model, block["p4"], block["mask"]), names, signal) > threshold
+        for index in grid.chunks(64):
+            batch = rotate_jets(block, grid.matrices[index])
+            s = model(batch)["score"].detach().numpy()
+            s = s[..., names.index(signal or names[0])] if s.ndim == 3 else s
+            w = grid.weights[index].numpy()
+            flips += float((w[:, None] * ((s > threshold) != ref[None, :])).sum())
+            total_w += float(w.sum()) * len(ref)
+    out["flip_rate"] = flips / total_w
+    out["threshold"] = threshold
+    return out
+
+
+def jets_domain(frame: str = "lab") -> Domain:
+    """``jets`` (lab frame; SO2/O2 about the beam) or ``jets_axis`` (about each jet's axis)."""
+    if frame not in ("lab", "jet"):
+        raise SymplugError(f"frame must be 'lab' or 'jet', got {frame!r}")
+    return Domain(name="jets" if frame == "lab" else "jets_axis",
+                  act=partial(rotate_jets, frame=frame), groups=("SO2", "O2", "SO3", "O3"),
+                  outputs={"score": Output("0e", "")},
+                  description=("jet constituents (E, px, py, pz); rotations in the "
+                               + ("lab frame, axis = beam" if frame == "lab" else "jet frame")),
+                  summarize=summarize)
+
+
+def diagnose(tagger, jets: JetSet | str | Path, group: str = "SO2", degree: int = 4,
+             frame: str = "lab", block_size: int = BLOCK, **kwargs) -> dict:
+    """A and B of a tagger's score, plus AUC, 1/eps_B and flip rate, on jets (a JetSet or a
+    ROOT file). ``tagger``: a :class:`CallableTagger` or any ``f(p4, mask)``."""
+    if not isinstance(tagger, CallableTagger):
+        tagger = CallableTagger(tagger)
+    if not isinstance(jets, JetSet):
+        jets = read_root(jets)
+    kwargs.setdefault("skip_failures", True)
+    return symplug.diagnose(tagger, blocks(jets, block_size), jets_domain(frame), group=group,
+                            degree=degree, **kwargs)
+
+
+def boost_scan(tagger, jets: JetSet, rapidities: Sequence[float], axis: str = "beam",
+               signal: str | None = None) -> list[dict]:
+    """Score shift (RMS, relative to y = 0) and, with labels, AUC and 1/eps_B as functions
+    of the boost rapidity y (a non-compact symmetry: no Haar average, a bounded scan)."""
+    if not isinstance(tagger, CallableTagger):
+        tagger = CallableTagger(tagger)
+    mask = torch.from_numpy(jets.mask)
+    base = _signal_score(_scores(tagger, torch.from_numpy(jets.p4), mask), jets.label_names, signal)
+    rows = []
+    for y in rapidities:
+        p4 = torch.from_numpy(np.where(jets.mask[..., None], boost(jets.p4, y, axis), 0.0))
+        score = _signal_score(_scores(tagger, p4, mask), jets.label_names, signal)
+        row = {"rapidity": float(y), "score_shift_rms": float(np.sqrt(np.mean((score - base) ** 2)))}
+        if jets.labels is not None:
+            is_signal = jets.labels[:, jets.label_names.index(signal or jets.label_names[0])] > 0.5
+            row["auc"] = auc(score, is_signal)
+            row["background_rejection"] = {f"{wp}": background_rejection(score, is_signal, wp)
+                                           for wp in WORKING_POINTS}
+        rows.append(row)
+    return rows

@@ -1,0 +1,60 @@
+"""The jets adapter's hook implementations (registered through the ``symplug``
+entry-point group). uproot and awkward are imported only when a hook needs them."""
+
+from __future__ import annotations
+
+from symplug import Domain, ReportSection, SymplugError, hookimpl
+
+DOMAINS = ("jets", "jets_axis")
+
+
+def _require_jets():
+    try:
+        import awkward  # noqa: F401
+        import uproot  # noqa: F401
+    except ImportError as exc:
+        raise SymplugError("the jets domains need uproot and awkward: "
+                           "pip install 'symplug[jets]'") from exc
+
+
+@hookimpl
+def symplug_domains() -> list[Domain]:
+    try:
+        from .domain import jets_domain
+    except ImportError:
+        return []  # without the jets extra the domains are not offered
+    return [jets_domain("lab"), jets_domain("jet")]
+
+
+@hookimpl
+def symplug_load_model(domain: str, spec: str):
+    if domain not in DOMAINS:
+        return None
+    from .taggers import load_tagger
+
+    return load_tagger(spec)
+
+
+@hookimpl
+def symplug_load_data(domain: str, path: str):
+    if domain not in DOMAINS:
+        return None
+    _require_jets()
+    from .domain import blocks
+    from .rootio import read_root
+
+    return blocks(read_root(path))
+
+
+@hookimpl
+def symplug_report_sections(result: dict):
+    if result.get("domain") not in DOMAINS or "summary" not in result:
+        return []
+    s = result["summary"]
+    lines = [f"- {s['n_jets']} jets, {len(s['skipped'])} skipped",
+             f"- flip rate under {result['group']}: {s['flip_rate']:.4f}"]
+    if "auc" in s:
+        lines.append(f"- AUC {s['auc']:.4f}; 1/eps_B at eps_S = 0.3: "
+                     f"{s['background_rejection']['0.3']:.1f}, at 0.5: "
+                     f"{s['background_rejection']['0.5']:.1f}")
+    return [ReportSection("Jet tagging", "\n".join(lines))]

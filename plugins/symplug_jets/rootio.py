@@ -1,0 +1,158 @@
+"""Jets from ROOT files in the JetClass / weaver layout, and weaver-style predictions.
+
+Input: TTree ``tree`` with jagged ``part_px``, ``part_py``, ``part_pz``, ``part_energy``
+(GeV), optional ``jet_*`` observers and one-hot ``label_*`` branches. Jets are padded
+to ``max_particles`` constituents (the leading ones in pT) with a mask. Jets without
+constituents, with non-finite momenta or with a clearly negative constituent mass
+squared are skipped and counted, never silently dropped; a missing branch, a
+non-ROOT or truncated file, or constituent branches of inconsistent lengths are errors
+naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from symplug import SymplugError
+
+P4_BRANCHES = ("part_energy", "part_px", "part_py", "part_pz")
+MASS2_TOLERANCE = 1e-3  # GeV^2, relative to E^2: m^2 < -tol * E^2 is unphysical
+
+
+@dataclass
+class JetSet:
+    """Padded jets: ``p4`` (N, P, 4) as (E, px, py, pz) in GeV, ``mask`` (N, P),
+    ``labels`` (N, C) one-hot with ``label_names``, ``observers`` {name: (N,)},
+    ``index`` the entry of each jet in the file, ``skipped`` [(entry, reason)]."""
+
+    p4: np.ndarray
+    mask: np.ndarray
+    labels: np.ndarray | None = None
+    label_names: list[str] = field(default_factory=list)
+    observers: dict[str, np.ndarray] = field(default_factory=dict)
+    index: np.ndarray | None = None
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    source: str = ""
+
+    def __len__(self) -> int:
+        return int(self.p4.shape[0])
+
+    def subset(self, rows: np.ndarray) -> "JetSet":
+        return JetSet(self.p4[rows], self.mask[rows],
+                      None if self.labels is None else self.labels[rows], list(self.label_names),
+                      {k: v[rows] for k, v in self.observers.items()},
+                      None if self.index is None else self.index[rows], [], self.source)
+
+
+def _open_tree(path: Path, tree: str):
+    if not path.exists():
+        raise SymplugError(f"{path}: no such file")
+    try:
+        handle = uproot.open(path)
+    except Exception as exc:
+        raise SymplugError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})") from exc
+    if tree not in handle:
+        raise SymplugError(f"{path}: no TTree {tree!r} (found {', '.join(handle.keys()) or 'none'})")
+    return handle[tree]
+
+
+def read_root(path: str | Path, tree: str = "tree", max_particles: int = 128,
+              labels: Sequence[str] | None = None, entry_stop: int | None = None) -> JetSet:
+    """Read and validate jets from a ROOT file (see the module docstring)."""
+    path = Path(path)
+    ttree = _open_tree(path, tree)
+    names = set(ttree.keys())
+    missing = [b for b in P4_BRANCHES if b not in names]
+    if missing:
+        raise SymplugError(f"{path}: TTree {tree!r} has no branch {missing[0]!r} "
+                           f"(needs {', '.join(P4_BRANCHES)})")
+    label_names = list(labels) if labels is not None else sorted(n for n in names
+                                                                 if n.startswith("label_"))
+    unknown = [n for n in label_names if n not in names]
+    if unknown:
+        raise SymplugError(f"{path}: unknown label branch {unknown[0]!r} "
+                           f"(label branches: {', '.join(sorted(n for n in names if n.startswith('label_'))) or 'none'})")
+    observers = sorted(n for n in names if n.startswith("jet_"))
+    try:
+        arrays = ttree.arrays([*P4_BRANCHES, *label_names, *observers], entry_stop=entry_stop,
+                              library="ak")
+    except Exception as exc:
+        raise SymplugError(f"{path}: cannot read TTree {tree!r}, truncated or corrupt? "
+                           f"({type(exc).__name__}: {exc})") from exc
+    counts = [ak.num(arrays[b]) for b in P4_BRANCHES]
+    for b, c in zip(P4_BRANCHES[1:], counts[1:]):
+        bad = np.nonzero(ak.to_numpy(c != counts[0]))[0]
+        if len(bad):
+            raise SymplugError(f"{path}: jet {int(bad[0])} has {int(c[bad[0]])} entries in {b!r} "
+                               f"but {int(counts[0][bad[0]])} in 'part_energy'")
+    e, px, py, pz = (arrays[b] for b in P4_BRANCHES)
+    pt = np.hypot(px, py)
+    order = ak.argsort(pt, axis=1, ascending=False)  # keep the leading constituents
+    p4 = [ak.to_numpy(ak.fill_none(ak.pad_none(x[order], max_particles, clip=True), 0.0))
+          for x in (e, px, py, pz)]
+    p4 = np.stack(p4, axis=-1).astype(np.float64)
+    n_part = np.minimum(ak.to_numpy(counts[0]), max_particles)
+    mask = np.arange(max_particles)[None, :] < n_part[:, None]
+    reasons: dict[int, str] = {}
+    for i in np.nonzero(n_part == 0)[0]:
+        reasons[int(i)] = "no constituents"
+    finite = np.isfinite(p4).all(axis=(1, 2))
+    for i in np.nonzero(~finite)[0]:
+        reasons.setdefault(int(i), "non-finite constituent momenta")
+    m2 = p4[..., 0] ** 2 - (p4[..., 1:] ** 2).sum(-1)
+    negative = ((m2 < -MASS2_TOLERANCE * p4[..., 0] ** 2 - 1e-9) & mask).any(axis=1) & finite
+    for i in np.nonzero(negative)[0]:
+        reasons.setdefault(int(i), "constituent with negative mass squared")
+    keep = np.array([i not in reasons for i in range(len(p4))], dtype=bool)
+    label_array = (np.stack([ak.to_numpy(arrays[n]).astype(np.float64) for n in label_names], 1)
+                   if label_names else None)
+    jets = JetSet(np.where(mask[..., None], p4, 0.0), mask, label_array, label_names,
+                  {n: ak.to_numpy(arrays[n]).astype(np.float64) for n in observers},
+                  np.arange(len(p4)), [], str(path))
+    kept = jets.subset(np.nonzero(keep)[0])
+    kept.skipped = sorted(reasons.items())
+    if len(kept) == 0:
+        raise SymplugError(f"{path}: no usable jets ({len(reasons)} skipped; first: "
+                           f"{kept.skipped[0][1] if kept.skipped else 'empty tree'})")
+    return kept
+
+
+def write_root(path: str | Path, constituents: Sequence[np.ndarray], labels: dict[str, np.ndarray],
+               observers: dict[str, np.ndarray] | None = None, tree: str = "tree") -> Path:
+    """Write jets in the JetClass layout: ``constituents[i]`` (n_i, 4) as (E, px, py, pz)."""
+    path = Path(path)
+    parts = {b: ak.Array([c[:, k].astype(np.float64) for c in constituents])
+             for k, b in enumerate(P4_BRANCHES)}
+    with uproot.recreate(path) as handle:
+        flat = {**{n: np.asarray(v) for n, v in labels.items()},
+                **{n: np.asarray(v, dtype=np.float64) for n, v in (observers or {}).items()}}
+        handle.mktree(tree, {**{b: ak.types.ListType(ak.types.NumpyType("float64"))
+                                for b in parts}, **{n: v.dtype for n, v in flat.items()}})
+        handle[tree].extend({**parts, **flat})
+    return path
+
+
+def write_predictions(path: str | Path, jets: JetSet, scores: np.ndarray,
+                      class_names: Sequence[str]) -> Path:
+    """A weaver-style prediction file: TTree ``Events`` with ``label_*`` (truth),
+    ``score_label_*`` and the ``jet_*`` observer branches, one entry per kept jet."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(len(jets), -1)
+    if scores.shape[1] != len(class_names):
+        raise SymplugError(f"{scores.shape[1]} score columns for {len(class_names)} classes")
+    data = {f"score_{name}": scores[:, k] for k, name in enumerate(class_names)}
+    if jets.labels is not None:
+        data.update({name: jets.labels[:, k].astype(np.int32)
+                     for k, name in enumerate(jets.label_names)})
+    data.update(jets.observers)
+    if jets.index is not None:
+        data["entry"] = jets.index.astype(np.int64)
+    with uproot.recreate(path) as handle:
+        handle.mktree("Events", {k: np.asarray(v).dtype for k, v in data.items()})
+        handle["Events"].extend(data)
+    return Path(path)

@@ -1,0 +1,72 @@
+"""Taggers as symplug models: callables ``f(p4, mask) -> scores``.
+
+:class:`CallableTagger` wraps any ``f(p4 (N, P, 4), mask (N, P)) -> (N,) or (N, C)``
+and returns ``{"score": (copies, J[, C])}`` for a rotated jet block. Two shipped
+taggers have known symmetry: ``mass`` (a function of the jet invariant mass only:
+Lorentz invariant) and ``pz2`` (sum of the constituents' pz^2 in GeV^2: invariant
+under rotations about the beam only).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+import torch
+
+from symplug import SymplugError
+
+
+def jet_mass(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Invariant mass (GeV) of the summed constituents."""
+    total = (p4 * mask[..., None]).sum(dim=1)
+    m2 = total[:, 0] ** 2 - (total[:, 1:] ** 2).sum(-1)
+    return torch.sqrt(torch.clamp(m2, min=0.0))
+
+
+def mass_tagger(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Top-like score from the jet mass alone: a logistic step at 120 GeV."""
+    return torch.sigmoid((jet_mass(p4, mask) - 120.0) / 20.0)
+
+
+def pz2_tagger(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sum_i pz_i^2 (GeV^2): breaks SO(3), keeps SO(2) about the beam."""
+    return ((p4[..., 3] * mask) ** 2).sum(dim=1)
+
+
+SHIPPED = {"mass": mass_tagger, "pz2": pz2_tagger}
+
+
+class CallableTagger:
+    """A tagger ``f(p4, mask)`` as a symplug model on rotated jet blocks."""
+
+    def __init__(self, fn: Callable, name: str = "tagger"):
+        if not callable(fn):
+            raise SymplugError(f"tagger {name!r} is not callable")
+        self.fn, self.name = fn, name
+
+    def __call__(self, batch: dict) -> dict[str, torch.Tensor]:
+        scores = torch.as_tensor(self.fn(batch["p4"], batch["mask"]))
+        n = batch["p4"].shape[0]
+        if scores.shape[0] != n:
+            raise SymplugError(f"tagger {self.name!r} returned {tuple(scores.shape)} scores for "
+                               f"{n} jets; expected (N,) or (N, C)")
+        return {"score": scores.reshape(batch["copies"], batch["jets"], *scores.shape[1:])}
+
+    def __repr__(self) -> str:
+        return f"CallableTagger({self.name})"
+
+
+def load_tagger(spec: str) -> CallableTagger:
+    """A shipped tagger (``mass``, ``pz2``) or ``module:function``."""
+    if spec in SHIPPED:
+        return CallableTagger(SHIPPED[spec], spec)
+    if ":" not in spec:
+        raise SymplugError(f"unknown tagger {spec!r}: give one of {', '.join(SHIPPED)} or "
+                           "module:function")
+    module, attr = spec.split(":", 1)
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SymplugError(f"cannot load tagger {spec!r}: {exc}") from exc
+    return CallableTagger(fn, spec)

@@ -1,0 +1,168 @@
+"""The jets adapter: ROOT I/O in the JetClass layout, group actions on 4-momenta,
+taggers with known symmetry, field metrics and bad input."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+import symplug
+import symplug_jets as sj
+from symplug_jets.rootio import P4_BRANCHES
+
+
+def make_jets(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    cons, labels = [], []
+    for k in range(n):
+        count = int(rng.integers(4, 15))
+        axis = rng.normal(size=3)
+        axis /= np.linalg.norm(axis)
+        p = axis * rng.uniform(20, 80, size=(count, 1)) + rng.normal(size=(count, 3)) * 5
+        cons.append(np.concatenate([np.linalg.norm(p, axis=1)[:, None], p], 1))
+        labels.append(k % 2)
+    lab = np.array(labels, dtype=np.int32)
+    return cons, {"label_Top": lab, "label_QCD": 1 - lab}
+
+
+@pytest.fixture(scope="module")
+def jets_file(tmp_path_factory):
+    cons, labels = make_jets()
+    path = tmp_path_factory.mktemp("jets") / "jets.root"
+    sj.write_root(path, cons, labels, {"jet_pt": np.arange(len(cons), dtype=float)})
+    return path
+
+
+@pytest.fixture(scope="module")
+def jets(jets_file):
+    return sj.read_root(jets_file, labels=["label_Top", "label_QCD"], max_particles=16)
+
+
+@pytest.mark.parametrize("group", ["SO2", "O2", "SO3", "O3"])
+@pytest.mark.parametrize("frame", ["lab", "jet"])
+def test_mass_tagger_is_invariant(jets, group, frame):
+    result = sj.diagnose(sj.load_tagger("mass"), jets, group=group, degree=2, frame=frame,
+                         progress=False, check_convergence=False)
+    assert result["outputs"]["score"]["equivariance_rmse"] <= 1e-10
+    assert result["summary"]["flip_rate"] == 0.0
+
+
+@pytest.mark.parametrize("axis", ["beam", "jet"])
+def test_mass_tagger_does_not_drift_under_boosts(jets, axis):
+    for row in sj.boost_scan(sj.load_tagger("mass"), jets, [0.0, 0.5, 1.0, 2.0], axis=axis):
+        assert row["score_shift_rms"] < 1e-10
+        assert row["auc"] == sj.boost_scan(sj.load_tagger("mass"), jets, [0.0])[0]["auc"]
+
+
+def test_pz2_tagger_violation_is_analytic(jets):
+    """u(g) = z.g M g^T z with M = sum p p^T: A^2 = 2 tr(M0^2) / 15 under SO(3); 0 about the beam."""
+    so3 = sj.diagnose(sj.load_tagger("pz2"), jets, group="SO3", degree=2, progress=False)
+    expected = []
+    for p4, mask in zip(jets.p4, jets.mask):
+        p = p4[mask, 1:]
+        m = p.T @ p
+        m0 = m - np.trace(m) / 3 * np.eye(3)
+        expected.append(2 * np.trace(m0 @ m0) / 15)
+    a = so3["outputs"]["score"]["equivariance_rmse"]
+    assert abs(a - math.sqrt(np.mean(expected))) < 1e-9 * a
+    assert abs(so3["outputs"]["score"]["spectrum"]["0,0"] + so3["outputs"]["score"]["spectrum"]["2,0"] - 1) < 1e-12
+    beam = sj.diagnose(sj.load_tagger("pz2"), jets, group="SO2", degree=2, progress=False)
+    assert beam["outputs"]["score"]["equivariance_rmse"] < 1e-9
+    axis = sj.diagnose(sj.load_tagger("pz2"), jets, group="SO2", degree=2, frame="jet",
+                       progress=False)
+    assert axis["outputs"]["score"]["equivariance_rmse"] > 1.0  # not a symmetry about the jet axis
+
+
+def test_metrics_known_values():
+    scores, labels = np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])
+    assert sj.auc(scores, labels) == 0.75
+    assert sj.auc(np.array([0.2, 0.2, 0.2, 0.2]), labels) == 0.5  # ties count one half
+    assert sj.background_rejection(np.array([0.9, 0.8, 0.3, 0.1]), np.array([1, 1, 0, 0]), 0.5) == float("inf")
+    # eps_S = 0.5 is reached at threshold 0.8 (one of two signal jets) with no background
+    assert sj.background_rejection(scores, labels, 0.5) == float("inf")
+    assert abs(sj.background_rejection(scores, labels, 1.0) - 2.0) < 1e-12
+    with pytest.raises(symplug.SymplugError, match="both signal and background"):
+        sj.auc(scores, np.ones(4))
+
+
+def test_rotations_and_boosts_keep_masses(jets):
+    g = symplug.haar("O3", 3, seed=1)
+    rotated = sj.rotate_jets({"p4": jets.p4[:2], "mask": jets.mask[:2]}, g)
+    assert rotated["p4"].shape == (6, 16, 4)
+    m2 = lambda p: p[..., 0] ** 2 - (p[..., 1:] ** 2).sum(-1)  # noqa: E731
+    assert np.allclose(m2(rotated["p4"].numpy()), np.tile(m2(jets.p4[:2]), (3, 1)), atol=1e-9)
+    boosted = sj.boost(jets.p4, 1.3, "jet")
+    assert np.allclose(m2(boosted), m2(jets.p4), atol=1e-7)
+
+
+def test_predictions_file_in_weaver_layout(jets, tmp_path):
+    tagger = sj.load_tagger("mass")
+    score = tagger({"p4": __import__("torch").from_numpy(jets.p4),
+                    "mask": __import__("torch").from_numpy(jets.mask),
+                    "copies": 1, "jets": len(jets)})["score"][0].numpy()
+    out = sj.write_predictions(tmp_path / "pred.root", jets, np.stack([score, 1 - score], 1),
+                               ["label_Top", "label_QCD"])
+    events = uproot.open(out)["Events"].arrays(library="np")
+    assert {"score_label_Top", "score_label_QCD", "label_Top", "label_QCD", "jet_pt"} <= set(events)
+    assert np.allclose(events["score_label_Top"], score)
+
+
+def test_bad_input(tmp_path, jets_file):
+    with pytest.raises(symplug.SymplugError, match="not a readable ROOT file"):
+        (tmp_path / "x.root").write_text("not root")
+        sj.read_root(tmp_path / "x.root")
+    data = jets_file.read_bytes()
+    (tmp_path / "cut.root").write_bytes(data[: len(data) // 2])
+    with pytest.raises(symplug.SymplugError, match="cut.root"):
+        sj.read_root(tmp_path / "cut.root")
+    with pytest.raises(symplug.SymplugError, match="unknown label branch 'label_Wqq'"):
+        sj.read_root(jets_file, labels=["label_Wqq"])
+    with pytest.raises(symplug.SymplugError, match="no TTree 'events'"):
+        sj.read_root(jets_file, tree="events")
+    with uproot.recreate(tmp_path / "missing.root") as f:
+        f["tree"] = {"part_px": ak.Array([[1.0]])}
+    with pytest.raises(symplug.SymplugError, match="no branch 'part_energy'"):
+        sj.read_root(tmp_path / "missing.root")
+    # inconsistent jagged lengths
+    good = [ak.Array([[10.0, 5.0], [3.0]])] * 4
+    bad = dict(zip(P4_BRANCHES, good))
+    bad["part_px"] = ak.Array([[1.0, 2.0], [1.0, 1.0]])
+    with uproot.recreate(tmp_path / "ragged.root") as f:
+        f.mktree("tree", {b: "var * float64" for b in P4_BRANCHES})
+        f["tree"].extend(bad)
+    with pytest.raises(symplug.SymplugError, match="jet 1 has 2 entries in 'part_px'"):
+        sj.read_root(tmp_path / "ragged.root")
+
+
+def test_bad_jets_are_skipped_and_counted(tmp_path):
+    cons, labels = make_jets(6)
+    cons[1] = np.zeros((0, 4))
+    cons[3] = cons[3].copy()
+    cons[3][0, 1] = np.nan
+    cons[4] = cons[4].copy()
+    cons[4][0, 0] = 0.1  # E much smaller than |p|: negative mass squared
+    path = sj.write_root(tmp_path / "bad.root", cons, labels)
+    jets = sj.read_root(path)
+    assert len(jets) == 3 and list(jets.index) == [0, 2, 5]
+    assert [i for i, _ in jets.skipped] == [1, 3, 4]
+    result = sj.diagnose(sj.load_tagger("mass"), jets, group="SO2", degree=1, progress=False,
+                         check_convergence=False)
+    assert result["summary"]["n_jets"] == 3 and len(result["summary"]["skipped"]) == 3
+
+
+def test_cli_diagnose_jets(jets_file, tmp_path):
+    out = tmp_path / "r.json"
+    proc = subprocess.run([str(Path(sys.executable).parent / "symplug"), "diagnose", "jets",
+                           "--model", "pz2", "--data", str(jets_file), "--group", "SO2",
+                           "--degree", "2", "--json", str(out), "--quiet"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["outputs"]["score"]["equivariance_rmse"] < 1e-9
+    assert result["summary"]["n_jets"] == 24 and "auc" in result["summary"]
