@@ -114,6 +114,10 @@ def summary_table(result: dict) -> str:
             lines.append(f"{name:<28}{layer['invariant_fraction']:>11.4f}"
                          f"{layer['invariant_fraction_centered']:>11.4f}"
                          f"{layer['truncation']:>12.2e}")
+    summary = result.get("summary") or {}
+    scalars = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+    if scalars:
+        lines.append("summary: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
     if result.get("skipped"):
         lines.append(f"skipped {len(result['skipped'])} failed samples: "
                      + "; ".join(f"#{s['index']}: {s['reason']}" for s in result["skipped"][:3]))
@@ -190,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the result JSON here (default OUT/md.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_md)
+
+    from .plugins import get_plugin_manager
+
+    get_plugin_manager().hook.symplug_cli(subparsers=sub)
     return parser
 
 

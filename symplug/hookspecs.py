@@ -94,6 +94,22 @@ def symplug_md(domain: str, options: dict) -> dict | None:
 
 
 @hookspec
+def symplug_cli(subparsers: Any) -> None:
+    """Add domain commands to the ``symplug`` command line (argparse subparsers).
+
+    A command sets ``func`` (``args -> exit code``) with ``set_defaults``; user
+    mistakes raise :class:`symplug.SymplugError`.
+
+    Example::
+
+        @hookimpl
+        def symplug_cli(subparsers):
+            p = subparsers.add_parser("planar", help="planar tools")
+            p.set_defaults(func=lambda args: 0)
+    """
+
+
+@hookspec
 def symplug_report_sections(result: dict) -> list[ReportSection]:
     """Contribute report sections for a result (the DESIGN §3 JSON dictionary).
 

@@ -166,3 +166,23 @@ def test_cli_diagnose_jets(jets_file, tmp_path):
     result = json.loads(out.read_text())
     assert result["outputs"]["score"]["equivariance_rmse"] < 1e-9
     assert result["summary"]["n_jets"] == 24 and "auc" in result["summary"]
+
+
+def test_generated_jets(tmp_path):
+    from symplug_jets.generate import generate_file
+
+    path = generate_file(tmp_path / "gen.root", 4, seed=7, progress=False)
+    jets = sj.read_root(path)
+    assert len(jets) == 8 and jets.labels.sum(0).tolist() == [4.0, 4.0]
+    pt, eta = jets.observers["jet_pt"], jets.observers["jet_eta"]
+    assert ((pt >= 550) & (pt < 650)).all() and (np.abs(eta) < 2).all()
+    total = (jets.p4 * jets.mask[..., None]).sum(1)
+    assert np.allclose(np.hypot(total[:, 1], total[:, 2]), pt, rtol=1e-6)  # all constituents kept
+    top = jets.labels[:, jets.label_names.index("label_Top")] > 0
+    assert (jets.observers["jet_mass"][top] > 100).all()  # contained hadronic tops
+    again = sj.read_root(generate_file(tmp_path / "again.root", 4, seed=7, progress=False))
+    assert np.array_equal(again.p4, jets.p4)  # seeded
+    proc = subprocess.run([str(Path(sys.executable).parent / "symplug"), "jets", "generate",
+                           "--out", str(tmp_path / "cli.root"), "--n", "2", "--quiet"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "4 jets" in proc.stdout

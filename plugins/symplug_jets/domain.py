@@ -42,11 +42,19 @@ def _scores(model, p4: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     return model(batch)["score"][0].detach().numpy()
 
 
+def signal_label(label_names: list[str], signal: str | None = None) -> str:
+    """The signal class: ``signal`` if given, else the first label that is not QCD."""
+    if signal is not None:
+        if signal not in label_names:
+            raise SymplugError(f"unknown signal label {signal!r} (labels: {', '.join(label_names)})")
+        return signal
+    return next((n for n in label_names if "qcd" not in n.lower()), label_names[0])
+
+
 def _signal_score(scores: np.ndarray, label_names: list[str], signal: str | None) -> np.ndarray:
     if scores.ndim == 1:
         return scores
-    name = signal or label_names[0]
-    return scores[:, label_names.index(name)]
+    return scores[:, label_names.index(signal_label(label_names, signal))]
 
 
 def summarize(samples: Sequence[dict], model, grid, signal: str | None = None) -> dict:
@@ -63,7 +71,7 @@ def summarize(samples: Sequence[dict], model, grid, signal: str | None = None) -
     threshold = float(np.median(score))
     if "labels" in samples[0]:
         labels = np.concatenate([b["labels"] for b in samples])
-        is_signal = labels[:, names.index(signal or names[0])] > 0.5
+        is_signal = labels[:, names.index(signal_label(names, signal))] > 0.5
         out["auc"] = auc(score, is_signal)
         out["background_rejection"] = {f"{wp}": background_rejection(score, is_signal, wp)
                                        for wp in WORKING_POINTS}
@@ -74,7 +82,7 @@ def summarize(samples: Sequence[dict], model, grid, signal: str | None = None) -
         for index in grid.chunks(64):
             batch = rotate_jets(block, grid.matrices[index])
             s = model(batch)["score"].detach().numpy()
-            s = s[..., names.index(signal or names[0])] if s.ndim == 3 else s
+            s = s[..., names.index(signal_label(names, signal))] if s.ndim == 3 else s
             w = grid.weights[index].numpy()
             flips += float((w[:, None] * ((s > threshold) != ref[None, :])).sum())
             total_w += float(w.sum()) * len(ref)
@@ -122,7 +130,8 @@ def boost_scan(tagger, jets: JetSet, rapidities: Sequence[float], axis: str = "b
         score = _signal_score(_scores(tagger, p4, mask), jets.label_names, signal)
         row = {"rapidity": float(y), "score_shift_rms": float(np.sqrt(np.mean((score - base) ** 2)))}
         if jets.labels is not None:
-            is_signal = jets.labels[:, jets.label_names.index(signal or jets.label_names[0])] > 0.5
+            is_signal = jets.labels[:, jets.label_names.index(
+                signal_label(jets.label_names, signal))] > 0.5
             row["auc"] = auc(score, is_signal)
             row["background_rejection"] = {f"{wp}": background_rejection(score, is_signal, wp)
                                            for wp in WORKING_POINTS}

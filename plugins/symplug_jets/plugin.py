@@ -58,3 +58,29 @@ def symplug_report_sections(result: dict):
                      f"{s['background_rejection']['0.3']:.1f}, at 0.5: "
                      f"{s['background_rejection']['0.5']:.1f}")
     return [ReportSection("Jet tagging", "\n".join(lines))]
+
+
+def _cmd_generate(args) -> int:
+    from .generate import generate_file
+    from .rootio import read_root
+
+    path = generate_file(args.out, args.n, seed=args.seed, pt_min=args.pt_min,
+                         pt_max=args.pt_max, progress=not args.quiet)
+    jets = read_root(path)
+    print(f"{path}: {len(jets)} jets ({args.n} top, {args.n} QCD), "
+          f"pT in [{args.pt_min}, {args.pt_max}) GeV, anti-kT R = 0.8")
+    return 0
+
+
+@hookimpl
+def symplug_cli(subparsers):
+    jets = subparsers.add_parser("jets", help="jet tools (generate samples)")
+    sub = jets.add_subparsers(dest="jets_command", metavar="COMMAND", required=True)
+    p = sub.add_parser("generate", help="top and QCD jets with Pythia 8 and FastJet")
+    p.add_argument("--out", required=True, help="ROOT file to write (JetClass layout)")
+    p.add_argument("--n", type=int, default=500, help="jets per class (default 500)")
+    p.add_argument("--seed", type=int, default=0, help="Pythia seed (default 0)")
+    p.add_argument("--pt-min", type=float, default=550.0, help="jet pT minimum in GeV")
+    p.add_argument("--pt-max", type=float, default=650.0, help="jet pT maximum in GeV")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_generate)

@@ -1,0 +1,140 @@
+"""Jets generated locally with Pythia 8 (pythia8mc) and FastJet: no downloads.
+
+Signal: hadronic top jets from pp -> ttbar (W -> q q' only), background: QCD jets from
+hard 2 -> 2 QCD, at sqrt(s) = 14 TeV (multi-parton interactions off, for speed).
+Visible final-state particles (no neutrinos) are clustered with anti-kT, R = 0.8; a jet
+is kept if pT_min <= pT < pT_max and |eta| < 2, and a top jet only if the top and its
+three decay quarks lie within dR < 0.8 of the jet axis. Everything is seeded. The
+jets are written in the JetClass layout (:func:`symplug_jets.rootio.write_root`) with
+``label_Top``/``label_QCD`` and ``jet_pt``, ``jet_eta``, ``jet_phi``, ``jet_energy``,
+``jet_mass`` observers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from symplug import SymplugError
+
+from .rootio import write_root
+
+R = 0.8
+NEUTRINOS = (12, 14, 16)
+
+
+def _pythia(process: str, seed: int, pt_min: float, pt_max: float):
+    import pythia8mc
+
+    p = pythia8mc.Pythia("", False)
+    settings = ["Beams:eCM = 14000.", "PartonLevel:MPI = off", "Next:numberCount = 0",
+                "Next:numberShowEvent = 0", "Next:numberShowInfo = 0",
+                "Next:numberShowProcess = 0", "Init:showChangedSettings = off",
+                "Init:showProcesses = off", "Init:showChangedParticleData = off",
+                "Random:setSeed = on", f"Random:seed = {seed}",
+                f"PhaseSpace:pTHatMin = {pt_min - 100}", f"PhaseSpace:pTHatMax = {pt_max + 100}"]
+    if process == "top":
+        settings += ["Top:gg2ttbar = on", "Top:qqbar2ttbar = on",
+                     "24:onMode = off", "24:onIfAny = 1 2 3 4 5"]
+    else:
+        settings += ["HardQCD:all = on"]
+    for s in settings:
+        if not p.readString(s):
+            raise SymplugError(f"Pythia rejected the setting {s!r}")
+    if not p.init():
+        raise SymplugError("Pythia failed to initialise")
+    return p
+
+
+def _eta_phi(px, py, pz):
+    pt = np.hypot(px, py)
+    return np.arcsinh(pz / pt), np.arctan2(py, px)
+
+
+def _delta_r(eta1, phi1, eta2, phi2):
+    dphi = (phi1 - phi2 + np.pi) % (2 * np.pi) - np.pi
+    return np.hypot(eta1 - eta2, dphi)
+
+
+def _top_partons(event) -> list[list[tuple[float, float]]]:
+    """(eta, phi) of each top and its b, q, q' (last copies), per hadronic top."""
+    tops = []
+    for i in range(event.size()):
+        prt = event[i]
+        if prt.idAbs() != 6 or event[prt.iBotCopyId()].index() != i:
+            continue
+        partons = [i]
+        for d in prt.daughterList():
+            dp = event[event[d].iBotCopyId()]
+            if dp.idAbs() == 5:
+                partons.append(dp.index())
+            elif dp.idAbs() == 24:
+                partons += [event[w].index() for w in dp.daughterList() if event[w].idAbs() <= 5]
+        if len(partons) == 4:
+            tops.append([_eta_phi(event[k].px(), event[k].py(), event[k].pz()) for k in partons])
+    return tops
+
+
+def generate(n_jets: int, process: str, seed: int = 0, pt_min: float = 550.0,
+             pt_max: float = 650.0, max_events: int | None = None,
+             progress: bool = True) -> list[np.ndarray]:
+    """``n_jets`` jets of ``process`` (``"top"`` or ``"qcd"``): constituents (n, 4) as
+    (E, px, py, pz) in GeV, plus per-jet observers in ``generate.last_observers``."""
+    import fastjet
+
+    if process not in ("top", "qcd"):
+        raise SymplugError(f"process must be 'top' or 'qcd', got {process!r}")
+    pythia = _pythia(process, seed, pt_min, pt_max)
+    jet_def = fastjet.JetDefinition(fastjet.antikt_algorithm, R)
+    jets, observers = [], []
+    max_events = max_events or 200 * n_jets
+    bar = tqdm(total=n_jets, desc=f"{process} jets", unit="jet", disable=not progress)
+    events = 0
+    while len(jets) < n_jets and events < max_events:
+        events += 1
+        if not pythia.next():
+            continue
+        event = pythia.event
+        particles = [fastjet.PseudoJet(p.px(), p.py(), p.pz(), p.e())
+                     for p in (event[i] for i in range(event.size()))
+                     if p.isFinal() and p.idAbs() not in NEUTRINOS]
+        for k, pj in enumerate(particles):
+            pj.set_user_index(k)
+        sequence = fastjet.ClusterSequence(particles, jet_def)
+        tops = _top_partons(event) if process == "top" else []
+        for jet in sorted(sequence.inclusive_jets(pt_min), key=lambda j: -j.pt())[:2]:
+            if not (pt_min <= jet.pt() < pt_max and abs(jet.eta()) < 2.0):
+                continue
+            if process == "top" and not any(
+                    all(_delta_r(eta, phi, jet.eta(), jet.phi_std()) < R for eta, phi in top)
+                    for top in tops):
+                continue
+            cons = np.array([[c.e(), c.px(), c.py(), c.pz()] for c in jet.constituents()])
+            jets.append(cons)
+            observers.append([jet.pt(), jet.eta(), jet.phi_std(), jet.e(), jet.m()])
+            bar.update(1)
+            if len(jets) == n_jets:
+                break
+    bar.close()
+    if len(jets) < n_jets:
+        raise SymplugError(f"only {len(jets)} {process} jets in {events} events; raise max_events")
+    generate.last_observers = np.array(observers)
+    return jets
+
+
+def generate_file(path: str | Path, n_per_class: int, seed: int = 0, pt_min: float = 550.0,
+                  pt_max: float = 650.0, progress: bool = True) -> Path:
+    """Top and QCD jets (``n_per_class`` each, shuffled with ``seed``) in one ROOT file."""
+    top = generate(n_per_class, "top", seed, pt_min, pt_max, progress=progress)
+    top_obs = generate.last_observers
+    qcd = generate(n_per_class, "qcd", seed + 1, pt_min, pt_max, progress=progress)
+    qcd_obs = generate.last_observers
+    order = np.random.default_rng(seed).permutation(2 * n_per_class)
+    constituents = [(top + qcd)[i] for i in order]
+    is_top = (order < n_per_class).astype(np.int32)
+    obs = np.concatenate([top_obs, qcd_obs])[order]
+    names = ("jet_pt", "jet_eta", "jet_phi", "jet_energy", "jet_mass")
+    return write_root(path, constituents, {"label_Top": is_top, "label_QCD": 1 - is_top},
+                      {n: obs[:, k] for k, n in enumerate(names)})
