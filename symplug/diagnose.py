@@ -55,13 +55,13 @@ def _run(model: Callable, samples: Sequence[Any], domain: Domain, grid: Grid, ou
 
 
 def _summaries(results: dict[int, OrbitResult], keep: Sequence[int], outputs: dict,
-               layers: Sequence[str]) -> dict:
+               layers: Sequence[str], by_components: bool) -> dict:
     """Flat {quantity: number} over the samples ``keep``, for the convergence comparison."""
     results = [results[i] for i in keep]
     flat: dict[str, float] = {}
     for name in outputs:
         flat[f"outputs.{name}.equivariance_rmse"] = aggregate_errors(
-            [r.outputs[name] for r in results]).rmse
+            [r.outputs[name] for r in results], by_components).rmse
         for key, frac in aggregate_spectra([r.output_spectra[name] for r in results]).fractions.items():
             flat[f"outputs.{name}.spectrum.{sector_key(key)}"] = frac
     for name in layers:
@@ -143,7 +143,7 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
         if not runs[0]:
             raise SymplugError(f"every sample failed; the first: {next(iter(skipped.values()))}")
         keep = [i for i in runs[0] if all(i in run for run in runs)]
-        return _summaries(runs[-1], keep, reps, layers)
+        return _summaries(runs[-1], keep, reps, layers, domain.samples_are_blocks)
 
     if check_convergence:
         conv = convergence(evaluate, grid, finer_degree)
@@ -164,7 +164,8 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
         errors = [r.outputs[name] for r in results]
         spectrum = aggregate_spectra([r.output_spectra[name] for r in results])
         entry = {"rep": reps[name], "units": domain.outputs[name].units,
-                 **aggregate_errors(errors).to_dict(), **spectrum.to_dict(),
+                 **aggregate_errors(errors, domain.samples_are_blocks).to_dict(),
+                 **spectrum.to_dict(),
                  "per_sample": [{"index": i, **e.to_dict()} for i, e in zip(kept, errors)]}
         if all(lab is not None and name in lab for lab in labels):
             entry["bias_variance"] = bias_variance(errors, [lab[name] for lab in labels]).to_dict()

@@ -155,11 +155,14 @@ class DatasetError:
         return out
 
 
-def aggregate_errors(errors: list[EquivarianceError]) -> DatasetError:
-    """Mean of A^2/d over samples; relative = sqrt(sum A^2 / sum int|z|^2)."""
+def aggregate_errors(errors: list[EquivarianceError], by_components: bool = False) -> DatasetError:
+    """Mean of A^2/d over samples (or, ``by_components``, over all components of all
+    samples, for domains whose samples are blocks of items such as jets);
+    relative = sqrt(sum A^2 / sum int|z|^2)."""
     if not errors:
         raise GridError("cannot aggregate an empty list of equivariance errors")
-    var = sum(e.variance for e in errors) / len(errors)
+    weights = [e.n_components if by_components else 1 for e in errors]
+    var = sum(w * e.variance for w, e in zip(weights, errors)) / sum(weights)
     a2 = sum(e.variance * e.n_components for e in errors)
     z2 = sum(e.mean_square * e.n_components for e in errors)
     stderr = None

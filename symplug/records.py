@@ -38,6 +38,8 @@ class Domain:
       none are asked for (e.g. stress only for periodic structures); default: all.
     * ``summarize(samples, model, grid)`` returns domain figures added to the result
       under ``"summary"`` (e.g. AUC, flip rate and skipped jets for taggers).
+    * ``samples_are_blocks``: a sample is a block of items (jets); data-set errors then
+      average over items, not blocks.
     """
 
     name: str
@@ -50,6 +52,7 @@ class Domain:
     axis: tuple[float, float, float] = (0.0, 0.0, 1.0)
     select_outputs: Callable[[Any], list[str]] | None = None
     summarize: Callable[[Any, Any, Any], dict] | None = None
+    samples_are_blocks: bool = False
 
     def validate(self, plugin: str) -> "Domain":
         """Raise :class:`PluginError` naming ``plugin`` if the record breaks the contract."""

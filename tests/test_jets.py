@@ -105,7 +105,7 @@ def test_predictions_file_in_weaver_layout(jets, tmp_path):
     tagger = sj.load_tagger("mass")
     score = tagger({"p4": __import__("torch").from_numpy(jets.p4),
                     "mask": __import__("torch").from_numpy(jets.mask),
-                    "copies": 1, "jets": len(jets)})["score"][0].numpy()
+                    "copies": 1, "jets": len(jets)})["score"][0].detach().numpy()
     out = sj.write_predictions(tmp_path / "pred.root", jets, np.stack([score, 1 - score], 1),
                                ["label_Top", "label_QCD"])
     events = uproot.open(out)["Events"].arrays(library="np")
@@ -186,3 +186,46 @@ def test_generated_jets(tmp_path):
                            "--out", str(tmp_path / "cli.root"), "--n", "2", "--quiet"],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "4 jets" in proc.stdout
+
+
+def test_reference_tagger_reproduces_its_test_metrics():
+    """The shipped tagger, on its shipped test jets, gives back the stored test figures."""
+    from symplug_jets.taggers import REFERENCE
+
+    saved = __import__("torch").load(REFERENCE, weights_only=True)
+    jets = sj.read_root(REFERENCE.with_name("tagger_test.root"), max_particles=64)
+    tagger = sj.load_tagger("reference")
+    torch = __import__("torch")
+    score = tagger({"p4": torch.from_numpy(jets.p4), "mask": torch.from_numpy(jets.mask),
+                    "copies": 1, "jets": len(jets)})["score"][0].detach().numpy()
+    is_top = jets.labels[:, jets.label_names.index("label_Top")] > 0.5
+    assert abs(sj.auc(score, is_top) - saved["test"]["auc"]) < 2e-3  # float64 vs float32
+    assert saved["test"]["auc"] > 0.85
+    # hidden layers are reachable through the tagger's module
+    result = sj.diagnose(tagger, jets.subset(np.arange(16)), group="SO2", degree=1,
+                         layers=["embed", "blocks.0", "pool"], progress=False,
+                         check_convergence=False)
+    for layer in result["layers"].values():
+        assert abs(sum(layer["spectrum"].values()) + layer["truncation"] - 1) < 1e-12
+
+
+def test_analysis_script(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "examples" / "jet_tagging_analysis.py"),
+                           "--max-jets", "40", "--degree", "1", "--out", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("table.md", "roc.png", "boost.png", "predictions.root",
+                 "result_lab_SO2.json", "result_jet_SO2.json", "result_lab_SO3.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    table = (tmp_path / "table.md").read_text()
+    assert "AUC" in table and "1/eps_B at eps_S = 0.3" in table and "flip rate" in table
+
+
+def test_flip_rate_uses_the_frame(jets):
+    """pz2 keeps its class under rotations about the beam, not about the jet axes."""
+    beam = sj.diagnose(sj.load_tagger("pz2"), jets, group="SO2", degree=2, progress=False,
+                       check_convergence=False)
+    axis = sj.diagnose(sj.load_tagger("pz2"), jets, group="SO2", degree=2, frame="jet",
+                       progress=False, check_convergence=False)
+    assert beam["summary"]["flip_rate"] == 0.0 and axis["summary"]["flip_rate"] > 0.01

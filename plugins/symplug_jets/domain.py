@@ -18,7 +18,7 @@ from .metrics import auc, background_rejection
 from .rootio import JetSet, read_root
 from .taggers import CallableTagger
 
-BLOCK = 64  # jets per orbit sample
+BLOCK = 16  # jets per orbit sample: a model call sees chunk_size x BLOCK jets
 WORKING_POINTS = (0.3, 0.5)
 
 
@@ -57,7 +57,8 @@ def _signal_score(scores: np.ndarray, label_names: list[str], signal: str | None
     return scores[:, label_names.index(signal_label(label_names, signal))]
 
 
-def summarize(samples: Sequence[dict], model, grid, signal: str | None = None) -> dict:
+def summarize(samples: Sequence[dict], model, grid, signal: str | None = None,
+              frame: str = "lab") -> dict:
     """Field figures for a list of jet blocks: performance on the untransformed jets and
     the flip rate (weighted fraction of copies on the other side of the eps_S = 0.5
     working point, or of the median score without labels) under ``grid``."""
@@ -79,8 +80,8 @@ def summarize(samples: Sequence[dict], model, grid, signal: str | None = None) -
     flips, total_w = 0.0, 0.0
     for block in samples:
         ref = _signal_score(_scores(model, block["p4"], block["mask"]), names, signal) > threshold
-        for index in grid.chunks(64):
-            batch = rotate_jets(block, grid.matrices[index])
+        for index in grid.chunks(32):
+            batch = rotate_jets(block, grid.matrices[index], frame=frame)
             s = model(batch)["score"].detach().numpy()
             s = s[..., names.index(signal_label(names, signal))] if s.ndim == 3 else s
             w = grid.weights[index].numpy()
@@ -100,7 +101,7 @@ def jets_domain(frame: str = "lab") -> Domain:
                   outputs={"score": Output("0e", "")},
                   description=("jet constituents (E, px, py, pz); rotations in the "
                                + ("lab frame, axis = beam" if frame == "lab" else "jet frame")),
-                  summarize=summarize)
+                  summarize=partial(summarize, frame=frame), samples_are_blocks=True)
 
 
 def diagnose(tagger, jets: JetSet | str | Path, group: str = "SO2", degree: int = 4,

@@ -10,6 +10,7 @@ under rotations about the beam only).
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -35,6 +36,27 @@ def pz2_tagger(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 SHIPPED = {"mass": mass_tagger, "pz2": pz2_tagger}
+REFERENCE = Path(__file__).resolve().parent / "data" / "tagger.pt"
+
+
+def load_reference(path: str | Path | None = None, dtype=torch.float64) -> "CallableTagger":
+    """The shipped reference tagger (``reference``) or a checkpoint written by
+    :mod:`symplug_jets.train_tagger`, loaded safely (``weights_only=True``)."""
+    from .tagger_model import ParticleTransformerTagger
+
+    path = Path(path) if path else REFERENCE
+    if not path.exists():
+        raise SymplugError(f"{path}: no such tagger checkpoint")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        module = ParticleTransformerTagger(**saved["config"])
+        module.load_state_dict(saved["state_dict"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise SymplugError(f"{path}: not a symplug tagger checkpoint ({exc})") from exc
+    module = module.to(dtype).eval()
+    tagger = CallableTagger(lambda p4, mask: module.score(p4.to(dtype), mask), "reference")
+    tagger.module = module  # the layers symplug hooks: embed, blocks.0, blocks.1, pool
+    return tagger
 
 
 class CallableTagger:
@@ -58,12 +80,17 @@ class CallableTagger:
 
 
 def load_tagger(spec: str) -> CallableTagger:
-    """A shipped tagger (``mass``, ``pz2``) or ``module:function``."""
+    """A shipped tagger (``reference``, ``mass``, ``pz2``), a checkpoint (``*.pt``) or
+    ``module:function``."""
+    if spec == "reference":
+        return load_reference()
+    if spec.endswith(".pt"):
+        return load_reference(spec)
     if spec in SHIPPED:
         return CallableTagger(SHIPPED[spec], spec)
     if ":" not in spec:
-        raise SymplugError(f"unknown tagger {spec!r}: give one of {', '.join(SHIPPED)} or "
-                           "module:function")
+        raise SymplugError(f"unknown tagger {spec!r}: give reference, "
+                           f"{', '.join(SHIPPED)}, a .pt checkpoint or module:function")
     module, attr = spec.split(":", 1)
     try:
         fn = getattr(importlib.import_module(module), attr)
