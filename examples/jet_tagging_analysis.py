@@ -83,7 +83,7 @@ def main() -> None:
     plt.close(fig)
 
     rapidities = np.linspace(0.0, 2.0, 9)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"wspace": 0.35})
     for axis in ("beam", "jet"):
         scan = sj.boost_scan(tagger, jets, rapidities, axis=axis)
         axes[0].plot(rapidities, [r["score_shift_rms"] for r in scan], marker="o", label=axis)
