@@ -229,3 +229,18 @@ def test_flip_rate_uses_the_frame(jets):
     axis = sj.diagnose(sj.load_tagger("pz2"), jets, group="SO2", degree=2, frame="jet",
                        progress=False, check_convergence=False)
     assert beam["summary"]["flip_rate"] == 0.0 and axis["summary"]["flip_rate"] > 0.01
+
+
+def test_lie_derivatives_of_taggers(jets):
+    """mass: zero along every generator and boost; pz2: zero about z, analytic elsewhere:
+    d/dt sum pz^2 along L_x is -2 sum pz py, along a beam boost 2 sum pz E."""
+    mass = sj.lie_derivatives(sj.load_tagger("mass"), jets)
+    assert max(mass.values()) < 1e-8
+    pz2 = sj.lie_derivatives(sj.load_tagger("pz2"), jets)
+    p4 = np.where(jets.mask[..., None], jets.p4, 0.0)
+    e, py, pz = p4[..., 0], p4[..., 2], p4[..., 3]
+    rms = lambda x: float(np.sqrt(np.mean(x ** 2)))  # noqa: E731
+    # L_x (y, z) = (-z, y): d pz/dt = py, d py/dt = -pz
+    assert abs(pz2["Lx"] - rms(2 * (pz * py).sum(1))) < 1e-6 * pz2["Lx"]
+    assert pz2["Lz"] < 1e-6
+    assert abs(pz2["boost_beam"] - rms(2 * (pz * e).sum(1))) < 1e-6 * pz2["boost_beam"]

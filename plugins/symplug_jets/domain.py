@@ -117,6 +117,35 @@ def diagnose(tagger, jets: JetSet | str | Path, group: str = "SO2", degree: int 
                             degree=degree, **kwargs)
 
 
+def lie_derivatives(tagger, jets: JetSet, group: str = "SO3", frame: str = "lab",
+                    step: float = 1e-3) -> dict[str, float]:
+    """RMS over jets of the Lie derivative of the score along every rotation generator of
+    ``group`` (in ``frame``) and along the boosts (beam and jet axis): d/dt s(e^{tJ} x) at
+    t = 0, by 4th-order central differences (a tagger needs no forward-mode rules)."""
+    if not isinstance(tagger, CallableTagger):
+        tagger = CallableTagger(tagger)
+    p4 = torch.from_numpy(jets.p4)
+    mask = torch.from_numpy(jets.mask)
+    block = {"p4": p4, "mask": mask}
+
+    def rotated(j: torch.Tensor, t: float) -> np.ndarray:
+        batch = rotate_jets(block, torch.linalg.matrix_exp(t * j)[None], frame=frame)
+        return tagger(batch)["score"][0].detach().numpy()
+
+    def boosted(axis: str, y: float) -> np.ndarray:
+        moved = torch.from_numpy(np.where(jets.mask[..., None], boost(jets.p4, y, axis), 0.0))
+        return _scores(tagger, moved, mask)
+
+    def derivative(f) -> float:
+        d = (8 * (f(step) - f(-step)) - (f(2 * step) - f(-2 * step))) / (12 * step)
+        return float(np.sqrt(np.mean(d ** 2)))
+
+    out = {name: derivative(partial(rotated, j)) for name, j in symplug.generators(group).items()}
+    for axis in ("beam", "jet"):
+        out[f"boost_{axis}"] = derivative(partial(boosted, axis))
+    return out
+
+
 def boost_scan(tagger, jets: JetSet, rapidities: Sequence[float], axis: str = "beam",
                signal: str | None = None) -> list[dict]:
     """Score shift (RMS, relative to y = 0) and, with labels, AUC and 1/eps_B as functions
