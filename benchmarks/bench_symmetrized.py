@@ -116,8 +116,8 @@ def main() -> None:
                              "peak_increment_mib": r["maxrss_mib"] - base["maxrss_mib"],
                              "plain_increment_mib": plain["maxrss_mib"] - base["maxrss_mib"],
                              "baseline_mib": base["maxrss_mib"]})
-    print(f"| structure | case | copies | time per symmetrised call | plain call | peak RSS over "
-          f"baseline | plain call over baseline |\n|---|---|---|---|---|---|---|")
+    print("| structure | case | copies | time per symmetrised call | plain call | peak RSS over "
+          "baseline | plain call over baseline |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['structure']} | {r['case']} | {r['copies']} | {r['seconds']:.3f} s | "
               f"{r['plain_seconds'] * 1000:.1f} ms | {r['peak_increment_mib']:.0f} MiB | "
