@@ -110,10 +110,11 @@ def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
     """Evaluate ``model`` on the orbit of ``sample`` over ``grid`` and measure A and B.
 
     ``outputs`` maps output names to their representations; ``layers`` names
-    submodules whose activations are captured. ``progress(n)`` is called with the
-    number of grid elements done after each chunk.
+    submodules whose activations are captured, split into copies by ``split_layer``,
+    else by the model's own ``split_layer`` method, else copy-major. ``progress(n)``
+    is called with the number of grid elements done after each chunk.
     """
-    split = split_layer or default_split_layer
+    split = split_layer or getattr(model, "split_layer", None) or default_split_layer
     reps = {name: representation(rep) for name, rep in outputs.items()}
     acc_a = {n: EquivarianceAccumulator(grid, r, name=n) for n, r in reps.items()}
     acc_b = {n: SpectrumAccumulator(grid, lmax) for n in list(reps) + list(layers)}

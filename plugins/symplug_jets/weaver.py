@@ -1,0 +1,82 @@
+"""weaver-style taggers: ``forward(points, features, lorentz_vectors, mask)`` with
+inputs (N, C, P), plus the feature recipe that a weaver data config describes.
+
+:func:`kin_features` is the recipe of ParT's JetClass "kin" configuration: points
+(delta eta, delta phi), 7 features (delta eta, delta phi, log pT, log E, log pT/pT_jet,
+log E/E_jet, delta R, standardised as in that config) and the (px, py, pz, E) vectors.
+All are recomputed from the transformed 4-momenta. :class:`ParticleTransformerWrapper`
+gives weaver-core's ``ParticleTransformer`` that signature, as weaver's example
+network files do.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from symplug import SymplugError
+
+from .taggers import CallableTagger
+
+
+def kin_features(p4: torch.Tensor, mask: torch.Tensor):
+    """(points (N, 2, P), features (N, 7, P), lorentz_vectors (N, 4, P), mask (N, 1, P))."""
+    m = mask.to(p4.dtype)
+    jet = (p4 * m[..., None]).sum(dim=1)
+    e, px, py, pz = p4.unbind(-1)
+    pt = torch.hypot(px, py).clamp_min(1e-8)
+    jet_pt = torch.hypot(jet[:, 1], jet[:, 2])
+    deta = torch.asinh(pz / pt) - torch.asinh(jet[:, 3] / jet_pt)[:, None]
+    dphi = torch.remainder(torch.atan2(py, px) - torch.atan2(jet[:, 2], jet[:, 1])[:, None]
+                           + torch.pi, 2 * torch.pi) - torch.pi
+    e_safe = e.clamp_min(1e-8)
+    feats = torch.stack([deta, dphi, (torch.log(pt) - 1.7) * 0.7, (torch.log(e_safe) - 2.0) * 0.7,
+                         (torch.log(pt / jet_pt[:, None]) + 4.7) * 0.7,
+                         (torch.log(e_safe / jet[:, :1]) + 4.7) * 0.7,
+                         (torch.hypot(deta, dphi) - 0.2) * 4.0], dim=1) * m[:, None]
+    points = torch.stack([deta, dphi], dim=1) * m[:, None]
+    vectors = torch.stack([px, py, pz, e], dim=1) * m[:, None]
+    return points, feats, vectors, m[:, None]
+
+
+class ParticleTransformerWrapper(torch.nn.Module):
+    """weaver-core's ParticleTransformer behind the weaver signature (layers: ``mod.*``)."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        from weaver.nn.model.ParticleTransformer import ParticleTransformer
+
+        self.mod = ParticleTransformer(**kwargs)
+
+    def forward(self, points, features, lorentz_vectors, mask):
+        return self.mod(features, v=lorentz_vectors, mask=mask)
+
+
+class WeaverTagger(CallableTagger):
+    """A weaver-signature module and its feature recipe as a symplug tagger; the score
+    is the softmax over the module's class logits, (N, C)."""
+
+    def __init__(self, module: torch.nn.Module, recipe: Callable = kin_features,
+                 name: str = "weaver"):
+        self.module = module.eval()
+        self._rows = 0
+
+        def score(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            dtype = next(self.module.parameters()).dtype
+            points, feats, vectors, m = recipe(p4.to(dtype), mask)
+            self._rows = p4.shape[0]
+            return torch.softmax(self.module(points, feats, vectors, m), dim=-1)
+
+        super().__init__(score, name)
+
+    def split_layer(self, name: str, tensor: torch.Tensor, copies: int) -> torch.Tensor:
+        """Copy-major split of a captured activation; ParT's blocks are sequence-first
+        (P, N, C) and are transposed first."""
+        if tensor.shape[0] != self._rows and tensor.ndim > 1 and tensor.shape[1] == self._rows:
+            tensor = tensor.transpose(0, 1)
+        if tensor.shape[0] != self._rows:
+            raise SymplugError(f"layer {name!r}: no axis of size {self._rows} (jets in the batch) "
+                               f"in shape {tuple(tensor.shape)}")
+        return tensor.reshape(copies, -1, *tensor.shape[2:]) if tensor.ndim > 2 else \
+            tensor.reshape(copies, -1)
