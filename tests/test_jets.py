@@ -244,3 +244,25 @@ def test_lie_derivatives_of_taggers(jets):
     assert abs(pz2["Lx"] - rms(2 * (pz * py).sum(1))) < 1e-6 * pz2["Lx"]
     assert pz2["Lz"] < 1e-6
     assert abs(pz2["boost_beam"] - rms(2 * (pz * e).sum(1))) < 1e-6 * pz2["boost_beam"]
+
+
+def test_top_tagging_hdf5_layout(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("tables")
+    cons, labels = make_jets(5)
+    cons[2] = np.zeros((0, 4))
+    n = 20
+    data = {}
+    for c, k in (("E", 0), ("PX", 1), ("PY", 2), ("PZ", 3)):
+        for i in range(n):
+            data[f"{c}_{i}"] = [jet[i, k] if i < len(jet) else 0.0 for jet in cons]
+    data["is_signal_new"] = labels["label_Top"]
+    pd.DataFrame(data).to_hdf(tmp_path / "top.h5", key="table", format="table")
+    jets = sj.read_top_tagging_h5(tmp_path / "top.h5")
+    assert len(jets) == 4 and jets.skipped == [(2, "no constituents")]
+    assert jets.label_names == ["label_QCD", "label_Top"]
+    from_root = sj.read_root(sj.write_root(tmp_path / "same.root", cons, labels), max_particles=n)
+    assert np.allclose(jets.p4, from_root.p4) and np.array_equal(jets.mask, from_root.mask)
+    pd.DataFrame({"E_0": [1.0]}).to_hdf(tmp_path / "bad.h5", key="table", format="table")
+    with pytest.raises(symplug.SymplugError, match="no column 'PX_0'"):
+        sj.read_top_tagging_h5(tmp_path / "bad.h5")

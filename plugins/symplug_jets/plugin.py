@@ -41,9 +41,10 @@ def symplug_load_data(domain: str, path: str):
         return None
     _require_jets()
     from .domain import blocks
-    from .rootio import read_root
+    from .rootio import read_root, read_top_tagging_h5
 
-    return blocks(read_root(path))
+    reader = read_top_tagging_h5 if path.endswith((".h5", ".hdf5")) else read_root
+    return blocks(reader(path))
 
 
 @hookimpl

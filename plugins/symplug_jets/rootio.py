@@ -156,3 +156,54 @@ def write_predictions(path: str | Path, jets: JetSet, scores: np.ndarray,
         handle.mktree("Events", {k: np.asarray(v).dtype for k, v in data.items()})
         handle["Events"].extend(data)
     return Path(path)
+
+
+def read_top_tagging_h5(path: str | Path, key: str = "table", max_particles: int = 200,
+                        entry_stop: int | None = None) -> JetSet:
+    """Jets from the Top Quark Tagging reference data layout: a pandas HDF5 table with
+    columns ``E_i``, ``PX_i``, ``PY_i``, ``PZ_i`` (i = 0..199, zero-padded, GeV) and
+    ``is_signal_new`` (1 for top). Labels become ``label_Top`` / ``label_QCD``; the same
+    checks as :func:`read_root` apply."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise SymplugError(f"{path}: no such file")
+    try:
+        frame = pd.read_hdf(path, key=key, stop=entry_stop)
+    except (KeyError, ValueError, OSError, TypeError) as exc:
+        raise SymplugError(f"{path}: not a readable HDF5 table {key!r} ({type(exc).__name__}: {exc})") from exc
+    columns = set(frame.columns)
+    n = 0
+    while f"E_{n}" in columns:
+        n += 1
+    missing = [c for c in ("E_0", "PX_0", "PY_0", "PZ_0", "is_signal_new") if c not in columns]
+    if missing:
+        raise SymplugError(f"{path}: table {key!r} has no column {missing[0]!r}")
+    n = min(n, max_particles)
+    parts = [frame[[f"{c}_{i}" for i in range(n)]].to_numpy(np.float64) for c in ("E", "PX", "PY", "PZ")]
+    p4 = np.stack(parts, axis=-1)
+    present = p4[..., 0] > 0
+    reasons: dict[int, str] = {}
+    for i in np.nonzero(~present.any(axis=1))[0]:
+        reasons[int(i)] = "no constituents"
+    finite = np.isfinite(p4).all(axis=(1, 2))
+    for i in np.nonzero(~finite)[0]:
+        reasons.setdefault(int(i), "non-finite constituent momenta")
+    m2 = p4[..., 0] ** 2 - (p4[..., 1:] ** 2).sum(-1)
+    negative = ((m2 < -MASS2_TOLERANCE * p4[..., 0] ** 2 - 1e-9) & present).any(axis=1) & finite
+    for i in np.nonzero(negative)[0]:
+        reasons.setdefault(int(i), "constituent with negative mass squared")
+    # order the constituents by pT, as read_root does
+    pt = np.where(present, np.hypot(p4[..., 1], p4[..., 2]), -1.0)
+    order = np.argsort(-pt, axis=1, kind="stable")
+    p4 = np.take_along_axis(p4, order[..., None], axis=1)
+    mask = np.take_along_axis(present, order, axis=1)
+    is_top = frame["is_signal_new"].to_numpy().astype(np.float64)
+    jets = JetSet(np.where(mask[..., None], p4, 0.0), mask, np.stack([1 - is_top, is_top], 1),
+                  ["label_QCD", "label_Top"], {}, np.arange(len(frame)), [], str(path))
+    kept = jets.subset(np.array([i for i in range(len(frame)) if i not in reasons], dtype=int))
+    kept.skipped = sorted(reasons.items())
+    if len(kept) == 0:
+        raise SymplugError(f"{path}: no usable jets ({len(reasons)} skipped)")
+    return kept
