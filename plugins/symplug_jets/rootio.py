@@ -99,8 +99,18 @@ def read_root(path: str | Path, tree: str = "tree", max_particles: int = 128,
     p4 = np.stack(p4, axis=-1).astype(np.float64)
     n_part = np.minimum(ak.to_numpy(counts[0]), max_particles)
     mask = np.arange(max_particles)[None, :] < n_part[:, None]
+    label_array = (np.stack([ak.to_numpy(arrays[n]).astype(np.float64) for n in label_names], 1)
+                   if label_names else None)
+    return _checked(p4, mask, label_array, label_names,
+                    {n: ak.to_numpy(arrays[n]).astype(np.float64) for n in observers}, path)
+
+
+def _checked(p4: np.ndarray, mask: np.ndarray, labels: np.ndarray | None,
+             label_names: list[str], observers: dict[str, np.ndarray], path: Path) -> JetSet:
+    """The usable jets, padding zeroed; jets without constituents, with non-finite
+    momenta or a constituent of clearly negative mass squared are skipped and counted."""
     reasons: dict[int, str] = {}
-    for i in np.nonzero(n_part == 0)[0]:
+    for i in np.nonzero(~mask.any(axis=1))[0]:
         reasons[int(i)] = "no constituents"
     finite = np.isfinite(p4).all(axis=(1, 2))
     for i in np.nonzero(~finite)[0]:
@@ -109,17 +119,13 @@ def read_root(path: str | Path, tree: str = "tree", max_particles: int = 128,
     negative = ((m2 < -MASS2_TOLERANCE * p4[..., 0] ** 2 - 1e-9) & mask).any(axis=1) & finite
     for i in np.nonzero(negative)[0]:
         reasons.setdefault(int(i), "constituent with negative mass squared")
-    keep = np.array([i not in reasons for i in range(len(p4))], dtype=bool)
-    label_array = (np.stack([ak.to_numpy(arrays[n]).astype(np.float64) for n in label_names], 1)
-                   if label_names else None)
-    jets = JetSet(np.where(mask[..., None], p4, 0.0), mask, label_array, label_names,
-                  {n: ak.to_numpy(arrays[n]).astype(np.float64) for n in observers},
+    jets = JetSet(np.where(mask[..., None], p4, 0.0), mask, labels, list(label_names), observers,
                   np.arange(len(p4)), [], str(path))
-    kept = jets.subset(np.nonzero(keep)[0])
+    kept = jets.subset(np.array([i for i in range(len(p4)) if i not in reasons], dtype=int))
     kept.skipped = sorted(reasons.items())
     if len(kept) == 0:
         raise SymplugError(f"{path}: no usable jets ({len(reasons)} skipped; first: "
-                           f"{kept.skipped[0][1] if kept.skipped else 'empty tree'})")
+                           f"{kept.skipped[0][1] if kept.skipped else 'empty'})")
     return kept
 
 
@@ -184,26 +190,11 @@ def read_top_tagging_h5(path: str | Path, key: str = "table", max_particles: int
     parts = [frame[[f"{c}_{i}" for i in range(n)]].to_numpy(np.float64) for c in ("E", "PX", "PY", "PZ")]
     p4 = np.stack(parts, axis=-1)
     present = p4[..., 0] > 0
-    reasons: dict[int, str] = {}
-    for i in np.nonzero(~present.any(axis=1))[0]:
-        reasons[int(i)] = "no constituents"
-    finite = np.isfinite(p4).all(axis=(1, 2))
-    for i in np.nonzero(~finite)[0]:
-        reasons.setdefault(int(i), "non-finite constituent momenta")
-    m2 = p4[..., 0] ** 2 - (p4[..., 1:] ** 2).sum(-1)
-    negative = ((m2 < -MASS2_TOLERANCE * p4[..., 0] ** 2 - 1e-9) & present).any(axis=1) & finite
-    for i in np.nonzero(negative)[0]:
-        reasons.setdefault(int(i), "constituent with negative mass squared")
     # order the constituents by pT, as read_root does
     pt = np.where(present, np.hypot(p4[..., 1], p4[..., 2]), -1.0)
     order = np.argsort(-pt, axis=1, kind="stable")
     p4 = np.take_along_axis(p4, order[..., None], axis=1)
     mask = np.take_along_axis(present, order, axis=1)
     is_top = frame["is_signal_new"].to_numpy().astype(np.float64)
-    jets = JetSet(np.where(mask[..., None], p4, 0.0), mask, np.stack([1 - is_top, is_top], 1),
-                  ["label_QCD", "label_Top"], {}, np.arange(len(frame)), [], str(path))
-    kept = jets.subset(np.array([i for i in range(len(frame)) if i not in reasons], dtype=int))
-    kept.skipped = sorted(reasons.items())
-    if len(kept) == 0:
-        raise SymplugError(f"{path}: no usable jets ({len(reasons)} skipped)")
-    return kept
+    return _checked(p4, mask, np.stack([1 - is_top, is_top], 1), ["label_QCD", "label_Top"],
+                    {}, path)
