@@ -52,9 +52,23 @@ def signal_label(label_names: list[str], signal: str | None = None) -> str:
 
 
 def _signal_score(scores: np.ndarray, label_names: list[str], signal: str | None) -> np.ndarray:
+    """The signal column of (N, C) scores; (N,) scores are returned as they are."""
     if scores.ndim == 1:
         return scores
     return scores[:, label_names.index(signal_label(label_names, signal))]
+
+
+def _is_signal(labels: np.ndarray, label_names: list[str], signal: str | None) -> np.ndarray:
+    return labels[:, label_names.index(signal_label(label_names, signal))] > 0.5
+
+
+def _as_tagger(tagger) -> CallableTagger:
+    return tagger if isinstance(tagger, CallableTagger) else CallableTagger(tagger)
+
+
+def _boosted(jets: JetSet, rapidity: float, axis: str) -> torch.Tensor:
+    """The jets' constituents boosted by ``rapidity`` along ``axis``, padding kept zero."""
+    return torch.from_numpy(np.where(jets.mask[..., None], boost(jets.p4, rapidity, axis), 0.0))
 
 
 def summarize(samples: Sequence[dict], model, grid, signal: str | None = None,
@@ -72,7 +86,7 @@ def summarize(samples: Sequence[dict], model, grid, signal: str | None = None,
     threshold = float(np.median(score))
     if "labels" in samples[0]:
         labels = np.concatenate([b["labels"] for b in samples])
-        is_signal = labels[:, names.index(signal_label(names, signal))] > 0.5
+        is_signal = _is_signal(labels, names, signal)
         out["auc"] = auc(score, is_signal)
         out["background_rejection"] = {f"{wp}": background_rejection(score, is_signal, wp)
                                        for wp in WORKING_POINTS}
@@ -83,7 +97,7 @@ def summarize(samples: Sequence[dict], model, grid, signal: str | None = None,
         for index in grid.chunks(32):
             batch = rotate_jets(block, grid.matrices[index], frame=frame)
             s = model(batch)["score"].detach().numpy()
-            s = s[..., names.index(signal_label(names, signal))] if s.ndim == 3 else s
+            s = _signal_score(s.reshape(-1, *s.shape[2:]), names, signal).reshape(s.shape[:2])
             w = grid.weights[index].numpy()
             flips += float((w[:, None] * ((s > threshold) != ref[None, :])).sum())
             total_w += float(w.sum()) * len(ref)
@@ -108,12 +122,10 @@ def diagnose(tagger, jets: JetSet | str | Path, group: str = "SO2", degree: int 
              frame: str = "lab", block_size: int = BLOCK, **kwargs) -> dict:
     """A and B of a tagger's score, plus AUC, 1/eps_B and flip rate, on jets (a JetSet or a
     ROOT file). ``tagger``: a :class:`CallableTagger` or any ``f(p4, mask)``."""
-    if not isinstance(tagger, CallableTagger):
-        tagger = CallableTagger(tagger)
     if not isinstance(jets, JetSet):
         jets = read_root(jets)
     kwargs.setdefault("skip_failures", True)
-    return symplug.diagnose(tagger, blocks(jets, block_size), jets_domain(frame), group=group,
+    return symplug.diagnose(_as_tagger(tagger), blocks(jets, block_size), jets_domain(frame), group=group,
                             degree=degree, **kwargs)
 
 
@@ -122,19 +134,16 @@ def lie_derivatives(tagger, jets: JetSet, group: str = "SO3", frame: str = "lab"
     """RMS over jets of the Lie derivative of the score along every rotation generator of
     ``group`` (in ``frame``) and along the boosts (beam and jet axis): d/dt s(e^{tJ} x) at
     t = 0, by 4th-order central differences (a tagger needs no forward-mode rules)."""
-    if not isinstance(tagger, CallableTagger):
-        tagger = CallableTagger(tagger)
-    p4 = torch.from_numpy(jets.p4)
+    tagger = _as_tagger(tagger)
     mask = torch.from_numpy(jets.mask)
-    block = {"p4": p4, "mask": mask}
+    block = {"p4": torch.from_numpy(jets.p4), "mask": mask}
 
     def rotated(j: torch.Tensor, t: float) -> np.ndarray:
         batch = rotate_jets(block, torch.linalg.matrix_exp(t * j)[None], frame=frame)
         return tagger(batch)["score"][0].detach().numpy()
 
     def boosted(axis: str, y: float) -> np.ndarray:
-        moved = torch.from_numpy(np.where(jets.mask[..., None], boost(jets.p4, y, axis), 0.0))
-        return _scores(tagger, moved, mask)
+        return _scores(tagger, _boosted(jets, y, axis), mask)
 
     def derivative(f) -> float:
         d = (8 * (f(step) - f(-step)) - (f(2 * step) - f(-2 * step))) / (12 * step)
@@ -150,18 +159,16 @@ def boost_scan(tagger, jets: JetSet, rapidities: Sequence[float], axis: str = "b
                signal: str | None = None) -> list[dict]:
     """Score shift (RMS, relative to y = 0) and, with labels, AUC and 1/eps_B as functions
     of the boost rapidity y (a non-compact symmetry: no Haar average, a bounded scan)."""
-    if not isinstance(tagger, CallableTagger):
-        tagger = CallableTagger(tagger)
+    tagger = _as_tagger(tagger)
     mask = torch.from_numpy(jets.mask)
     base = _signal_score(_scores(tagger, torch.from_numpy(jets.p4), mask), jets.label_names, signal)
     rows = []
     for y in rapidities:
-        p4 = torch.from_numpy(np.where(jets.mask[..., None], boost(jets.p4, y, axis), 0.0))
-        score = _signal_score(_scores(tagger, p4, mask), jets.label_names, signal)
+        score = _signal_score(_scores(tagger, _boosted(jets, y, axis), mask), jets.label_names,
+                              signal)
         row = {"rapidity": float(y), "score_shift_rms": float(np.sqrt(np.mean((score - base) ** 2)))}
         if jets.labels is not None:
-            is_signal = jets.labels[:, jets.label_names.index(
-                signal_label(jets.label_names, signal))] > 0.5
+            is_signal = _is_signal(jets.labels, jets.label_names, signal)
             row["auc"] = auc(score, is_signal)
             row["background_rejection"] = {f"{wp}": background_rejection(score, is_signal, wp)
                                            for wp in WORKING_POINTS}
