@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from ase import units
 
 from symplug import SymplugError
 
 from .action import RotatedCopies
+from .torch_model import stress_gpa
 
 ENERGY = "energy"
 
@@ -97,10 +97,8 @@ class MetatrainModel:
         n = len(atoms)
         result = {"energy": energy.detach()[:, None] * 1000.0 / n,
                   "forces": -torch.stack(grads[:len(positions)]) * 1000.0}
-        if periodic:  # dE/d(symmetric strain) / V, in GPa
-            virial = torch.stack(grads[len(positions):])
-            volume = abs(float(atoms.get_volume()))
-            result["stress"] = (virial + virial.transpose(1, 2)) / 2 / volume / units.GPa
+        if periodic:
+            result["stress"] = stress_gpa(torch.stack(grads[len(positions):]), atoms)
         return result
 
     def __repr__(self) -> str:

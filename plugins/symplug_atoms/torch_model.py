@@ -90,9 +90,7 @@ class TorchAtomsModel:
         if "forces" in self.properties:
             out["forces"] = -grads.pop(0) * 1000.0
         if want_stress:
-            volume = abs(float(atoms.get_volume()))
-            virial = grads.pop(0)  # dE/d(strain); symmetric strain -> its symmetric part
-            out["stress"] = (virial + virial.transpose(1, 2)) / 2 / volume / units.GPa
+            out["stress"] = stress_gpa(grads.pop(0), atoms)
         return {k: v for k, v in out.items() if k in self.properties}
 
     def __repr__(self) -> str:
@@ -129,6 +127,13 @@ class TorchAtomsCalculator(Calculator):
         self.results["forces"] = res["forces"][0]
         if "stress" in res:
             self.results["stress"] = full_3x3_to_voigt_6_stress(res["stress"][0])
+
+
+def stress_gpa(virial: torch.Tensor, atoms: ase.Atoms) -> torch.Tensor:
+    """Stress (B, 3, 3) in GPa from dE/d(strain) (B, 3, 3) in eV: a symmetric strain
+    sees only the symmetric part of the virial."""
+    volume = abs(float(atoms.get_volume()))
+    return (virial + virial.transpose(1, 2)) / 2 / volume / units.GPa
 
 
 def _has_tangent(t: torch.Tensor) -> bool:
