@@ -69,7 +69,17 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     if args.json:
         write_json(result, args.json)
     print(summary_table(result))
+    _report_if_asked(args, {result["domain"]: result}, f"symplug diagnose {args.domain}")
     return 0
+
+
+def _report_if_asked(args: argparse.Namespace, results: dict, title: str) -> None:
+    """With ``--report``: the report (JSON, TensorMaps, figures, Markdown, HTML) in ``--out``."""
+    if getattr(args, "report", False):
+        from .report import write_report
+
+        paths = write_report(results, args.out, title=title)
+        print(f"report: {paths['report.html']}")
 
 
 def _cmd_md(args: argparse.Namespace) -> int:
@@ -87,6 +97,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
                "out": str(out), "progress": not args.quiet}
     result = run_md(args.domain, options)
     write_json(result, args.json or out / "md.json")
+    _report_if_asked(args, {"md": result}, f"symplug md {args.domain}")
     rows = result["table"]
     keys = ["energy_drift_meV_per_atom_per_ps", "completed_fraction", "angular_momentum_max",
             "rdf_rms_difference"]
@@ -95,6 +106,31 @@ def _cmd_md(args: argparse.Namespace) -> int:
         print(f"{name:<14}" + "".join(
             f"{row.get(k):>34.4g}" if isinstance(row.get(k), float) else f"{str(row.get(k)):>34}"
             for k in keys))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from .plugins import demo_results
+    from .report import write_report
+
+    start = time.perf_counter()
+    out = Path(args.out or time.strftime("symplug-demo-%Y%m%d-%H%M%S"))
+    out.mkdir(parents=True, exist_ok=True)
+    results = demo_results(out, args.quick, args.seed, not args.quiet)
+    if not results:
+        raise SymplugError("no installed plugin offers a demo; install symplug[all]")
+    for name, result in results.items():
+        if result.get("kind") == "diagnosis":
+            print(f"\n[{name}]\n{summary_table(result)}")
+            for f in result.get("findings", []):
+                print(f"  finding ({f['severity']}) {f['code']}: {f['evidence']}")
+    paths = write_report(results, out, title="symplug demo" + (" (quick)" if args.quick else ""),
+                         intro="The shipped reference models on their shipped data.")
+    print(f"\nsymplug demo: {len(results)} results in {time.perf_counter() - start:.0f} s; "
+          f"report: {paths['report.html']}")
     return 0
 
 
@@ -172,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-failures", action="store_true",
                    help="flag and count samples whose evaluation fails instead of stopping")
     p.add_argument("--json", help="write the result JSON here (atomically)")
+    p.add_argument("--out", default="symplug-diagnose", help="folder for --report")
+    p.add_argument("--report", action="store_true",
+                   help="write report.html, report.md, JSON and TensorMaps to --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_diagnose)
 
@@ -192,8 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="velocity and rotation seed")
     p.add_argument("--out", default="symplug-md", help="folder for JSON and figures")
     p.add_argument("--json", help="write the result JSON here (default OUT/md.json)")
+    p.add_argument("--report", action="store_true",
+                   help="also write report.html and report.md with the traces to --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_md)
+
+    p = sub.add_parser("demo", help="the shipped models on their shipped data: diagnosis, MD, "
+                       "jet analysis, findings and the report (about 5 min; --quick about 1)")
+    p.add_argument("--out", help="folder for the report and results (default: a fresh "
+                   "symplug-demo-DATE-TIME)")
+    p.add_argument("--quick", action="store_true", help="the one-minute version")
+    p.add_argument("--seed", type=int, default=0, help="seed for velocities and rotations")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
 
     from .plugins import get_plugin_manager
 

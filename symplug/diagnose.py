@@ -70,6 +70,15 @@ def _summaries(results: dict[int, OrbitResult], keep: Sequence[int], outputs: di
     return flat
 
 
+def _per_sample_spectra(indices: Sequence[int], spectra: list[Spectrum]) -> list[dict]:
+    """``[{"index", "spectrum": {"l,sigma": fraction}, "power": {...}}]`` per sample."""
+    out = []
+    for i, s in zip(indices, spectra):
+        record = s.to_dict()
+        out.append({"index": i, "spectrum": record["spectrum"], "power": record["power"]})
+    return out
+
+
 def finer_grid(grid: Grid, finer_degree: int | None = None) -> Grid:
     """The grid for the convergence check: ``finer_degree`` (default degree + 2) of
     the same kind, or 4x the samples with another seed for Monte Carlo."""
@@ -152,7 +161,8 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
         conv = {"finer_degree": None, "max_abs_change": None}
     kept = [i for i in range(len(samples)) if all(i in run for run in runs)]
     results = [runs[0][i] for i in kept]
-    out: dict[str, Any] = {"symplug_version": __version__, "domain": domain.name,
+    out: dict[str, Any] = {"symplug_version": __version__, "kind": "diagnosis",
+                           "domain": domain.name,
                            "group": group, "grid": grid.describe(), "lmax": lmax,
                            "n_samples": len(kept), "convergence": conv}
     if skipped is not None:
@@ -162,11 +172,12 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
     out["outputs"] = {}
     for name in names:
         errors = [r.outputs[name] for r in results]
-        spectrum = aggregate_spectra([r.output_spectra[name] for r in results])
+        spectra = [r.output_spectra[name] for r in results]
         entry = {"rep": reps[name], "units": domain.outputs[name].units,
                  **aggregate_errors(errors, domain.samples_are_blocks).to_dict(),
-                 **spectrum.to_dict(),
-                 "per_sample": [{"index": i, **e.to_dict()} for i, e in zip(kept, errors)]}
+                 **aggregate_spectra(spectra).to_dict(),
+                 "per_sample": [{"index": i, **e.to_dict()} for i, e in zip(kept, errors)],
+                 "per_sample_spectrum": _per_sample_spectra(kept, spectra)}
         if all(lab is not None and name in lab for lab in labels):
             entry["bias_variance"] = bias_variance(errors, [lab[name] for lab in labels]).to_dict()
         out["outputs"][name] = entry
@@ -177,12 +188,14 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
         raw = aggregate_spectra(spectra)
         centered = aggregate_spectra([s.centered(center) for s in spectra])
         out["layers"][name] = {
-            "spectrum": raw.to_dict()["spectrum"], "truncation": raw.truncation,
+            "spectrum": raw.to_dict()["spectrum"], "power": raw.to_dict()["power"],
+            "truncation": raw.truncation,
             "spectrum_centered": centered.to_dict()["spectrum"],
             "truncation_centered": centered.truncation,
             "invariant_fraction": raw.invariant_fraction,
             "invariant_fraction_centered": centered.invariant_fraction,
-            "per_sample_invariant_fraction": [s.invariant_fraction for s in spectra]}
+            "per_sample_invariant_fraction": [s.invariant_fraction for s in spectra],
+            "per_sample_spectrum": _per_sample_spectra(kept, spectra)}
     if domain.summarize is not None:
         out["summary"] = domain.summarize([samples[i] for i in kept], model, grid)
     out["findings"] = []

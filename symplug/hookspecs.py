@@ -121,3 +121,21 @@ def symplug_report_sections(result: dict) -> list[ReportSection]:
                 return [ReportSection("Planar summary", "All points lie in z = 0.")]
             return []
     """
+
+
+@hookspec
+def symplug_demo(out: Any, quick: bool, seed: int, progress: bool) -> dict | None:
+    """Run this plugin's part of ``symplug demo`` on its shipped model and data.
+
+    ``out`` is the demo's folder (a :class:`pathlib.Path`; write extra files, such
+    as prediction files, under ``out / <plugin>``); ``quick`` asks for the
+    one-minute version. Return ``{name: result}`` for the report (names are file
+    stems), or None to take no part.
+
+    Example::
+
+        @hookimpl
+        def symplug_demo(out, quick, seed, progress):
+            model, samples = PlanarMLP(), shipped_points()[: 4 if quick else 32]
+            return {"planar": symplug.diagnose(model, samples, planar_domain(), seed=seed)}
+    """

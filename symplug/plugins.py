@@ -13,6 +13,7 @@ import importlib.metadata
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Iterator
 
 import pluggy
@@ -189,3 +190,15 @@ def report_sections(result: dict) -> list[ReportSection]:
     for _plugin, found in get_plugin_manager().each_impl("symplug_report_sections", result=result):
         sections.extend(found or [])
     return sections
+
+
+def demo_results(out: Path, quick: bool, seed: int, progress: bool) -> dict[str, dict]:
+    """``symplug demo``: every plugin's demo results, by name, in call order."""
+    results: dict[str, dict] = {}
+    for plugin, found in get_plugin_manager().each_impl("symplug_demo", out=out, quick=quick,
+                                                        seed=seed, progress=progress):
+        for name, result in (found or {}).items():
+            if name in results:
+                raise PluginError(f"plugin {plugin!r} returns demo result {name!r} twice")
+            results[name] = result
+    return results

@@ -47,13 +47,19 @@ def default_outputs(frames: Sequence[ase.Atoms]) -> list[str]:
     return names
 
 
+def summarize(frames: Sequence[ase.Atoms], model: Any, grid: Any) -> dict:
+    """The structures of a diagnosis: formula, atom count and periodicity, in order."""
+    return {"structures": [{"formula": f.get_chemical_formula(), "n_atoms": len(f),
+                            "periodic": bool(f.get_pbc().all())} for f in frames]}
+
+
 def atoms_domain() -> Domain:
     """The ``atoms`` domain record (also registered through the plugin hooks)."""
     return Domain(
         name="atoms", act=rotated_copies, groups=("O3", "SO3"),
         outputs={name: Output(REPS[name], UNITS[name]) for name in REPS},
         description="ase.Atoms; O(3) about the centre of mass, cells rotate with the atoms",
-        reference=reference_labels, select_outputs=default_outputs)
+        reference=reference_labels, select_outputs=default_outputs, summarize=summarize)
 
 
 def read_frames(path: str | Path, index: str = ":") -> list[ase.Atoms]:

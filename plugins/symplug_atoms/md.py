@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import ase
 import numpy as np
@@ -174,14 +174,16 @@ def compare(atoms: ase.Atoms, calculators: dict[str, BaseCalculator], steps: int
         table[name] = row
     if ref is not None:
         table["reference"] = ref.summary()
-    return {"structure": atoms.get_chemical_formula(), "n_atoms": len(atoms),
+    return {"kind": "md", "domain": "atoms",
+            "structure": atoms.get_chemical_formula(), "n_atoms": len(atoms),
             "periodic": bool(atoms.get_pbc().any()), "steps": steps, "timestep_fs": timestep_fs,
             "temperature_K": temperature_K, "seed": seed, "table": table,
             "runs": {name: asdict(run) for name, run in {**runs, **({"reference": ref} if ref else {})}.items()}}
 
 
-def plot(result: dict, path: str | Path) -> Path:
-    """Energy, temperature and |L| traces of every run, one figure (PNG)."""
+def plot(result: dict, path: str | Path | BinaryIO) -> str | Path | BinaryIO:
+    """Energy, temperature and |L| traces of every run, one PNG figure written to
+    ``path`` (a file name or a binary file object)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,8 +204,8 @@ def plot(result: dict, path: str | Path) -> Path:
         axes[2].set(xlabel="time (ps)", ylabel="|L| (amu A^2/fs)", title="angular momentum")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
+    path = Path(path) if isinstance(path, str) else path
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return path
 

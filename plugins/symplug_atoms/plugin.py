@@ -74,13 +74,48 @@ def symplug_augment_batch(domain: str, batch, matrices):
     return out
 
 
+MD_COLUMNS = (("energy_drift_meV_per_atom_per_ps", "drift (meV/atom/ps)"),
+              ("completed_fraction", "steps completed"),
+              ("time_to_failure_ps", "failure at (ps)"),
+              ("angular_momentum_max", "max abs L (amu A^2/fs)"),
+              ("torque_rms_eV", "RMS torque (eV)"), ("rdf_rms_difference", "RDF RMS diff."))
+
+
+def _cell(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else ("-" if value is None else str(value))
+
+
 @hookimpl
 def symplug_report_sections(result: dict):
     if result.get("domain") != DOMAIN:
         return []
-    lines = [f"{name}: A = {o['equivariance_rmse']:.3g} {o['units']}"
-             for name, o in result.get("outputs", {}).items()]
-    return [ReportSection("Atomistic outputs", "\n".join(f"- {line}" for line in lines))]
+    if result.get("kind") == "md":
+        import io
+
+        from .md import plot
+
+        rows = [f"| variant | {' | '.join(label for _, label in MD_COLUMNS)} |",
+                "|---|" + "---|" * len(MD_COLUMNS)]
+        rows += [f"| {name} | " + " | ".join(_cell(row.get(k)) for k, _ in MD_COLUMNS) + " |"
+                 for name, row in result["table"].items()]
+        text = (f"NVE, {result['structure']} ({result['n_atoms']} atoms, "
+                f"{'periodic' if result['periodic'] else 'isolated'}), {result['steps']} steps "
+                f"of {result['timestep_fs']} fs from {result['temperature_K']} K, seed "
+                f"{result['seed']}.\n\n" + "\n".join(rows))
+        return [ReportSection("MD stability", text, {"md.png": plot(result, io.BytesIO()).getvalue()})]
+    structures = (result.get("summary") or {}).get("structures")
+    if not structures or "outputs" not in result:
+        return []
+    names = list(result["outputs"])
+    header = "| # | structure | atoms | " + " | ".join(
+        f"A {n} ({result['outputs'][n]['units']})" for n in names) + " |"
+    rows = [header, "|---|---|---|" + "---|" * len(names)]
+    per_sample = {n: {p["index"]: p for p in result["outputs"][n]["per_sample"]} for n in names}
+    for index, s in zip(sorted(per_sample[names[0]]), structures):
+        cells = " | ".join(_cell(per_sample[n][index]["equivariance_rmse"]) for n in names)
+        rows.append(f"| {index} | {s['formula']}{' (periodic)' if s['periodic'] else ''} | "
+                    f"{s['n_atoms']} | {cells} |")
+    return [ReportSection("Per structure", "\n".join(rows))]
 
 
 @hookimpl
@@ -91,3 +126,12 @@ def symplug_md(domain: str, options: dict):
     from .md import run_md_command
 
     return run_md_command(options)
+
+
+@hookimpl
+def symplug_demo(out, quick: bool, seed: int, progress: bool):
+    try:
+        from .demo import run_demo
+    except ImportError:
+        return None  # without the atoms extra the atoms demo is left out
+    return run_demo(out, quick, seed, progress)

@@ -14,12 +14,21 @@ import symplug
 from symplug import Domain, Output, SymplugError
 
 from .action import boost, rotate_jets
-from .metrics import auc, background_rejection
+from .metrics import auc, background_rejection, roc
 from .rootio import JetSet, read_root
 from .taggers import CallableTagger
 
 BLOCK = 16  # jets per orbit sample: a model call sees chunk_size x BLOCK jets
 WORKING_POINTS = (0.3, 0.5)
+ROC_POINTS = 200  # ROC points kept in a result (for the report's curve)
+SHIFT_EDGES = np.linspace(-1.0, 1.0, 81)  # score-shift histogram bins
+
+
+def _roc_record(score: np.ndarray, is_signal: np.ndarray) -> dict:
+    """The ROC (eps_S, eps_B), thinned to about :data:`ROC_POINTS` points."""
+    eps_s, eps_b = roc(score, is_signal)
+    keep = np.unique(np.linspace(0, len(eps_s) - 1, ROC_POINTS).round().astype(int))
+    return {"eps_s": eps_s[keep].tolist(), "eps_b": eps_b[keep].tolist()}
 
 
 def blocks(jets: JetSet, size: int = BLOCK) -> list[dict]:
@@ -73,9 +82,10 @@ def _boosted(jets: JetSet, rapidity: float, axis: str) -> torch.Tensor:
 
 def summarize(samples: Sequence[dict], model, grid, signal: str | None = None,
               frame: str = "lab") -> dict:
-    """Field figures for a list of jet blocks: performance on the untransformed jets and
-    the flip rate (weighted fraction of copies on the other side of the eps_S = 0.5
-    working point, or of the median score without labels) under ``grid``."""
+    """Field figures for a list of jet blocks: performance on the untransformed jets (AUC,
+    1/eps_B, the ROC), the flip rate (weighted fraction of copies on the other side of
+    the eps_S = 0.5 working point, or of the median score without labels) under
+    ``grid``, and the weighted distribution of the score shift s(g x) - s(x)."""
     p4 = torch.cat([b["p4"] for b in samples])
     mask = torch.cat([b["mask"] for b in samples])
     names = samples[0].get("label_names", [])
@@ -90,10 +100,13 @@ def summarize(samples: Sequence[dict], model, grid, signal: str | None = None,
         out["auc"] = auc(score, is_signal)
         out["background_rejection"] = {f"{wp}": background_rejection(score, is_signal, wp)
                                        for wp in WORKING_POINTS}
+        out["roc"] = _roc_record(score, is_signal)
         threshold = float(np.quantile(score[is_signal], 0.5))
     flips, total_w = 0.0, 0.0
+    shifts = np.zeros(len(SHIFT_EDGES) - 1)
     for block in samples:
-        ref = _signal_score(_scores(model, block["p4"], block["mask"]), names, signal) > threshold
+        ref_score = _signal_score(_scores(model, block["p4"], block["mask"]), names, signal)
+        ref = ref_score > threshold
         for index in grid.chunks(32):
             batch = rotate_jets(block, grid.matrices[index], frame=frame)
             s = model(batch)["score"].detach().numpy()
@@ -101,8 +114,12 @@ def summarize(samples: Sequence[dict], model, grid, signal: str | None = None,
             w = grid.weights[index].numpy()
             flips += float((w[:, None] * ((s > threshold) != ref[None, :])).sum())
             total_w += float(w.sum()) * len(ref)
+            shift = np.clip(s - ref_score[None, :], SHIFT_EDGES[0], SHIFT_EDGES[-1])
+            shifts += np.histogram(shift, SHIFT_EDGES, weights=np.broadcast_to(
+                w[:, None], shift.shape))[0]
     out["flip_rate"] = flips / total_w
     out["threshold"] = threshold
+    out["score_shift"] = {"edges": SHIFT_EDGES.tolist(), "weights": (shifts / total_w).tolist()}
     return out
 
 

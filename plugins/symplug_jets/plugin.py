@@ -49,16 +49,27 @@ def symplug_load_data(domain: str, path: str):
 
 @hookimpl
 def symplug_report_sections(result: dict):
+    from .analysis import boost_figure, roc_figure, score_shift_figure, table_markdown
+
+    if result.get("kind") == "jet_analysis":
+        shifts = {s["label"]: s["score_shift"] for s in result["symmetries"]}
+        figures = {"roc.png": roc_figure({result["model"]: {**result["roc"], "auc": result["auc"]}}),
+                   "score_shift.png": score_shift_figure(shifts),
+                   "boost.png": boost_figure(result["boost_scan"])}
+        return [ReportSection(f"Jet tagging analysis: {result['model']} on {result['n_jets']} jets",
+                              table_markdown(result), figures)]
     if result.get("domain") not in DOMAINS or "summary" not in result:
         return []
     s = result["summary"]
     lines = [f"- {s['n_jets']} jets, {len(s['skipped'])} skipped",
              f"- flip rate under {result['group']}: {s['flip_rate']:.4f}"]
+    figures = {"score_shift.png": score_shift_figure({result["group"]: s["score_shift"]})}
     if "auc" in s:
         lines.append(f"- AUC {s['auc']:.4f}; 1/eps_B at eps_S = 0.3: "
                      f"{s['background_rejection']['0.3']:.1f}, at 0.5: "
                      f"{s['background_rejection']['0.5']:.1f}")
-    return [ReportSection("Jet tagging", "\n".join(lines))]
+        figures["roc.png"] = roc_figure({"tagger": {**s["roc"], "auc": s["auc"]}})
+    return [ReportSection("Jet tagging", "\n".join(lines), figures)]
 
 
 def _cmd_generate(args) -> int:
@@ -85,3 +96,12 @@ def symplug_cli(subparsers):
     p.add_argument("--pt-max", type=float, default=650.0, help="jet pT maximum in GeV")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
+
+
+@hookimpl
+def symplug_demo(out, quick: bool, seed: int, progress: bool):
+    try:
+        from .demo import run_demo
+    except ImportError:
+        return None  # without the jets extra the jets demo is left out
+    return run_demo(out, quick, seed, progress)

@@ -1,0 +1,131 @@
+"""The report: Markdown, self-contained HTML, JSON and TensorMaps, checked on exact
+answers; the HTML rendered in headless Chromium with its figures showing."""
+
+import base64
+import importlib.util
+import json
+import os
+import re
+
+import metatensor
+import numpy as np
+import pytest
+import torch
+
+import symplug
+from symplug.cli import main
+from symplug.report import spectra_tensormap, write_report
+from symplug.testing import rotate_points
+
+from helpers import ROOT, CoordinateMLP
+
+spec = importlib.util.spec_from_file_location("screenshot_report",
+                                              ROOT / "scripts" / "screenshot_report.py")
+screenshot_report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(screenshot_report)
+
+
+@pytest.fixture(scope="module")
+def diagnosis():
+    """The linear layer h = W vec(g x) + b of an MLP on raw coordinates: its power
+    is |W|_F^2 |x|^2 / 3 in (1,+1) and |b|^2 in (0,+1) (exact on the degree-2 grid)."""
+    clouds = [torch.randn(4, 3, generator=torch.Generator().manual_seed(s)) for s in range(3)]
+    domain = symplug.Domain("points", rotate_points,
+                            {"energy": symplug.Output("0e", "eV"),
+                             "dipole": symplug.Output("1o", "e*A")})
+    return clouds, symplug.diagnose(CoordinateMLP(points=4), clouds, domain, degree=2,
+                                    layers=["embed", "act"], progress=False)
+
+
+def test_tensormap_holds_the_exact_spectra(diagnosis):
+    clouds, result = diagnosis
+    model = CoordinateMLP(points=4)
+    w = model.embed.weight.detach().reshape(-1, 4, 3)  # (hidden, point, xyz)
+    bias2 = float((model.embed.bias.detach() ** 2).sum())
+    tensormap = spectra_tensormap(result)
+    names = result["tensormap_layers"]
+    assert names == ["output:energy", "output:dipole", "embed", "act"]
+    embed = names.index("embed")
+    l1, l0 = tensormap.block(o3_lambda=1, o3_sigma=1), tensormap.block(o3_lambda=0, o3_sigma=1)
+    total1 = 0.0
+    for s, cloud in enumerate(clouds):
+        row = l1.samples.position((s, embed))
+        expected = float((torch.einsum("kpi,pj->kij", w, cloud) ** 2).sum()) / 3
+        total1 += expected
+        assert abs(l1.values[row, 1] - expected) < 1e-12 * expected  # power, property 1
+        assert abs(l0.values[row, 1] - bias2) < 1e-12
+        assert abs(l1.values[row, 0] - expected / (expected + bias2)) < 1e-12  # fraction
+    aggregate = l1.samples.position((-1, embed))
+    assert abs(l1.values[aggregate, 1] - total1) < 1e-12 * total1
+    assert abs(l1.values[aggregate, 0] - result["layers"]["embed"]["spectrum"]["1,+1"]) < 1e-15
+    # a linear layer has no power beyond l = 1 and none in sigma = -1
+    rows = [l1.samples.position((s, embed)) for s in (-1, 0, 1, 2)]
+    for key, block in tensormap.items():
+        if int(key["o3_lambda"]) > 1 or int(key["o3_sigma"]) == -1:
+            assert np.abs(block.values[rows]).max() < 1e-12
+
+
+def test_report_files_and_embedded_figures(tmp_path, diagnosis):
+    _, result = diagnosis
+    paths = write_report({"points": result}, tmp_path, title="unit")
+    assert json.loads(paths["points"].read_text())["outputs"]["dipole"]["rep"] == "1o"
+    loaded = metatensor.load(str(paths["points_spectra"]))
+    assert loaded.keys.names == ["o3_lambda", "o3_sigma"]
+    md = paths["report.md"].read_text()
+    a = result["outputs"]["dipole"]["equivariance_rmse"]
+    assert f"| dipole | `1o` | e*A | {a:.3g} |" in md
+    assert "![points_spectra.png](figures/points_spectra.png)" in md
+    html = paths["report.html"].read_text()
+    assert "figures/" not in html  # every figure is embedded
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == 2
+    assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
+    assert "<table>" in html
+
+
+def test_training_curves_and_unknown_kinds(tmp_path):
+    track = {"kind": "track", "domain": "points", "group": "O3", "grid": {},
+             "epochs": [{"epoch": e, "metrics": {"mae": 1.0 / e}, "loss": 1.0 / e,
+                         "outputs": {"energy": {"equivariance_rmse": 10.0 ** -e, "units": "eV"}},
+                         "layers": {"embed": {"invariant_fraction": 1 - 0.5 ** e,
+                                              "spectrum": {"0,+1": 1 - 0.5 ** e}}}}
+                        for e in (1, 2, 3)]}
+    paths = write_report({"training": track}, tmp_path)
+    assert (tmp_path / "figures" / "training_training.png").exists()
+    assert "| energy | 0.001 | eV |" in paths["report.md"].read_text()
+    with pytest.raises(symplug.SymplugError, match="no report section"):
+        write_report({"odd": {"kind": "unknown"}}, tmp_path / "odd")
+    with pytest.raises(symplug.SymplugError, match="file stem"):
+        write_report({"a/b": track}, tmp_path)
+
+
+def test_cli_diagnose_writes_the_report(tmp_path):
+    pytest.importorskip("ase")
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.io import write
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.rattle(0.05, seed=1)
+    atoms.calc = EMT()
+    atoms.get_forces()
+    write(tmp_path / "cu.extxyz", atoms)
+    code = main(["diagnose", "atoms", "--model", "emt", "--data", str(tmp_path / "cu.extxyz"),
+                 "--degree", "1", "--quiet", "--report", "--out", str(tmp_path / "rep")])
+    assert code == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "## atoms: symmetry diagnosis" in md and "## Per structure" in md
+    assert (tmp_path / "rep" / "atoms_spectra.mts").exists()
+
+
+def test_report_renders_with_figures_in_headless_chromium(tmp_path, diagnosis):
+    """.ci/run installs Debian's chromium and sets SYMPLUG_REQUIRE_CHROMIUM=1."""
+    if screenshot_report.chromium() is None:
+        if os.environ.get("SYMPLUG_REQUIRE_CHROMIUM"):
+            pytest.fail("SYMPLUG_REQUIRE_CHROMIUM is set but chromium is not installed")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    _, result = diagnosis
+    paths = write_report({"points": result}, tmp_path)
+    check = screenshot_report.check(paths["report.html"], tmp_path / "shot.png", height=2500)
+    assert check["figures_shown"], check
+    assert check["coloured_fraction"] > 0.01 and check["control_fraction"] < 0.001
