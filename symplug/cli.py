@@ -118,7 +118,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     out = Path(args.out or time.strftime("symplug-demo-%Y%m%d-%H%M%S"))
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SymplugError(f"cannot write the demo to {str(out)!r}: {exc.strerror}") from exc
     results = demo_results(out, args.quick, args.seed, not args.quiet)
     if not results:
         raise SymplugError("no installed plugin offers a demo; install symplug[all]")

@@ -327,7 +327,10 @@ def write_report(results: Mapping[str, dict], out: str | os.PathLike,
     if not results:
         raise SymplugError("no results to report")
     out = Path(out)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    try:
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SymplugError(f"cannot write the report to {str(out)!r}: {exc.strerror}") from exc
     written: dict[str, Path] = {}
     parts = [f"# {title}", f"symplug {__version__}." + (f" {intro}" if intro else "")]
     figures: dict[str, bytes] = {}

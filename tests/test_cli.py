@@ -38,3 +38,34 @@ def test_user_mistakes(capsys, argv, message):
 def test_plugins_lists_json(capsys):
     assert main(["plugins", "--json"]) == 0
     assert "plugins" in json.loads(capsys.readouterr().out)
+
+
+def _commands(parser, prefix=()):
+    """Every (sub)command path of the parser, recursively."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name)
+                yield from _commands(sub, (*prefix, name))
+
+
+def test_every_subcommand_has_help(capsys):
+    from symplug.cli import build_parser
+
+    commands = list(_commands(build_parser()))
+    assert {("diagnose",), ("md",), ("demo",), ("jets", "generate")} <= set(commands)
+    for command in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*command, "--help"])
+        assert exit_info.value.code == 0, command
+        assert capsys.readouterr().out.startswith("usage: symplug " + " ".join(command))
+
+
+def test_demo_refuses_an_unwritable_folder(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["demo", "--quick", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and err.count("\n") == 1

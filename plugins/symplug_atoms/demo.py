@@ -14,9 +14,9 @@ from .domain import diagnose, read_frames
 from .md import compare, structure_named, variants
 from .torch_model import SHIPPED_DIR, TorchAtomsCalculator, load_reference
 
-# (frames, degree, MD steps) of the quick and the full demo; steps of 2 fs
-QUICK = {"frames": 3, "degree": 2, "steps": 100}
-FULL = {"frames": 8, "degree": 3, "steps": 400}
+# test frames (indices into pet_cu_test.extxyz), grid degree and MD steps (of 2 fs)
+QUICK = {"frames": [0, 2, 6], "degree": 2, "steps": 100}  # Cu13, Cu13, Cu32 bulk
+FULL = {"frames": list(range(8)), "degree": 3, "steps": 400}
 
 
 def layer_names(module) -> list[str]:
@@ -29,7 +29,8 @@ def run_demo(out: Path, quick: bool, seed: int, progress: bool) -> dict[str, dic
     """``{"atoms": diagnosis, "atoms_md": MD comparison}`` of the shipped model."""
     size = QUICK if quick else FULL
     model = load_reference()
-    frames = read_frames(SHIPPED_DIR / "pet_cu_test.extxyz")[: size["frames"]]
+    frames = read_frames(SHIPPED_DIR / "pet_cu_test.extxyz")
+    frames = [frames[i] for i in size["frames"]]
     diagnosis = diagnose(model, frames, layers=layer_names(model.module),
                          degree=size["degree"], seed=seed, progress=progress)
     diagnosis["model"] = "pet-cu"

@@ -16,7 +16,7 @@ from .analysis import analyze
 from .rootio import read_root
 from .taggers import REFERENCE, load_reference
 
-QUICK = {"jets": 64, "degree": 2}  # jets (top and QCD mixed as shipped), grid degree
+QUICK = {"jets": 128, "degree": 2}  # jets (top and QCD mixed as shipped), grid degree
 FULL = {"jets": 240, "degree": 4}
 
 

@@ -69,7 +69,8 @@ def symplug_report_sections(result: dict):
                      f"{s['background_rejection']['0.3']:.1f}, at 0.5: "
                      f"{s['background_rejection']['0.5']:.1f}")
         figures["roc.png"] = roc_figure({"tagger": {**s["roc"], "auc": s["auc"]}})
-    return [ReportSection("Jet tagging", "\n".join(lines), figures)]
+    return [ReportSection(f"Jet tagging under {result['group']} ({result['domain']})",
+                          "\n".join(lines), figures)]
 
 
 def _cmd_generate(args) -> int:
