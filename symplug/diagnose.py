@@ -163,9 +163,10 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
     for name in names:
         errors = [r.outputs[name] for r in results]
         spectrum = aggregate_spectra([r.output_spectra[name] for r in results])
+        breaking = aggregate_spectra([r.breaking_spectra[name] for r in results])
         entry = {"rep": reps[name], "units": domain.outputs[name].units,
                  **aggregate_errors(errors, domain.samples_are_blocks).to_dict(),
-                 **spectrum.to_dict(),
+                 **spectrum.to_dict(), "breaking_spectrum": breaking.to_dict(),
                  "per_sample": [{"index": i, **e.to_dict()} for i, e in zip(kept, errors)]}
         if all(lab is not None and name in lab for lab in labels):
             entry["bias_variance"] = bias_variance(errors, [lab[name] for lab in labels]).to_dict()
