@@ -125,6 +125,9 @@ def summary_table(result: dict) -> str:
     if conv.get("finer_degree") is not None:
         lines.append(f"convergence: max change {conv['max_abs_change']:.2e} on degree "
                      f"{conv['finer_degree']} ({conv['worst_quantity']})")
+    for f in result.get("findings") or []:
+        where = f" ({f['where']})" if f.get("where") else ""
+        lines.append(f"{f['severity']}: {f['code']}{where}: {f['evidence']}\n  remedy: {f['remedy']}")
     return "\n".join(lines)
 
 
