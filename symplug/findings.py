@@ -123,7 +123,8 @@ def breaking_shares(output: dict, group: str) -> tuple[dict[Sector, float], floa
     """Shares of an output's breaking power per non-invariant sector, and the share
     above l_max, from its ``breaking_spectrum``; None when the result has none or the
     output has no breaking. The total is sum A^2 over samples (from ``per_sample``,
-    accumulated around a reference response, so without cancellation)."""
+    accumulated around a reference response, so without cancellation), or the
+    resolved breaking power where a Monte Carlo estimate of it comes out larger."""
     spec = output.get("breaking_spectrum")
     if not spec:
         return None
@@ -133,10 +134,12 @@ def breaking_shares(output: dict, group: str) -> tuple[dict[Sector, float], floa
         total = sum(s["variance"] * s["n_components"] for s in output["per_sample"])
     else:
         total = spec["norm2"] - power[inv]
+    resolved = sum(v for k, v in power.items() if k != inv)
+    total = max(total, resolved)  # resolved > A^2 only by Monte Carlo sampling noise
     if total <= 0.0:
         return None
     shares = {k: v / total for k, v in power.items() if k != inv}
-    return shares, max(0.0, 1.0 - sum(shares.values()))
+    return shares, max(0.0, 1.0 - resolved / total)
 
 
 def _broken_outputs(result: dict):
@@ -226,26 +229,26 @@ def _convergence_findings(result: dict) -> list[Finding]:
     changes = conv.get("changes") or {}
     outputs = result.get("outputs", {})
     worst, worst_text = 0.0, ""
+    suffix = ".equivariance_rmse"
     for key, change in changes.items():
-        parts = key.split(".")
+        name = key[len("outputs."):-len(suffix)] if key.endswith(suffix) else None
         if ".spectrum." in key:
             excess, text = change / CONVERGENCE_FRACTION_TOL, f"{key} changes by {change:.2e}"
-        elif key.endswith(".equivariance_rmse") and parts[1] in outputs:
-            output = outputs[parts[1]]
-            if not _is_broken(output):
-                continue
-            rel = change / output["equivariance_rmse"]
+        elif name in outputs and _is_broken(outputs[name]):
+            rel = change / outputs[name]["equivariance_rmse"]
             excess = rel / CONVERGENCE_RELATIVE_TOL
-            text = f"A of output '{parts[1]}' changes by {_pct(rel)} ({_a(output)})"
+            text = f"A of output '{name}' changes by {_pct(rel)} ({_a(outputs[name])})"
         else:
             continue
         if excess > 1.0 and excess > worst:
             worst, worst_text = excess, text
     if not worst_text:
         return []
+    finer = (f"degree {conv['finer_degree']}, " if conv.get("finer_degree") is not None
+             else "") + f"{conv.get('finer_size', '?')} elements"
     return [Finding("aliasing", "warning",
-                    f"not converged: on the degree-{conv['finer_degree']} grid {worst_text}",
-                    f"the grid of degree {result['grid']['degree']} does not resolve the "
+                    f"not converged: on the finer grid ({finer}) {worst_text}",
+                    f"the grid ({result['grid']['size']} elements) does not resolve the "
                     "response: raise the degree until the convergence check agrees, or "
                     "band-limit the input embedding", "convergence")]
 

@@ -28,9 +28,11 @@ def rotate_points(x: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
 
 
 def breaking_spectrum(values: torch.Tensor, grid: Grid, rep: str, lmax: int | None) -> Spectrum:
-    """Spectrum of z(g) = rho(g)^-1 y(g x): all power outside the invariant sector breaks
+    """Spectrum of z(g) = rho(g)^-1 y(g x) around z(g_0), as in the diagnosis
+    (:class:`symplug.orbit.OrbitResult`): all power outside the invariant sector breaks
     equivariance (it sums to A^2), whatever the group and representation."""
-    return symmetry_content(back_transform(values, grid, rep), grid, lmax)
+    z = back_transform(values, grid, rep)
+    return symmetry_content(z - z[0], grid, lmax)
 
 
 def format_report(grid: Grid, errors: Mapping[str, EquivarianceError],
