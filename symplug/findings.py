@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from .errors import SymplugError
 from .spectra import Sector, invariant_sector, parse_sector_key, sector_key
@@ -142,7 +142,7 @@ def breaking_shares(output: dict, group: str) -> tuple[dict[Sector, float], floa
     return shares, max(0.0, 1.0 - resolved / total)
 
 
-def _broken_outputs(result: dict):
+def _broken_outputs(result: dict) -> Iterator[tuple[str, dict, dict[Sector, float], float]]:
     """(name, output, shares, above) for each output above round-off with a breaking spectrum."""
     for name, output in result.get("outputs", {}).items():
         if not _is_broken(output):
@@ -165,8 +165,9 @@ def low_l_breaking(result: dict) -> list[Finding]:
         if share >= LOW_L_SHARE:
             found.append(Finding(
                 "low-l-breaking", "warning",
-                f"{_pct(share)} of the breaking power of output '{name}' is in l <= {LOW_L_MAX} "
-                f"sectors ({_sectors_list(shares, low)}); {_a(output)}",
+                f"{_pct(share)} of the breaking power of output '{name}' is in "
+                f"{'l = 1' if LOW_L_MAX == 1 else f'1 <= l <= {LOW_L_MAX}'} sectors "
+                f"({_sectors_list(shares, low)}); {_a(output)}",
                 "the symmetry is under-learned at the lowest orders, which augmentation removes "
                 "first: train or fine-tune with random group elements (augmented fine-tuning), "
                 f"or average the model over a degree-{LOW_L_MAX} grid at inference",

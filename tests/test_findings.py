@@ -112,7 +112,7 @@ def test_low_l_breaking_quotes_the_planted_p1(clouds):
     assert abs(energy["breaking_spectrum"]["power"]["1,+1"] - 3 * eps ** 2 / 3) < 1e-14
     [f] = result["findings"]
     assert (f["code"], f["severity"], f["where"]) == ("low-l-breaking", "warning", "outputs.energy")
-    assert f["evidence"] == ("100% of the breaking power of output 'energy' is in l <= 1 "
+    assert f["evidence"] == ("100% of the breaking power of output 'energy' is in l = 1 "
                              "sectors ((1,+1) 100%); A = 0.0577 eV")
     assert "augment" in f["remedy"]
     # about the z axis the same term is m = 1 (plus an invariant m = 0 part)
