@@ -17,6 +17,7 @@ from .diagnose import convergence, diagnose
 from .equivariance import (BiasVariance, DatasetError, EquivarianceError, aggregate_errors,
                            bias_variance, equivariance_error)
 from .errors import AliasingError, GridError, PluginError, RepresentationError, SymplugError
+from .findings import Finding, findings
 from .groups import generators, haar
 from .lie import lie_derivatives
 from .markers import hookimpl, hookspec
@@ -28,10 +29,10 @@ from .spectra import Spectrum, aggregate_spectra, symmetry_content
 from .wigner import wigner_D
 
 __all__ = [
-    "AliasingError", "BiasVariance", "DatasetError", "Domain", "EquivarianceError", "Grid",
-    "GridError", "Output", "PluginError", "ReportSection", "Representation",
+    "AliasingError", "BiasVariance", "DatasetError", "Domain", "EquivarianceError", "Finding",
+    "Grid", "GridError", "Output", "PluginError", "ReportSection", "Representation",
     "RepresentationError", "Spectrum", "SymplugError", "__version__", "aggregate_errors",
-    "aggregate_spectra", "bias_variance", "convergence", "diagnose", "equivariance_error", "evaluate_orbit",
-    "generators", "haar", "hookimpl", "hookspec", "lie_derivatives", "quadrature",
-    "representation", "symmetry_content", "wigner_D",
+    "aggregate_spectra", "bias_variance", "convergence", "diagnose", "equivariance_error",
+    "evaluate_orbit", "findings", "generators", "haar", "hookimpl", "hookspec",
+    "lie_derivatives", "quadrature", "representation", "symmetry_content", "wigner_D",
 ]

@@ -128,8 +128,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for name, result in results.items():
         if result.get("kind") == "diagnosis":
             print(f"\n[{name}]\n{summary_table(result)}")
-            for f in result.get("findings", []):
-                print(f"  finding ({f['severity']}) {f['code']}: {f['evidence']}")
     paths = write_report(results, out, title="symplug demo" + (" (quick)" if args.quick else ""),
                          intro="The shipped reference models on their shipped data.")
     print(f"\nsymplug demo: {len(results)} results in {time.perf_counter() - start:.0f} s; "
@@ -164,6 +162,9 @@ def summary_table(result: dict) -> str:
     if conv.get("finer_degree") is not None:
         lines.append(f"convergence: max change {conv['max_abs_change']:.2e} on degree "
                      f"{conv['finer_degree']} ({conv['worst_quantity']})")
+    for f in result.get("findings") or []:
+        where = f" ({f['where']})" if f.get("where") else ""
+        lines.append(f"{f['severity']}: {f['code']}{where}: {f['evidence']}\n  remedy: {f['remedy']}")
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from .equivariance import aggregate_errors, bias_variance
 from .errors import SymplugError
+from .findings import findings
 from .groups import check_group
 from .orbit import OrbitResult, evaluate_orbit
 from .quadrature import Grid, quadrature
@@ -115,7 +116,8 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
     A per output (data-set equivariance RMSE in the output's units, relative
     error, per-sample values, bias-variance split when the domain supplies
     reference labels), B per output and per layer (raw and data-set centred),
-    and the largest change of all these numbers on a finer grid.
+    and the largest change of all these numbers on a finer grid. ``"findings"``
+    holds the failure modes that :func:`symplug.findings.findings` diagnoses.
 
     With ``skip_failures``, a sample whose evaluation raises is left out, listed
     under ``"skipped"`` with the reason and counted; the others are kept.
@@ -173,9 +175,10 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
     for name in names:
         errors = [r.outputs[name] for r in results]
         spectra = [r.output_spectra[name] for r in results]
+        breaking = aggregate_spectra([r.breaking_spectra[name] for r in results])
         entry = {"rep": reps[name], "units": domain.outputs[name].units,
                  **aggregate_errors(errors, domain.samples_are_blocks).to_dict(),
-                 **aggregate_spectra(spectra).to_dict(),
+                 **aggregate_spectra(spectra).to_dict(), "breaking_spectrum": breaking.to_dict(),
                  "per_sample": [{"index": i, **e.to_dict()} for i, e in zip(kept, errors)],
                  "per_sample_spectrum": _per_sample_spectra(kept, spectra)}
         if all(lab is not None and name in lab for lab in labels):
@@ -198,5 +201,5 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
             "per_sample_spectrum": _per_sample_spectra(kept, spectra)}
     if domain.summarize is not None:
         out["summary"] = domain.summarize([samples[i] for i in kept], model, grid)
-    out["findings"] = []
+    out["findings"] = [f.to_dict() for f in findings(out)]
     return out

@@ -23,6 +23,17 @@ from .representations import Representation, representation
 from .spectra import JACKKNIFE_GROUPS, ROUNDOFF, _jackknife
 
 
+def back_transform(values: torch.Tensor, grid: Grid, rep: str | Representation,
+                   index: slice = slice(None), name: str = "values") -> torch.Tensor:
+    """z = rho(g)^-1 y(g x) for ``values`` (B, *item, d) at ``grid.matrices[index]``,
+    float64 on the CPU; rho is orthogonal, so rho^-1 = rho^T. z is invariant
+    exactly when y is equivariant: its non-invariant spectrum is the breaking."""
+    rep = representation(rep)
+    y = rep.flatten(torch.as_tensor(values).detach().to("cpu", DTYPE), 1, name)
+    rho = grid.per_element(("rep", rep.spec), rep.matrices, index)  # (B, d, d)
+    return torch.einsum("bji,b...j->b...i", rho, y)
+
+
 @dataclass(frozen=True)
 class EquivarianceError:
     """A of one output for one input.
@@ -72,14 +83,13 @@ class EquivarianceAccumulator:
         self._s1: torch.Tensor | None = None
         self._s2: torch.Tensor | None = None
 
-    def update(self, values: torch.Tensor, index: slice) -> None:
-        y = self.rep.flatten(torch.as_tensor(values).detach().to("cpu", DTYPE), 1, self.name)
-        w = self.grid.weights[index]
-        if y.shape[0] != w.shape[0]:
-            raise GridError(f"{self.name}: got {y.shape[0]} values for {w.shape[0]} grid elements")
-        rho = self.grid.per_element(("rep", self.rep.spec), self.rep.matrices, index)
-        # (B, d, d), orthogonal: rho^-1 = rho^T
-        z = torch.einsum("bji,b...j->b...i", rho, y)
+    def update(self, values: torch.Tensor, index: slice) -> torch.Tensor:
+        """Accumulate y(g x) for ``grid.matrices[index]``; returns z = rho(g)^-1 y(g x)."""
+        values, w = torch.as_tensor(values), self.grid.weights[index]
+        if values.shape[0] != w.shape[0]:
+            raise GridError(f"{self.name}: got {values.shape[0]} values for {w.shape[0]} "
+                            "grid elements")
+        z = back_transform(values, self.grid, self.rep, index, self.name)
         if self._ref is None:
             self._ref = z[0].clone()
             self._s1 = torch.zeros(self.groups, *z.shape[1:], dtype=DTYPE)
@@ -94,6 +104,7 @@ class EquivarianceAccumulator:
         self._s0.index_add_(0, group_of, w)
         self._s1.index_add_(0, group_of, wz)
         self._s2.index_add_(0, group_of, wz * dz)
+        return z
 
     def _finalize(self, s0, s1, s2, check: bool):
         m1, m2 = s1 / s0, s2 / s0

@@ -95,11 +95,20 @@ def call_model(model: Callable, batch: Any) -> Mapping[str, torch.Tensor]:
 
 @dataclass
 class OrbitResult:
-    """Metrics of one input: A and B per output, B per hidden layer."""
+    """Metrics of one input: A and B per output, B per hidden layer.
+
+    ``breaking_spectra[name]`` is B of the back-transformed response
+    z(g) = rho(g)^-1 y(g x) around the first one, z(g) - z(g_0): its power outside
+    the invariant sector sums to A^2 (all components), so its sectors say where the
+    breaking lies. The constant shift changes only the invariant sector (on exact
+    grids), and keeps a large invariant part from leaking into the other sectors of
+    Monte Carlo estimates.
+    """
 
     outputs: dict[str, EquivarianceError] = field(default_factory=dict)
     output_spectra: dict[str, Spectrum] = field(default_factory=dict)
     layers: dict[str, Spectrum] = field(default_factory=dict)
+    breaking_spectra: dict[str, Spectrum] = field(default_factory=dict)
 
 
 def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
@@ -118,6 +127,8 @@ def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
     reps = {name: representation(rep) for name, rep in outputs.items()}
     acc_a = {n: EquivarianceAccumulator(grid, r, name=n) for n, r in reps.items()}
     acc_b = {n: SpectrumAccumulator(grid, lmax) for n in list(reps) + list(layers)}
+    acc_z = {n: SpectrumAccumulator(grid, lmax) for n in reps}
+    refs: dict[str, torch.Tensor] = {}  # z(g_0): the breaking spectrum is taken around it
     with LayerCapture(model, layers) as capture:
         for index in grid.chunks(chunk_size):
             mats = grid.matrices[index]
@@ -131,7 +142,8 @@ def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
                 if value.shape[0] != copies:
                     raise SymplugError(f"output {name!r} has leading size {value.shape[0]} for "
                                        f"{copies} copies; outputs must be (copies, ...)")
-                acc_a[name].update(value, index)
+                z = acc_a[name].update(value, index)
+                acc_z[name].update(z - refs.setdefault(name, z[0].clone()), index)
                 acc_b[name].update(value, index)
             for name in layers:
                 if name not in capture.values:
@@ -141,4 +153,5 @@ def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
                 progress(copies)
     return OrbitResult({n: a.result() for n, a in acc_a.items()},
                        {n: acc_b[n].result() for n in reps},
-                       {n: acc_b[n].result() for n in layers})
+                       {n: acc_b[n].result() for n in layers},
+                       {n: a.result() for n, a in acc_z.items()})

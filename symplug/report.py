@@ -247,8 +247,9 @@ def diagnosis_sections(name: str, result: dict) -> list[ReportSection]:
     findings = result.get("findings") or []
     if findings:
         sections.append(ReportSection(f"{name}: findings", _table(
-            ["severity", "code", "evidence", "remedy"],
-            [[f["severity"], f"`{f['code']}`", f["evidence"], f["remedy"]] for f in findings])))
+            ["severity", "code", "where", "evidence", "remedy"],
+            [[f["severity"], f"`{f['code']}`", f.get("where") or "-", f["evidence"], f["remedy"]]
+             for f in findings])))
     else:
         sections.append(ReportSection(f"{name}: findings", "No failure mode found."))
     return sections

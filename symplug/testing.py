@@ -15,11 +15,9 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from .equivariance import EquivarianceError, equivariance_error
-from .groups import DTYPE
+from .equivariance import EquivarianceError, back_transform, equivariance_error
 from .orbit import call_model
 from .quadrature import Grid, quadrature
-from .representations import representation
 from .spectra import Spectrum, invariant_sector, sector_key, symmetry_content
 
 
@@ -30,12 +28,11 @@ def rotate_points(x: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
 
 
 def breaking_spectrum(values: torch.Tensor, grid: Grid, rep: str, lmax: int | None) -> Spectrum:
-    """Spectrum of z(g) = rho(g)^-1 y(g x): all power outside the invariant sector breaks
+    """Spectrum of z(g) = rho(g)^-1 y(g x) around z(g_0), as in the diagnosis
+    (:class:`symplug.orbit.OrbitResult`): all power outside the invariant sector breaks
     equivariance (it sums to A^2), whatever the group and representation."""
-    r = representation(rep)
-    y = r.flatten(torch.as_tensor(values).to(DTYPE), 1)
-    z = torch.einsum("bji,b...j->b...i", r.matrices(grid.matrices), y)
-    return symmetry_content(z, grid, lmax)
+    z = back_transform(values, grid, rep)
+    return symmetry_content(z - z[0], grid, lmax)
 
 
 def format_report(grid: Grid, errors: Mapping[str, EquivarianceError],

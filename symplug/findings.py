@@ -1,0 +1,400 @@
+"""Diagnosis of failure modes: rules that turn a diagnosis result into findings.
+
+Each rule reads the DESIGN §3 result dictionary of :func:`symplug.diagnose` (or
+the same JSON read back) and returns :class:`Finding` records that quote the
+numbers they rest on and name a remedy. Thresholds are the module constants
+below; ``docs/findings.md`` lists the rules.
+
+The spectral rules read ``outputs[name]["breaking_spectrum"]``: B of the
+back-transformed response z(g) = rho(g)^-1 y(g x). Its power outside the
+invariant sector is the breaking (it sums to A^2 over all components and
+samples), so "share of the breaking power" below means
+power[(l, sigma)] / sum A^2, and the share above the resolved l_max is what
+the sectors up to l_max miss.
+
+Severity convention:
+
+* ``"info"``: a fact about the model worth knowing; nothing to fix.
+* ``"warning"``: a failure mode of the model or of the measurement, with a remedy.
+* ``"error"``: the failure mode dominates what the result measures (the
+  equivariance error is at least the accuracy error of the symmetrised model, or
+  A grows at least tenfold out of distribution).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from .errors import SymplugError
+from .spectra import Sector, invariant_sector, parse_sector_key, sector_key
+
+SEVERITIES = ("error", "warning", "info")  # most severe first; findings are sorted so
+
+# An output whose relative equivariance error A / sqrt(int |z|^2) (dimensionless)
+# is below this counts as equivariant: float64 round-off is ~1e-15 and float32's
+# ~1e-7, and the spectrum of round-off says nothing about the model.
+EQUIVARIANT_RELATIVE = 1e-6
+
+# low-l-breaking: share of the breaking power in rotational sectors 1 <= l <= LOW_L_MAX.
+LOW_L_MAX = 1
+LOW_L_SHARE = 0.5
+
+# aliasing: share of the (breaking or non-invariant) power above l_max, and at l = l_max
+# when some power lies above it (a truncation above BAND_LIMITED means the quantity
+# is not band-limited to l_max; float64 round-off of a band-limited one is ~1e-15).
+TRUNCATION_TOL = 0.01
+BAND_EDGE_SHARE = 0.25
+BAND_LIMITED = 1e-8
+# aliasing from the convergence check: absolute change of a spectrum fraction, and
+# relative change of A, on the finer grid.
+CONVERGENCE_FRACTION_TOL = 0.01
+CONVERGENCE_RELATIVE_TOL = 0.05
+
+# odd-parity-breaking: share of the breaking power in sigma = -1 sectors (O3, O2).
+ODD_PARITY_SHARE = 0.5
+
+# invariance-reached / invariance-lost: the data-set-centred invariant fraction of a
+# layer at which it counts as invariant, and the drop below the best earlier layer
+# that counts as a loss (both dimensionless fractions).
+INVARIANT_REACHED = 0.99
+INVARIANCE_DROP = 0.05
+
+# equivariance-dominates-error: equivariance RMSE / RMSE of the symmetrised model.
+COMPARABLE_RATIO = 0.5  # warning
+DOMINANT_RATIO = 1.0  # error
+
+# ood-growth: A on the result / A on the in-distribution reference result.
+OOD_GROWTH = 2.0  # warning
+OOD_GROWTH_ERROR = 10.0  # error
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One diagnosed failure mode (or fact): a stable ``code``, a ``severity``
+    (``"info"``, ``"warning"`` or ``"error"``), the ``evidence`` with the numbers,
+    the ``remedy``, and ``where`` (``"outputs.NAME"``, ``"layers.NAME"``,
+    ``"convergence"``) when it concerns one part of the result."""
+
+    code: str
+    severity: str
+    evidence: str
+    remedy: str
+    where: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise SymplugError(f"finding {self.code!r}: severity {self.severity!r} is not one "
+                               f"of {', '.join(SEVERITIES)}")
+
+    def to_dict(self) -> dict:
+        """The DESIGN §3 record: code, severity, evidence, remedy, where."""
+        return {"code": self.code, "severity": self.severity, "evidence": self.evidence,
+                "remedy": self.remedy, "where": self.where}
+
+
+# -- helpers -------------------------------------------------------------------------
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _quantity(value: float, units: str) -> str:
+    return f"{value:.3g} {units}".rstrip()
+
+
+def _a(output: dict) -> str:
+    return "A = " + _quantity(output["equivariance_rmse"], output.get("units", ""))
+
+
+def _is_broken(output: dict) -> bool:
+    return output["relative_error"] >= EQUIVARIANT_RELATIVE
+
+
+def _sectors_list(shares: dict[Sector, float], keep: Callable[[Sector], bool], top: int = 3) -> str:
+    """The ``top`` largest kept sectors that round to at least 1%."""
+    picked = sorted(((v, k) for k, v in shares.items() if keep(k) and v >= 0.005),
+                    reverse=True)[:top]
+    return ", ".join(f"({sector_key(k)}) {_pct(v)}" for v, k in picked)
+
+
+def breaking_shares(output: dict, group: str) -> tuple[dict[Sector, float], float] | None:
+    """Shares of an output's breaking power per non-invariant sector, and the share
+    above l_max, from its ``breaking_spectrum``; None when the result has none or the
+    output has no breaking. The total is sum A^2 over samples (from ``per_sample``,
+    accumulated around a reference response, so without cancellation), or the
+    resolved breaking power where a Monte Carlo estimate of it comes out larger."""
+    spec = output.get("breaking_spectrum")
+    if not spec:
+        return None
+    inv = invariant_sector(group)
+    power = {parse_sector_key(k): v for k, v in spec["power"].items()}
+    if output.get("per_sample"):
+        total = sum(s["variance"] * s["n_components"] for s in output["per_sample"])
+    else:
+        total = spec["norm2"] - power[inv]
+    resolved = sum(v for k, v in power.items() if k != inv)
+    total = max(total, resolved)  # resolved > A^2 only by Monte Carlo sampling noise
+    if total <= 0.0:
+        return None
+    shares = {k: v / total for k, v in power.items() if k != inv}
+    return shares, max(0.0, 1.0 - resolved / total)
+
+
+def _broken_outputs(result: dict) -> Iterator[tuple[str, dict, dict[Sector, float], float]]:
+    """(name, output, shares, above) for each output above round-off with a breaking spectrum."""
+    for name, output in result.get("outputs", {}).items():
+        if not _is_broken(output):
+            continue
+        split = breaking_shares(output, result["group"])
+        if split is not None:
+            yield name, output, *split
+
+
+# -- rules ---------------------------------------------------------------------------
+
+def low_l_breaking(result: dict) -> list[Finding]:
+    """``low-l-breaking`` (warning): at least :data:`LOW_L_SHARE` of an output's breaking
+    power lies in rotational sectors 1 <= l <= :data:`LOW_L_MAX`, the orders that
+    augmentation teaches first: the symmetry is under-learned."""
+    found = []
+    low = (lambda k: 1 <= k[0] <= LOW_L_MAX)
+    for name, output, shares, _ in _broken_outputs(result):
+        share = sum(v for k, v in shares.items() if low(k))
+        if share >= LOW_L_SHARE:
+            found.append(Finding(
+                "low-l-breaking", "warning",
+                f"{_pct(share)} of the breaking power of output '{name}' is in "
+                f"{'l = 1' if LOW_L_MAX == 1 else f'1 <= l <= {LOW_L_MAX}'} sectors "
+                f"({_sectors_list(shares, low)}); {_a(output)}",
+                "the symmetry is under-learned at the lowest orders, which augmentation removes "
+                "first: train or fine-tune with random group elements (augmented fine-tuning), "
+                f"or average the model over a degree-{LOW_L_MAX} grid at inference",
+                f"outputs.{name}"))
+    return found
+
+
+def _band_finding(what: str, shares: dict[Sector, float], above: float, lmax: int,
+                  where: str) -> Finding | None:
+    """``aliasing`` when ``above`` (share beyond l_max) exceeds :data:`TRUNCATION_TOL`,
+    or power reaches the band edge l = l_max and some lies beyond it."""
+    edge = sum(v for k, v in shares.items() if k[0] == lmax)
+    if above > TRUNCATION_TOL:
+        evidence = f"{_pct(above)} of {what} lies above the resolved l_max = {lmax}"
+    elif edge >= BAND_EDGE_SHARE and above > BAND_LIMITED:
+        evidence = (f"{_pct(edge)} of {what} is at the band edge l = l_max = {lmax} and "
+                    f"{above:.1e} above it")
+    else:
+        return None
+    return Finding("aliasing", "warning", evidence,
+                   f"the grid does not resolve it: raise the degree (and l_max) above {lmax} "
+                   "until the convergence check agrees, or band-limit the input embedding "
+                   "(smoother cutoffs, fewer high-frequency angular features)", where)
+
+
+def aliasing(result: dict) -> list[Finding]:
+    """``aliasing`` (warning): power at or beyond the grid's band limit.
+
+    * per output: more than :data:`TRUNCATION_TOL` of the breaking power above l_max,
+      or at least :data:`BAND_EDGE_SHARE` of it at l = l_max with some above;
+    * per layer: the same on the non-invariant part of the raw spectrum;
+    * the convergence check: a spectrum fraction changing by more than
+      :data:`CONVERGENCE_FRACTION_TOL`, or A by more than :data:`CONVERGENCE_RELATIVE_TOL`
+      of itself, on the finer grid.
+    """
+    lmax = result.get("lmax", result["grid"]["degree"])
+    found = []
+    for name, output, shares, above in _broken_outputs(result):
+        f = _band_finding(f"the breaking power of output '{name}' ({_a(output)})", shares,
+                          above, lmax, f"outputs.{name}")
+        if f:
+            found.append(f)
+    inv = invariant_sector(result["group"])
+    for name, layer in result.get("layers", {}).items():
+        fractions = {parse_sector_key(k): v for k, v in layer["spectrum"].items()}
+        rest = 1.0 - fractions[inv]
+        if rest <= BAND_LIMITED:
+            continue
+        shares = {k: v / rest for k, v in fractions.items() if k != inv}
+        f = _band_finding(f"the non-invariant power of layer '{name}'", shares,
+                          max(0.0, layer["truncation"]) / rest, lmax, f"layers.{name}")
+        if f:
+            found.append(f)
+    found.extend(_convergence_findings(result))
+    return found
+
+
+def _convergence_findings(result: dict) -> list[Finding]:
+    conv = result.get("convergence") or {}
+    changes = conv.get("changes") or {}
+    outputs = result.get("outputs", {})
+    worst, worst_text = 0.0, ""
+    suffix = ".equivariance_rmse"
+    for key, change in changes.items():
+        name = key[len("outputs."):-len(suffix)] if key.endswith(suffix) else None
+        if ".spectrum." in key:
+            excess, text = change / CONVERGENCE_FRACTION_TOL, f"{key} changes by {change:.2e}"
+        elif name in outputs and _is_broken(outputs[name]):
+            rel = change / outputs[name]["equivariance_rmse"]
+            excess = rel / CONVERGENCE_RELATIVE_TOL
+            text = f"A of output '{name}' changes by {_pct(rel)} ({_a(outputs[name])})"
+        else:
+            continue
+        if excess > 1.0 and excess > worst:
+            worst, worst_text = excess, text
+    if not worst_text:
+        return []
+    finer = (f"degree {conv['finer_degree']}, " if conv.get("finer_degree") is not None
+             else "") + f"{conv.get('finer_size', '?')} elements"
+    return [Finding("aliasing", "warning",
+                    f"not converged: on the finer grid ({finer}) {worst_text}",
+                    f"the grid ({result['grid']['size']} elements) does not resolve the "
+                    "response: raise the degree until the convergence check agrees, or "
+                    "band-limit the input embedding", "convergence")]
+
+
+def odd_parity_breaking(result: dict) -> list[Finding]:
+    """``odd-parity-breaking`` (warning; groups with improper elements): at least
+    :data:`ODD_PARITY_SHARE` of an output's breaking power lies in sigma = -1 sectors.
+    All of it in (0, -1) is the signature of a model that is rotation-equivariant on
+    each coset but whose two cosets disagree: augmentation without inversion."""
+    group = result["group"]
+    if group not in ("O3", "O2"):
+        return []
+    improper, op = ("inversion", "I") if group == "O3" else ("mirror", "M")
+    found = []
+    odd = (lambda k: k[1] == -1)
+    for name, output, shares, _ in _broken_outputs(result):
+        share = sum(v for k, v in shares.items() if odd(k))
+        if share < ODD_PARITY_SHARE:
+            continue
+        remedy = (f"augment with {group} ({improper}s as well as rotations), not with "
+                  f"{'SO3' if group == 'O3' else 'SO2'} alone, or symmetrise over the "
+                  f"{improper}: y(x) -> (y(x) + rho({op})^-1 y({op} x)) / 2 at twice the cost")
+        if group == "O3":  # that average removes exactly the sectors with sigma (-1)^l = -1
+            removed = sum(v for k, v in shares.items() if k[1] * (-1) ** k[0] == -1)
+            remedy += (f", which removes the inversion-odd sectors (0,-1), (1,+1), (2,-1), ...: "
+                       f"{_pct(removed)} of this breaking")
+        found.append(Finding(
+            "odd-parity-breaking", "warning",
+            f"{_pct(share)} of the breaking power of output '{name}' is in sigma = -1 sectors "
+            f"({_sectors_list(shares, odd)}); {_a(output)}", remedy, f"outputs.{name}"))
+    return found
+
+
+def layer_invariance(result: dict) -> list[Finding]:
+    """Across the named layers in order, on the data-set-centred invariant fraction:
+
+    * ``invariance-reached`` (info): the first layer at or above :data:`INVARIANT_REACHED`;
+    * ``invariance-lost``: the first layer more than :data:`INVARIANCE_DROP` below the best
+      earlier one; a warning once invariance had been reached (invariant features do
+      not become covariant unless raw covariant input is fed back in), info otherwise
+      (an equivariant network may turn invariant content into covariant features).
+    """
+    layers = result.get("layers", {})
+    found: list[Finding] = []
+    history: list[tuple[str, float]] = []
+    reached = lost = None
+    for name, layer in layers.items():
+        frac = layer["invariant_fraction_centered"]
+        best = max(history, key=lambda h: h[1]) if history else None
+        trail = ", ".join(f"'{n}' {_pct(f)}" for n, f in history + [(name, frac)])
+        if reached is None and frac >= INVARIANT_REACHED:
+            reached = name
+            found.append(Finding(
+                "invariance-reached", "info",
+                f"layer '{name}' is the first invariant one: centred invariant fraction "
+                f"{frac:.4f} (layers in order: {trail})",
+                "none needed; layers from here on can be read as invariant features",
+                f"layers.{name}"))
+        elif lost is None and best is not None and frac < best[1] - INVARIANCE_DROP:
+            lost = name
+            was_invariant = best[1] >= INVARIANT_REACHED
+            found.append(Finding(
+                "invariance-lost", "warning" if was_invariant else "info",
+                f"layer '{name}' has centred invariant fraction {frac:.4f}, down from "
+                f"{best[1]:.4f} at layer '{best[0]}' (layers in order: {trail})",
+                f"layer '{name}' mixes non-invariant input back in (a skip connection from raw "
+                "coordinates, an absolute-position feature): make that input invariant, or "
+                "augment so that it is learned" if was_invariant else
+                "none needed if the network carries covariant features on purpose; otherwise "
+                f"find what layer '{name}' adds that is not invariant",
+                f"layers.{name}"))
+        history.append((name, frac))
+    return found
+
+
+def equivariance_vs_accuracy(result: dict) -> list[Finding]:
+    """``equivariance-dominates-error``: from the bias-variance split
+    (random-orientation RMSE^2 = symmetrised RMSE^2 + equivariance RMSE^2), the
+    equivariance RMSE is at least :data:`COMPARABLE_RATIO` (warning) or
+    :data:`DOMINANT_RATIO` (error) times the error of the symmetrised model."""
+    found = []
+    for name, output in result.get("outputs", {}).items():
+        split = output.get("bias_variance")
+        if not split or not _is_broken(output):
+            continue
+        eq, sym = split["equivariance_rmse"], split["symmetrized_rmse"]
+        total, units = split["random_orientation_rmse"], output.get("units", "")
+        ratio = eq / sym if sym > 0 else math.inf
+        if ratio < COMPARABLE_RATIO:
+            continue
+        share = eq * eq / (total * total) if total > 0 else 1.0
+        found.append(Finding(
+            "equivariance-dominates-error", "error" if ratio >= DOMINANT_RATIO else "warning",
+            f"equivariance RMSE of output '{name}' {_quantity(eq, units)} is {ratio:.2f}x the "
+            f"error of the symmetrised model {_quantity(sym, units)} (random-orientation RMSE "
+            f"{_quantity(total, units)}): symmetry breaking makes {_pct(share)} of the squared "
+            "error",
+            "the symmetrised (group-averaged) model removes this part of the error at the cost "
+            "of one evaluation per grid element; augmented fine-tuning removes it at no "
+            "inference cost", f"outputs.{name}"))
+    return found
+
+
+def ood_growth(result: dict, reference: dict) -> list[Finding]:
+    """``ood-growth``: A of an output on ``result`` is at least :data:`OOD_GROWTH`
+    (warning) or :data:`OOD_GROWTH_ERROR` (error) times A on ``reference``, an
+    in-distribution result of the same model, domain and group (e.g. MD frames
+    against the test set). Raises :class:`SymplugError` if they are not comparable."""
+    for key in ("domain", "group"):
+        if result.get(key) != reference.get(key):
+            raise SymplugError(f"cannot compare results of different {key}s: "
+                               f"{result.get(key)!r} vs reference {reference.get(key)!r}")
+    found = []
+    for name, output in result.get("outputs", {}).items():
+        ref = reference.get("outputs", {}).get(name)
+        if ref is None or not _is_broken(output):
+            continue
+        units = output.get("units", "")
+        if ref.get("units", "") != units:
+            raise SymplugError(f"output {name!r} is in {units!r} here and in "
+                               f"{ref.get('units', '')!r} in the reference")
+        a, a_ref = output["equivariance_rmse"], ref["equivariance_rmse"]
+        growth = a / a_ref if a_ref > 0 else math.inf
+        if growth < OOD_GROWTH:
+            continue
+        found.append(Finding(
+            "ood-growth", "error" if growth >= OOD_GROWTH_ERROR else "warning",
+            f"A of output '{name}' grows {growth:.2f}x out of distribution: "
+            f"{_quantity(a, units)} on {result.get('n_samples', '?')} samples vs "
+            f"{_quantity(a_ref, units)} on the reference's {reference.get('n_samples', '?')}",
+            "the learned symmetry does not extrapolate: add such inputs to training with "
+            "augmentation (augmented fine-tuning), or run the symmetrised (group-averaged) "
+            "model on them", f"outputs.{name}"))
+    return found
+
+
+RULES: tuple[Callable[[dict], list[Finding]], ...] = (
+    low_l_breaking, aliasing, odd_parity_breaking, layer_invariance, equivariance_vs_accuracy)
+
+
+def findings(result: dict, *, reference: dict | None = None) -> list[Finding]:
+    """All findings of a diagnosis ``result`` (DESIGN §3), most severe first (stable
+    within a severity, in the order of :data:`RULES`); with ``reference``, an
+    in-distribution result to compare against, also :func:`ood_growth`."""
+    found = [f for rule in RULES for f in rule(result)]
+    if reference is not None:
+        found.extend(ood_growth(result, reference))
+    return sorted(found, key=lambda f: SEVERITIES.index(f.severity))
