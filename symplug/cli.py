@@ -50,6 +50,8 @@ def _cmd_quadrature(args: argparse.Namespace) -> int:
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .diagnose import diagnose
     from .plugins import get_domain, load_data, load_model
     from .result import write_json
@@ -66,6 +68,15 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
                       outputs=outputs, layers=layers, finer_degree=args.finer_degree,
                       check_convergence=not args.no_convergence, chunk_size=args.chunk_size,
                       progress=not args.quiet, skip_failures=args.skip_failures)
+    if args.compare_to:
+        from .findings import findings
+
+        try:
+            reference = json.loads(Path(args.compare_to).read_text())
+        except (OSError, ValueError) as exc:
+            raise SymplugError(f"--compare-to {args.compare_to}: not a readable result JSON "
+                               f"({exc})") from exc
+        result["findings"] = [f.to_dict() for f in findings(result, reference=reference)]
     if args.json:
         write_json(result, args.json)
     print(summary_table(result))
@@ -211,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-samples", type=int, help="use the first N samples only")
     p.add_argument("--skip-failures", action="store_true",
                    help="flag and count samples whose evaluation fails instead of stopping")
+    p.add_argument("--compare-to", metavar="RESULT.json",
+                   help="an in-distribution result (e.g. the test set) to compare A with: "
+                   "growth out of distribution becomes a finding")
     p.add_argument("--json", help="write the result JSON here (atomically)")
     p.add_argument("--out", default="symplug-diagnose", help="folder for --report")
     p.add_argument("--report", action="store_true",

@@ -129,3 +129,34 @@ def test_report_renders_with_figures_in_headless_chromium(tmp_path, diagnosis):
     check = screenshot_report.check(paths["report.html"], tmp_path / "shot.png", height=2500)
     assert check["figures_shown"], check
     assert check["coloured_fraction"] > 0.01 and check["control_fraction"] < 0.001
+
+
+def test_cli_compares_with_an_in_distribution_result(tmp_path, capsys):
+    """--compare-to feeds the ood-growth rule: against itself nothing grows; against a
+    reference whose force error is 8x smaller, forces grew 8x (an error finding)."""
+    pytest.importorskip("ase")
+    from ase.build import bulk
+    from ase.io import write
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.rattle(0.05, seed=1)
+    write(tmp_path / "frames.extxyz", atoms)
+    base = ["diagnose", "atoms", "--model", "pet-cu", "--degree", "1", "--quiet",
+            "--no-convergence", "--outputs", "energy,forces", "--data",
+            str(tmp_path / "frames.extxyz")]
+    assert main([*base, "--json", str(tmp_path / "test.json")]) == 0
+    test = json.loads((tmp_path / "test.json").read_text())
+    assert main([*base, "--json", str(tmp_path / "same.json"),
+                 "--compare-to", str(tmp_path / "test.json")]) == 0
+    same = json.loads((tmp_path / "same.json").read_text())
+    assert not [f for f in same["findings"] if f["code"] == "ood-growth"]
+    test["outputs"]["forces"]["equivariance_rmse"] /= 8
+    (tmp_path / "smaller.json").write_text(json.dumps(test))
+    assert main([*base, "--json", str(tmp_path / "md.json"),
+                 "--compare-to", str(tmp_path / "smaller.json")]) == 0
+    ood = [f for f in json.loads((tmp_path / "md.json").read_text())["findings"]
+           if f["code"] == "ood-growth"]
+    assert [(f["where"], f["severity"]) for f in ood] == [("outputs.forces", "warning")]
+    assert "8.00x" in ood[0]["evidence"]
+    assert main([*base, "--compare-to", str(tmp_path / "missing.json")]) == 2
+    assert "not a readable result JSON" in capsys.readouterr().err
