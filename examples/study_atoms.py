@@ -92,7 +92,8 @@ def markdown(result: dict) -> str:
     def f(x, fmt="{:.3g}"):
         return "-" if x is None else fmt.format(x)
 
-    for name, row in rows.items():
+    for key, row in rows.items():
+        name = "EMT (reference)" if key == "reference" else key
         acc, diag, mdr = row.get("accuracy", {}), row.get("diagnosis", {}), row.get("md", {})
         layers = diag.get("layers", {})
         inv = " / ".join(f(layers[n]["invariant_fraction_centered"], "{:.3f}") for n in LAYERS
