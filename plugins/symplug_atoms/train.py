@@ -7,6 +7,10 @@ reproduces the shipped weights (seeded; 2 CPU threads). It generates the data
 forces with every structure rotated by a fresh Haar-random element of O(3) at
 every step (labels rotated with it), and writes the checkpoint (config, weights,
 test errors) atomically, plus the test frames as extxyz next to it.
+
+``--sh-lmax L`` and ``--forces pair`` train the inductive-bias variants of
+:class:`~symplug_atoms.pet.PointEdgeTransformer` (see :mod:`symplug_atoms.pet` and
+docs/study.md); the checkpoint's config records them.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ generates 1500 top and 1500 QCD jets (Pythia 8 + FastJet, seeded; see
 features on the training jets, trains with Adam on the cross-entropy, keeps the
 epoch with the best validation AUC, and writes the checkpoint (config, weights, test
 AUC and 1/eps_B) atomically, with the test jets as a ROOT file next to it.
+
+``--sh-lmax L`` and ``--readout lorentz`` train the inductive-bias variants of
+:class:`~symplug_jets.tagger_model.ParticleTransformerTagger` (see
+:mod:`symplug_jets.tagger_model` and docs/study.md); the checkpoint's config records them.
 """
 
 from __future__ import annotations
