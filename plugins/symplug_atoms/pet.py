@@ -12,6 +12,36 @@ learned, from random O(3) augmentation (see :mod:`symplug_atoms.train`).
 
 Named layers for symplug: ``embedding`` and ``layers.0``, ``layers.1``, ... (edge
 tokens, (atoms, M, d)), ``heads.0``, ... (atomic energies).
+
+Two optional minimal inductive biases (defaults: the shipped architecture, which
+loads and evaluates exactly as before):
+
+* ``sh_lmax=L`` (a band-limited direction embedding): the edge token becomes
+  ``embedding(v) = MLP(R(r), species) + W [Y_lm(v/r) R_n(r)]_{l <= L, n}``, real
+  spherical harmonics (e3nn, component normalisation) of the edge direction times
+  the Bessel radial basis, entering *linearly*. Guaranteed: the ``embedding`` output
+  is a band-limited function of the edge directions, all its power in sectors
+  (l, +1) with l <= L (exactly, to round-off), so no breaking power above L enters
+  at the input; with ``L = 0`` the whole model is exactly O(3) invariant (a
+  distance-only transformer). Not guaranteed: the attention layers and heads are
+  unconstrained nonlinear functions, so hidden layers and outputs do have power
+  above L and are not equivariant for L >= 1. Note that the raw Cartesian input is
+  itself band-limited at l = 1 *before* its MLP; the difference is that here the
+  direction enters after the nonlinearity.
+* ``forces="pair"`` (an equivariant force head): direct forces
+  ``F_i = sum_j w_ij r_ij`` along the edges, with scalar weights
+  ``w_ij = (s_ij + s_ji) / 2 * f_c(r_ij)`` read from the last layer's edge tokens by
+  the head ``force_head``. The returned atomic energies are computed from detached
+  edge vectors plus a term whose value is zero and whose gradient is the pair force,
+  so ``-dE/dx`` by autograd (as :class:`~symplug_atoms.torch_model.TorchAtomsModel`
+  and :mod:`symplug_atoms.train` take it) *is* the direct force, and the strain
+  derivative is the pair virial. Guaranteed for any trunk: zero net force and zero
+  net torque (central, pairwise-antisymmetric forces; an isolated cluster conserves
+  momentum and angular momentum exactly); forces exactly O(3)-equivariant whenever
+  the weights are invariant (e.g. with ``sh_lmax=0``). Not guaranteed: the weights
+  come from the unconstrained trunk, so A(forces) is not zero in general; the forces
+  are not the gradient of the energy (no energy conservation in NVE), and the
+  energy still depends on orientation through the trunk.
 """
 
 from __future__ import annotations
@@ -22,6 +52,8 @@ import torch
 from torch import nn
 
 from .graph import BatchGraph
+
+FORCE_MODES = ("conservative", "pair")
 
 
 def smooth_cutoff(r: torch.Tensor, cutoff: float, width: float) -> torch.Tensor:
@@ -61,11 +93,19 @@ class PointEdgeTransformer(nn.Module):
 
     def __init__(self, species: tuple[int, ...] = (29,), d: int = 32, heads: int = 4,
                  n_layers: int = 2, cutoff: float = 4.0, cutoff_width: float = 0.5,
-                 n_radial: int = 8, neighbor_scale: float = 30.0):
+                 n_radial: int = 8, neighbor_scale: float = 30.0, sh_lmax: int | None = None,
+                 forces: str = "conservative"):
         super().__init__()
+        if sh_lmax is not None and (isinstance(sh_lmax, bool) or not isinstance(sh_lmax, int)
+                                    or sh_lmax < 0):
+            raise ValueError(f"sh_lmax must be None (raw Cartesian input) or an integer >= 0, "
+                             f"got {sh_lmax!r}")
+        if forces not in FORCE_MODES:
+            raise ValueError(f"forces must be one of {FORCE_MODES}, got {forces!r}")
         self.config = {"species": list(species), "d": d, "heads": heads, "n_layers": n_layers,
                        "cutoff": cutoff, "cutoff_width": cutoff_width, "n_radial": n_radial,
-                       "neighbor_scale": neighbor_scale}
+                       "neighbor_scale": neighbor_scale, "sh_lmax": sh_lmax, "forces": forces}
+        self.sh_lmax, self.forces = sh_lmax, forces
         self.pool_scale = 1.0 / math.sqrt(neighbor_scale)
         self.cutoff, self.cutoff_width = cutoff, cutoff_width
         table = torch.full((119,), -1, dtype=torch.long)
@@ -74,12 +114,18 @@ class PointEdgeTransformer(nn.Module):
         self.center_embedding = nn.Embedding(len(species), d)
         self.neighbor_embedding = nn.Embedding(len(species), d)
         self.n_radial = n_radial
-        self.embedding = nn.Sequential(nn.Linear(3 + n_radial, d), nn.SiLU(), nn.Linear(d, d))
+        if sh_lmax is None:
+            self.embedding = nn.Sequential(nn.Linear(3 + n_radial, d), nn.SiLU(), nn.Linear(d, d))
+        else:
+            self.embedding = SphericalEdgeEmbedding(n_radial, d, sh_lmax)
         self.layers = nn.ModuleList(PETLayer(d, heads) for _ in range(n_layers))
         self.heads = nn.ModuleList(nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.SiLU(),
                                                  nn.Linear(d, 1))
                                    for _ in range(n_layers))
         self.offsets = nn.Parameter(torch.zeros(len(species)))
+        if forces == "pair":
+            self.force_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.SiLU(),
+                                            nn.Linear(d, 1))
 
     def species_of(self, numbers: torch.Tensor) -> torch.Tensor:
         idx = self.species_index[numbers]
@@ -92,12 +138,18 @@ class PointEdgeTransformer(nn.Module):
         """Atomic energies (sum N,) for edge vectors (sum E, 3) in A."""
         n_atoms, m = graph.species.shape[0], graph.max_neighbors
         species = self.species_of(graph.species)
+        full_vectors = vectors
+        if self.forces == "pair":  # the energy does not depend on positions; see below
+            vectors = vectors.detach()
         r = vectors.norm(dim=-1, keepdim=True)
         fc = smooth_cutoff(r[:, 0], self.cutoff, self.cutoff_width)
         n = torch.arange(1, self.n_radial + 1, dtype=r.dtype)
         radial = torch.sin(n * math.pi * r / self.cutoff) / r * fc[:, None]  # Bessel basis
-        edge = (self.embedding(torch.cat([vectors / self.cutoff, radial], dim=-1))
-                + self.center_embedding(species[graph.centers])
+        if self.sh_lmax is None:
+            embedded = self.embedding(torch.cat([vectors / self.cutoff, radial], dim=-1))
+        else:
+            embedded = self.embedding(vectors, radial)
+        edge = (embedded + self.center_embedding(species[graph.centers])
                 + self.neighbor_embedding(species[graph.neighbors]))
         d = edge.shape[-1]
         flat = graph.centers * m + graph.slot  # flat slot of each edge
@@ -114,4 +166,31 @@ class PointEdgeTransformer(nn.Module):
             x = layer(x, rev, log_fc, mask)
             pooled = (x * weight[..., None]).sum(1) * self.pool_scale
             energy = energy + head(pooled)[:, 0]
+        if self.forces == "pair":
+            s = self.force_head(x).reshape(n_atoms * m)[flat]  # scalar per edge
+            w = 0.5 * (s + s[graph.reverse]) * fc  # symmetric: w_ij = w_ji
+            half = 0.5 * w[:, None] * vectors  # c_e = w_ij r_ij / 2
+            # value 0, gradient c_e with respect to the edge vector: -dE/dx_i = sum_j w_ij r_ij
+            energy = energy.index_add(0, graph.centers,
+                                      (half * (full_vectors - vectors)).sum(-1))
         return energy
+
+
+class SphericalEdgeEmbedding(nn.Module):
+    """Edge embedding ``MLP(R(r)) + W vec(Y_l(r_hat) R(r))`` with l <= ``lmax``: the edge
+    direction enters linearly through real spherical harmonics (e3nn), so the output is
+    band-limited to ``lmax`` in the direction (see the module docstring)."""
+
+    def __init__(self, n_radial: int, d: int, lmax: int):
+        super().__init__()
+        self.lmax = lmax
+        self.radial = nn.Sequential(nn.Linear(n_radial, d), nn.SiLU(), nn.Linear(d, d))
+        self.angular = nn.Linear((lmax + 1) ** 2 * n_radial, d)
+
+    def forward(self, vectors: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
+        """(E, d) tokens of edge vectors (E, 3) in A with their radial basis (E, n_radial)."""
+        from e3nn.o3 import spherical_harmonics
+
+        y = spherical_harmonics(list(range(self.lmax + 1)), vectors, normalize=True,
+                                normalization="component")
+        return self.radial(radial) + self.angular((y[:, :, None] * radial[:, None, :]).flatten(1))

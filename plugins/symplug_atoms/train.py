@@ -7,6 +7,10 @@ reproduces the shipped weights (seeded; 2 CPU threads). It generates the data
 forces with every structure rotated by a fresh Haar-random element of O(3) at
 every step (labels rotated with it), and writes the checkpoint (config, weights,
 test errors) atomically, plus the test frames as extxyz next to it.
+
+``--sh-lmax L`` and ``--forces pair`` train the inductive-bias variants of
+:class:`~symplug_atoms.pet.PointEdgeTransformer` (see :mod:`symplug_atoms.pet` and
+docs/study.md); the checkpoint's config records them.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import symplug
 
 from .data import generate, write
 from .graph import BatchGraph, build_graph
-from .pet import PointEdgeTransformer
+from .pet import FORCE_MODES, PointEdgeTransformer
 
 FORCE_WEIGHT = 1.0   # loss = ENERGY_WEIGHT * MSE(E/N in eV) + FORCE_WEIGHT * MSE(F in eV/A)
 ENERGY_WEIGHT = 10.0
@@ -91,9 +95,21 @@ def save_checkpoint(path: Path, payload: dict) -> None:
 
 
 def train(out: Path, epochs: int, seed: int, batch: int, lr: float, d: int, layers: int,
-          cutoff: float) -> dict:
+          cutoff: float, sh_lmax: int | None = None, forces: str = "conservative",
+          frames: list | None = None, threads: int | None = None) -> dict:
+    """Train a :class:`PointEdgeTransformer` (``sh_lmax``, ``forces``: its inductive-bias
+    options) and write the checkpoint to ``out``; returns the checkpoint payload.
+
+    ``frames`` replaces the generated data set (``generate(seed)``), e.g. to train
+    several variants on the same structures; the split and the augmentation stream
+    depend only on ``seed``, so equal seeds give equal batches and rotations.
+    """
     torch.manual_seed(seed)
-    frames = generate(seed=seed)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    source = ("symplug_atoms.data.generate(seed)" if frames is None
+              else f"{len(frames)} structures given by the caller")
+    frames = generate(seed=seed) if frames is None else frames
     order = np.random.default_rng(seed).permutation(len(frames))
     n_test = n_val = len(frames) // 10
     test_idx, val_idx, train_idx = (order[:n_test], order[n_test:n_test + n_val],
@@ -101,7 +117,8 @@ def train(out: Path, epochs: int, seed: int, batch: int, lr: float, d: int, laye
     items = [Item(f, cutoff) for f in frames]
     train_items = [items[i] for i in train_idx]
     val_items = [items[i] for i in val_idx]
-    model = PointEdgeTransformer(species=(29,), d=d, n_layers=layers, cutoff=cutoff)
+    model = PointEdgeTransformer(species=(29,), d=d, n_layers=layers, cutoff=cutoff,
+                                 sh_lmax=sh_lmax, forces=forces).float()  # as the data
     with torch.no_grad():  # start from the mean energy per atom
         model.offsets.fill_(float(np.mean([i.energy / i.n for i in train_items])))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -137,8 +154,9 @@ def train(out: Path, epochs: int, seed: int, batch: int, lr: float, d: int, laye
                "training": {"epochs": epochs, "seed": seed, "batch": batch, "lr": lr,
                             "n_train": len(train_idx), "n_val": len(val_idx),
                             "n_test": len(test_idx), "augmentation": "Haar O(3) per step",
+                            "threads": torch.get_num_threads(),
                             "seconds": time.perf_counter() - start,
-                            "data": "symplug_atoms.data.generate(seed)"}}
+                            "data": source}}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, payload)
     write([frames[i] for i in test_idx], out.with_name(out.stem + "_test.extxyz"))
@@ -155,10 +173,19 @@ def main(argv=None) -> None:
     parser.add_argument("--d", type=int, default=32)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--cutoff", type=float, default=4.5)
+    parser.add_argument("--sh-lmax", type=int, default=None,
+                        help="band-limited spherical-harmonic edge embedding up to this l "
+                             "(default: the raw Cartesian input)")
+    parser.add_argument("--forces", choices=FORCE_MODES, default="conservative",
+                        help="conservative (autograd of the energy) or pair "
+                             "(direct F_i = sum_j w_ij r_ij)")
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    if args.sh_lmax is not None and args.sh_lmax < 0:
+        parser.error(f"--sh-lmax must be >= 0, got {args.sh_lmax}")
     payload = train(args.out, args.epochs, args.seed, args.batch, args.lr, args.d,
-                    args.layers, args.cutoff)
+                    args.layers, args.cutoff, sh_lmax=args.sh_lmax, forces=args.forces,
+                    threads=args.threads)
     print(json.dumps({"test_errors": payload["test_errors"], **payload["training"]}, indent=2))
 
 
