@@ -8,6 +8,7 @@ up directly as a growing angular momentum.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from .domain import diagnose, read_frames
@@ -28,16 +29,20 @@ def layer_names(module) -> list[str]:
 def run_demo(out: Path, quick: bool, seed: int, progress: bool) -> dict[str, dict]:
     """``{"atoms": diagnosis, "atoms_md": MD comparison}`` of the shipped model."""
     size = QUICK if quick else FULL
+    start = time.perf_counter()
     model = load_reference()
     frames = read_frames(SHIPPED_DIR / "pet_cu_test.extxyz")
     frames = [frames[i] for i in size["frames"]]
     diagnosis = diagnose(model, frames, layers=layer_names(model.module),
                          degree=size["degree"], seed=seed, progress=progress)
     diagnosis["model"] = "pet-cu"
+    diagnosis["seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
     calcs = variants(TorchAtomsCalculator(model), ["raw", "symmetrized"], degree=1,
                      interval=4, seed=seed)
     md = compare(structure_named("ico13"), calcs, steps=size["steps"], timestep_fs=2.0,
                  temperature_K=600.0, seed=seed, progress=progress)
     md["model"] = "pet-cu"
     md["degree"] = 1
+    md["seconds"] = time.perf_counter() - start
     return {"atoms": diagnosis, "atoms_md": md}

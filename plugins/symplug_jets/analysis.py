@@ -11,6 +11,7 @@ report presents.
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -137,8 +138,10 @@ def analyze(tagger, jets: JetSet, out: str | Path, *, model: str = "tagger", deg
                 "roc": {"eps_s": eps_s.tolist(), "eps_b": eps_b.tolist()},
                 "degree": degree, "symmetries": [], "results": {}}
     for label, frame, group in symmetries:
+        start = time.perf_counter()
         result = diagnose(tagger, jets, group=group, degree=degree, frame=frame,
                           progress=progress, check_convergence=False)
+        result["seconds"] = time.perf_counter() - start
         stem = f"result_{frame}_{group}"
         write_json(result, out / f"{stem}.json")
         analysis["results"][stem] = result
@@ -148,8 +151,10 @@ def analyze(tagger, jets: JetSet, out: str | Path, *, model: str = "tagger", deg
             "equivariance_rmse": o["equivariance_rmse"], "invariant_fraction": o["invariant_fraction"],
             "flip_rate": result["summary"]["flip_rate"],
             "score_shift": result["summary"]["score_shift"]})
+    start = time.perf_counter()
     analysis["boost_scan"] = {axis: boost_scan(tagger, jets, rapidities, axis=axis, signal=signal)
                               for axis in ("beam", "jet")}
+    analysis["boost_seconds"] = time.perf_counter() - start
     table = table_markdown(analysis)
     (out / "table.md").write_text(table + "\n")
     (out / "roc.png").write_bytes(roc_figure({model: {**analysis["roc"], "auc": analysis["auc"]}}))
