@@ -24,6 +24,7 @@ _EXPORTS = {
     "diagnose": "domain", "boost_scan": "domain", "jets_domain": "domain",
     "lie_derivatives": "domain",
     "load_tagger": "taggers", "load_reference": "taggers", "CallableTagger": "taggers",
+    "SymmetrizedTagger": "symmetrize",
     "WeaverTagger": "weaver", "ParticleTransformerWrapper": "weaver", "kin_features": "weaver",
 }
 
