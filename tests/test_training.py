@@ -361,3 +361,18 @@ def test_cli_mistakes(capsys, argv, message, tmp_path, monkeypatch):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_invalid_training_task_names_the_plugin(toy, monkeypatch):
+    from symplug import PluginError
+
+    monkeypatch.setattr(ToyPlugin, "symplug_training_task", hookimpl(
+        lambda self, domain, model, samples: TrainingTask(
+            module="not a module", items=[], collate=None, predict=len, loss=len,
+            outputs={"vector": "7q"}, snapshot=len)), raising=True)
+    pm = get_plugin_manager()
+    pm.unregister(toy)
+    pm.register(toy, name="toypoints-test")
+    with pytest.raises(PluginError, match="toypoints-test.*not a torch.nn.Module.*collate is not "
+                                          "callable.*output 'vector'"):
+        training_task("toypoints", None, [])
