@@ -591,11 +591,12 @@ def _cmd_track(args: argparse.Namespace) -> int:
                                   file=sys.stderr)):
         saved = load_checkpoint(path)
         task = training_task(args.domain, load_model(args.domain, str(path)), samples)
-        history = saved.get("history") or []
+        ours = saved.get("format") == CHECKPOINT_FORMAT  # else a plain model file: its position
+        history = (saved.get("history") or []) if ours else []
         entry, grid = track_entry(task.snapshot(), samples, domain, group=group,
                                   degree=args.degree, layers=layers or list(task.layers),
                                   outputs=[o for o in task.outputs if o in domain.outputs] or None,
-                                  epoch=int(saved.get("epoch", k)),
+                                  epoch=int(saved["epoch"]) if ours else k,
                                   loss=history[-1]["loss"] if history else None,
                                   evaluate=task.evaluate)
         entry["checkpoint"] = str(path)
