@@ -228,31 +228,32 @@ def track_document(domain: str, group: str, grid: dict, epochs: list[dict]) -> d
 
 def track_tensormap(track: dict):
     """The layer spectra of a track as a metatensor TensorMap: keys (o3_lambda, o3_sigma),
-    samples (epoch, layer) with ``layer`` the index into ``track["epochs"][i]["layers"]``,
+    samples (entry, epoch, layer) with ``entry`` the position in ``track["epochs"]`` (two
+    tracked checkpoints may share an epoch) and ``layer`` the index into its layer names,
     properties ``centered`` (0: raw fraction, 1: data-set centred fraction)."""
     from metatensor.torch import Labels, TensorBlock, TensorMap
 
     from .spectra import parse_sector_key
 
-    entries = [e for e in track["epochs"] if e["layers"]]
+    entries = [(i, e) for i, e in enumerate(track["epochs"]) if e["layers"]]
     if not entries:
         raise SymplugError("the track holds no layer spectra")
-    names = list(entries[0]["layers"])
-    keys = sorted({parse_sector_key(k) for e in entries for layer in e["layers"].values()
+    names = list(entries[0][1]["layers"])
+    keys = sorted({parse_sector_key(k) for _, e in entries for layer in e["layers"].values()
                    for k in layer["spectrum"]})
     blocks = []
     for l, sigma in keys:
         key = f"{l},{sigma:+d}" if sigma else f"{l},0"
         rows, values = [], []
-        for e in entries:
+        for index, e in entries:
             for i, name in enumerate(names):
                 layer = e["layers"][name]
-                rows.append([e["epoch"], i])
+                rows.append([index, e["epoch"], i])
                 values.append([layer["spectrum"].get(key, 0.0),
                                layer.get("spectrum_centered", {}).get(key, 0.0)])
         blocks.append(TensorBlock(
             values=torch.tensor(values, dtype=torch.float64),
-            samples=Labels(["epoch", "layer"], torch.tensor(rows, dtype=torch.int32)),
+            samples=Labels(["entry", "epoch", "layer"], torch.tensor(rows, dtype=torch.int32)),
             components=[], properties=Labels(["centered"], torch.tensor([[0], [1]], dtype=torch.int32))))
     return TensorMap(Labels(["o3_lambda", "o3_sigma"], torch.tensor(keys, dtype=torch.int32)), blocks)
 

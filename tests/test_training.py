@@ -292,10 +292,10 @@ def _check_tensormap(folder):
     checked = 0
     for key, block in tensor.items():
         label = f"{int(key[0])},{int(key[1]):+d}" if int(key[1]) else f"{int(key[0])},0"
-        assert block.samples.names == ["epoch", "layer"]
-        for row, (epoch, layer) in enumerate(block.samples.values.tolist()):
-            entry = next(e for e in track["epochs"] if e["epoch"] == epoch)
-            spectrum = entry["layers"][names[layer]]
+        assert block.samples.names == ["entry", "epoch", "layer"]
+        for row, (index, epoch, layer) in enumerate(block.samples.values.tolist()):
+            assert track["epochs"][index]["epoch"] == epoch
+            spectrum = track["epochs"][index]["layers"][names[layer]]
             assert float(block.values[row, 0]) == spectrum["spectrum"][label]
             assert float(block.values[row, 1]) == spectrum["spectrum_centered"][label]
             checked += 1
@@ -324,10 +324,12 @@ def test_cli_finetune_and_track_end_to_end(tmp_path, capsys):
     assert (out / "track.png").stat().st_size > 1000
     shipped = ROOT / "plugins/symplug_jets/data/tagger.pt"  # a plain model file: no loss history
     assert main(["track", "jets", "--checkpoints", str(shipped), str(out / "epoch_001.pt"),
-                 "--data", str(JETS), "--max-samples", "1", "--degree", "1", "--layers", "pool",
+                 str(out / "epoch_001.pt"), "--data", str(JETS), "--max-samples", "1", "--degree", "1", "--layers", "pool",
                  "--out", str(tmp_path / "tr"), "--quiet"]) == 0
     tracked = json.loads((tmp_path / "tr" / "track.json").read_text())
-    assert [(e["epoch"], e["loss"] is None) for e in tracked["epochs"]] == [(0, True), (1, False)]
+    assert [(e["epoch"], e["loss"] is None) for e in tracked["epochs"]] == [
+        (0, True), (1, False), (1, False)]
+    _check_tensormap(tmp_path / "tr")  # two entries share epoch 1
     assert list(tracked["epochs"][0]["layers"]) == ["pool"]
 
 
