@@ -23,7 +23,7 @@ from .lie import lie_derivatives
 from .markers import hookimpl, hookspec
 from .orbit import evaluate_orbit
 from .quadrature import Grid, quadrature
-from .records import Domain, Output, ReportSection
+from .records import Domain, Output, ReportSection, TrainingTask
 from .representations import Representation, representation
 from .spectra import Spectrum, aggregate_spectra, symmetry_content
 from .wigner import wigner_D
@@ -31,8 +31,9 @@ from .wigner import wigner_D
 __all__ = [
     "AliasingError", "BiasVariance", "DatasetError", "Domain", "EquivarianceError", "Finding",
     "Grid", "GridError", "Output", "PluginError", "ReportSection", "Representation",
-    "RepresentationError", "Spectrum", "SymplugError", "__version__", "aggregate_errors",
-    "aggregate_spectra", "bias_variance", "convergence", "diagnose", "equivariance_error",
-    "evaluate_orbit", "findings", "generators", "haar", "hookimpl", "hookspec",
-    "lie_derivatives", "quadrature", "representation", "symmetry_content", "wigner_D",
+    "RepresentationError", "Spectrum", "SymplugError", "TrainingTask", "__version__",
+    "aggregate_errors", "aggregate_spectra", "bias_variance", "convergence", "diagnose",
+    "equivariance_error", "evaluate_orbit", "findings", "generators", "haar", "hookimpl",
+    "hookspec", "lie_derivatives", "quadrature", "representation", "symmetry_content",
+    "wigner_D",
 ]

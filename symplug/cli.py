@@ -263,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
+    from .training import add_commands as add_training_commands
+
+    add_training_commands(sub)  # finetune, track
+
     from .plugins import get_plugin_manager
 
     get_plugin_manager().hook.symplug_cli(subparsers=sub)

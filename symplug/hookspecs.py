@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .markers import hookspec
-from .records import Domain, ReportSection
+from .records import Domain, ReportSection, TrainingTask
 
 
 @hookspec
@@ -71,6 +71,28 @@ def symplug_augment_batch(domain: str, batch: Any, matrices: Any) -> Any:
             if domain == "planar":
                 points, energy = batch
                 return points @ matrices.transpose(1, 2).to(points), energy
+    """
+
+
+@hookspec(firstresult=True)
+def symplug_training_task(domain: str, model: Any, samples: list) -> TrainingTask | None:
+    """The domain part of augmented fine-tuning of ``model`` on ``samples`` (what
+    ``symplug_load_model`` and ``symplug_load_data`` returned), or None if the domain
+    is not this plugin's. The core loop (``symplug finetune``) does the rest:
+    batching order, Haar augmentation through ``symplug_augment_batch``, penalties,
+    checkpoints, symmetry tracking.
+
+    Example::
+
+        @hookimpl
+        def symplug_training_task(domain, model, samples):
+            if domain != "planar":
+                return None
+            return TrainingTask(
+                module=model, items=samples, collate=collate_points,
+                predict=lambda batch: model(batch["points"]),
+                loss=lambda batch, pred: ((pred["energy"] - batch["energy"]) ** 2).mean(),
+                outputs={"energy": "0e"}, snapshot=lambda: copy.deepcopy(model).eval())
     """
 
 

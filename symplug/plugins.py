@@ -21,7 +21,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError, SymplugError
 from .markers import PROJECT_NAME
-from .records import Domain, ReportSection
+from .records import Domain, ReportSection, TrainingTask
 
 ENTRY_POINT_GROUP = "symplug"
 DISABLE_AUTOLOAD_ENV = "SYMPLUG_DISABLE_PLUGIN_AUTOLOAD"
@@ -175,6 +175,19 @@ def augment_batch(domain: str, batch: Any, matrices: Any) -> Any:
     """A training batch transformed by group elements, by the domain's plugin."""
     return _first("symplug_augment_batch", f"an augmentation for domain {domain!r}",
                   domain=domain, batch=batch, matrices=matrices)
+
+
+def training_task(domain: str, model: Any, samples: list) -> TrainingTask:
+    """The fine-tuning task of ``model`` on ``samples`` from ``domain``'s plugin, checked."""
+    get_domain(domain)
+    for plugin, task in get_plugin_manager().each_impl("symplug_training_task", domain=domain,
+                                                       model=model, samples=samples):
+        if task is not None:
+            if not isinstance(task, TrainingTask):
+                raise PluginError(f"plugin {plugin!r} returned {type(task).__name__} from "
+                                  "symplug_training_task, not TrainingTask")
+            return task.validate(plugin)
+    raise SymplugError(f"no plugin offers fine-tuning for domain {domain!r}")
 
 
 def run_md(domain: str, options: dict) -> dict:

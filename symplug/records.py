@@ -90,3 +90,60 @@ class ReportSection:
     title: str
     markdown: str
     figures: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG bytes
+
+
+@dataclass(frozen=True)
+class TrainingTask:
+    """The domain part of augmented fine-tuning, returned by ``symplug_training_task``.
+
+    The core loop (:func:`symplug.training.finetune`) batches ``items``, transforms each
+    batch by Haar-random group elements through ``symplug_augment_batch`` (inputs by
+    the domain's action, targets by their representations), and minimises
+    ``loss`` plus the optional symmetry penalties on ``outputs``.
+
+    * ``module``: the torch module whose parameters are trained.
+    * ``items``: the training examples (e.g. labelled structures, single jets).
+    * ``collate(items) -> batch``: one batch, the object ``symplug_augment_batch`` takes.
+    * ``predict(batch) -> {name: tensor}``: differentiable predictions in training units;
+      the leading axis holds one row per batch item, or per token (see ``rows``).
+    * ``loss(batch, predictions) -> scalar tensor``: the supervised loss.
+    * ``outputs``: {name: representation} of the predictions the penalties compare.
+    * ``output_weights``: {name: weight} of each output's penalty term (default 1).
+    * ``rows(batch, name) -> LongTensor | None``: the batch item of every row of a
+      ragged output (e.g. per-atom forces); None when rows are batch items.
+    * ``snapshot() -> model``: the symplug model (for :func:`symplug.diagnose`) with the
+      current weights, e.g. a float64 copy in eval mode.
+    * ``evaluate(samples, diagnosis) -> {figure: float}``: accuracy figures on domain
+      samples (e.g. MAE in meV/atom, AUC), given the tracking diagnosis (or None).
+    * ``layers``: the named layers tracked by default.
+    """
+
+    module: torch.nn.Module
+    items: Any
+    collate: Callable[[Any], Any]
+    predict: Callable[[Any], Mapping[str, torch.Tensor]]
+    loss: Callable[[Any, Mapping[str, torch.Tensor]], torch.Tensor]
+    outputs: Mapping[str, str]
+    snapshot: Callable[[], Any]
+    evaluate: Callable[[Any, dict | None], dict] | None = None
+    output_weights: Mapping[str, float] = field(default_factory=dict)
+    rows: Callable[[Any, str], torch.Tensor | None] | None = None
+    layers: tuple[str, ...] = ()
+
+    def validate(self, plugin: str) -> "TrainingTask":
+        """Raise :class:`PluginError` naming ``plugin`` if the record breaks the contract."""
+        problems = []
+        if not isinstance(self.module, torch.nn.Module):
+            problems.append(f"module is {type(self.module).__name__}, not a torch.nn.Module")
+        for name in ("collate", "predict", "loss", "snapshot"):
+            if not callable(getattr(self, name)):
+                problems.append(f"{name} is not callable")
+        for out_name, rep in dict(self.outputs).items():
+            try:
+                representation(rep)
+            except SymplugError as exc:
+                problems.append(f"output {out_name!r}: {exc}")
+        if problems:
+            raise PluginError(f"plugin {plugin!r} returned an invalid TrainingTask: "
+                              + "; ".join(problems))
+        return self

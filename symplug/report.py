@@ -137,35 +137,6 @@ def figure_errors(result: dict) -> bytes:
     return _png(fig)
 
 
-def figure_training(track: dict) -> bytes:
-    """Training curves of a ``track`` result: A per output, accuracy figures and the
-    invariant fraction of every layer against the epoch."""
-    plt = _pyplot()
-    epochs = [e["epoch"] for e in track["epochs"]]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
-    for name in track["epochs"][0].get("outputs", {}):
-        units = track["epochs"][0]["outputs"][name].get("units", "")
-        axes[0].plot(epochs, [e["outputs"][name]["equivariance_rmse"] for e in track["epochs"]],
-                     marker="o", label=f"{name} [{units}]" if units else name)
-    axes[0].set(yscale="log", xlabel="epoch", ylabel="A (output units)",
-                title="equivariance error")
-    metrics = track["epochs"][0].get("metrics", {})
-    for name in metrics:
-        values = [e["metrics"].get(name) for e in track["epochs"]]
-        if all(isinstance(v, (int, float)) for v in values):
-            axes[1].plot(epochs, values, marker="o", label=name)
-    axes[1].set(xlabel="epoch", title="accuracy")
-    for name in track["epochs"][0].get("layers", {}):
-        axes[2].plot(epochs, [e["layers"][name]["invariant_fraction"] for e in track["epochs"]],
-                     marker="o", label=name)
-    axes[2].set(xlabel="epoch", ylabel="invariant fraction", title="invariant content per layer")
-    for ax in axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _png(fig)
-
-
 def spectra_tensormap(result: dict):
     """The spectra of a diagnosis as a metatensor ``TensorMap``.
 
@@ -257,6 +228,8 @@ def diagnosis_sections(name: str, result: dict) -> list[ReportSection]:
 
 def track_sections(name: str, track: dict) -> list[ReportSection]:
     """Training curves and the last epoch's numbers of a ``track`` result."""
+    from .training import track_figure
+
     last = track["epochs"][-1]
     rows = [[o, _fmt(v["equivariance_rmse"]), v.get("units", "")]
             for o, v in last.get("outputs", {}).items()]
@@ -264,7 +237,7 @@ def track_sections(name: str, track: dict) -> list[ReportSection]:
             f"{track['group']}.\n\n" + _table(["output", f"A at epoch {last['epoch']}", "units"],
                                               rows))
     return [ReportSection(f"{name}: training", text,
-                          {"training.png": figure_training(track)})]
+                          {"training.png": _png(track_figure(track))})]
 
 
 def sections_for(name: str, result: dict) -> list[ReportSection]:

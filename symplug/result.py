@@ -7,7 +7,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import SymplugError
 
@@ -23,21 +23,40 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def write_json(result: dict, path: str | os.PathLike) -> Path:
-    """Write ``result`` to ``path`` atomically (temporary file, then rename)."""
+def _atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(temporary path)`` next to ``path``, then rename it onto ``path``."""
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise SymplugError(f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist")
-    text = json.dumps(_clean(result), indent=2, sort_keys=False, allow_nan=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def write_json(result: dict, path: str | os.PathLike) -> Path:
+    """Write ``result`` to ``path`` atomically (temporary file, then rename)."""
+    text = json.dumps(_clean(result), indent=2, sort_keys=False, allow_nan=False)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as handle:
+            handle.write(text + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    return _atomic_write(path, write)
+
+
+def write_checkpoint(payload: dict, path: str | os.PathLike) -> Path:
+    """``torch.save`` ``payload`` to ``path`` atomically (a killed run never leaves a
+    truncated checkpoint). Keep it loadable with ``torch.load(weights_only=True)``:
+    tensors, numbers, strings, lists, tuples and dicts only."""
+    import torch
+
+    return _atomic_write(path, lambda tmp: torch.save(payload, tmp))

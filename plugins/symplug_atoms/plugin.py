@@ -47,10 +47,15 @@ def symplug_load_data(domain: str, path: str):
 
 @hookimpl
 def symplug_augment_batch(domain: str, batch, matrices):
-    """``batch``: a list of ase.Atoms carrying labels; returns transformed copies with
-    labels transformed by their representations (energy unchanged, forces g F, stress g S g^T)."""
+    """``batch``: a list of ase.Atoms carrying labels, or a fine-tuning
+    :class:`~symplug_atoms.finetune.StructureBatch`; returns transformed copies with labels
+    transformed by their representations (energy unchanged, forces g F, stress g S g^T)."""
     if domain != DOMAIN:
         return None
+    from .finetune import StructureBatch, transform_batch
+
+    if isinstance(batch, StructureBatch):  # training batches of the fine-tuning task
+        return transform_batch(batch, matrices)
     import numpy as np
     from ase.calculators.singlepoint import SinglePointCalculator
 
@@ -83,6 +88,16 @@ MD_COLUMNS = (("energy_drift_meV_per_atom_per_ps", "drift (meV/atom/ps)"),
 
 def _cell(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else ("-" if value is None else str(value))
+
+
+@hookimpl
+def symplug_training_task(domain: str, model, samples: list):
+    if domain != DOMAIN:
+        return None
+    _require_ase()
+    from .finetune import training_task
+
+    return training_task(model, samples)
 
 
 @hookimpl

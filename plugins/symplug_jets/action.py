@@ -57,3 +57,15 @@ def boost(p4: np.ndarray, rapidity: float, axis: str = "beam") -> np.ndarray:
     e_new = ch * e + sh * par
     p_new = p + ((ch - 1.0) * par + sh * e)[..., None] * n[:, None, :]
     return np.concatenate([e_new[..., None], p_new], axis=-1)
+
+
+def rotate_each(batch: dict, matrices: torch.Tensor, frame: str = "lab") -> dict:
+    """Each jet j of ``batch`` acted on by its own element ``matrices[j]`` (augmentation):
+    the same keys, p4 (J, P, 4) float64 with rotated 3-momenta (E unchanged)."""
+    p4 = torch.as_tensor(batch["p4"], dtype=DTYPE)
+    rot = matrices.to(DTYPE)
+    if frame == "jet":
+        f = jet_frames(p4)
+        rot = torch.einsum("jab,jbc,jdc->jad", f, rot, f)  # F_j g_j F_j^T
+    p3 = torch.einsum("jab,jpb->jpa", rot, p4[..., 1:])
+    return {**batch, "p4": torch.cat([p4[..., :1], p3], dim=-1)}

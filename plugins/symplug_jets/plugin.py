@@ -48,6 +48,27 @@ def symplug_load_data(domain: str, path: str):
 
 
 @hookimpl
+def symplug_augment_batch(domain: str, batch, matrices):
+    """``batch``: a dict with ``p4`` (J, P, 4) (and any other keys, e.g. labels, which are
+    invariant); each jet is rotated by its own element, about the beam (``jets``) or
+    its own axis (``jets_axis``)."""
+    if domain not in DOMAINS:
+        return None
+    from .action import rotate_each
+
+    return rotate_each(batch, matrices, frame="lab" if domain == "jets" else "jet")
+
+
+@hookimpl
+def symplug_training_task(domain: str, model, samples: list):
+    if domain not in DOMAINS:
+        return None
+    from .finetune import training_task
+
+    return training_task(model, samples)
+
+
+@hookimpl
 def symplug_report_sections(result: dict):
     from .analysis import boost_figure, roc_figure, score_shift_figure, table_markdown
 

@@ -1,0 +1,106 @@
+"""Plot and tabulate fine-tuning runs from their track.json files (docs/training.md).
+
+    python benchmarks/plot_training.py --out docs/figures/training_atoms.png \
+        --stage "no augmentation=runs/scratch_noaug" \
+        --run "O3 augmentation=runs/scratch_aug" --run "O3 + penalty=runs/scratch_aug_pen"
+
+``--stage`` runs come first on the epoch axis; each ``--run`` continues from the
+last stage (its epoch 0 is the stage's last epoch). Prints a Markdown table of A,
+invariant fractions and accuracy per tracked epoch and copies each track.json
+(small) next to the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _load(spec: str) -> tuple[str, dict]:
+    label, folder = spec.split("=", 1)
+    return label, json.loads((Path(folder) / "track.json").read_text())
+
+
+def table(label: str, track: dict, offset: int) -> list[str]:
+    rows = []
+    for e in track["epochs"]:
+        a = ", ".join(f"{k} {v['equivariance_rmse']:.3g}" for k, v in e["outputs"].items())
+        inv = " / ".join(f"{v['invariant_fraction']:.3f}" for v in e["layers"].values())
+        acc = ", ".join(f"{k} {v:.4g}" for k, v in e["metrics"].items()
+                        if isinstance(v, (int, float)) and "rmse" not in k)
+        rows.append(f"| {label} | {e['epoch'] + offset} | {a} | {inv} | {acc} |")
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", action="append", default=[], help="LABEL=FOLDER, in order")
+    parser.add_argument("--run", action="append", default=[], help="LABEL=FOLDER after the stages")
+    parser.add_argument("--metrics", help="comma-separated accuracy figures to plot "
+                        "(default: all but RMSEs)")
+    parser.add_argument("--out", type=Path, required=True, help="figure (PNG)")
+    args = parser.parse_args(argv)
+    stages, runs = [_load(s) for s in args.stage], [_load(r) for r in args.run]
+    first = (stages or runs)[0][1]
+    outputs = list(first["epochs"][0]["outputs"])
+    layers = list(first["epochs"][0]["layers"])
+    metrics = (args.metrics.split(",") if args.metrics else
+               [k for k, v in first["epochs"][0]["metrics"].items()
+                if isinstance(v, (int, float)) and "rmse" not in k])
+    fig, axes = plt.subplots(1, len(outputs) + 2, figsize=(4.2 * (len(outputs) + 2), 3.6))
+    styles = ["o-", "s--", "^:", "v-.", "d-"]
+    offset, lines = 0, []
+    series = []
+    for label, track in stages:
+        series.append((label, track, offset))
+        offset += track["epochs"][-1]["epoch"]
+    series += [(label, track, offset) for label, track in runs]
+    for label, track, off in series:
+        epochs = [e["epoch"] + off for e in track["epochs"]]
+        for ax, name in zip(axes, outputs):
+            units = track["epochs"][0]["outputs"][name]["units"]
+            ax.plot(epochs, [e["outputs"][name]["equivariance_rmse"] for e in track["epochs"]],
+                    "o-", label=label)
+            ax.set_title(f"A({name}) {units}".strip())
+        color = f"C{[s[0] for s in series].index(label)}"
+        ax = axes[len(outputs)]
+        for k, name in enumerate(layers):
+            ax.plot(epochs, [e["layers"][name]["invariant_fraction"] for e in track["epochs"]],
+                    styles[k % 5], color=color, ms=3)
+        ax.set_title("invariant fraction per layer")
+        ax = axes[len(outputs) + 1]
+        for k, name in enumerate(metrics):
+            ax.plot(epochs, [e["metrics"][name] for e in track["epochs"]], styles[k % 5],
+                    color=color, ms=3)
+        ax.set_title("validation")
+        lines += table(label, track, off)
+    for k, name in enumerate(layers):  # style legends (colour = run, as in the A panels)
+        axes[len(outputs)].plot([], [], styles[k % 5], color="k", ms=3, label=name)
+    for k, name in enumerate(metrics):
+        axes[len(outputs) + 1].plot([], [], styles[k % 5], color="k", ms=3, label=name)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=6)
+    axes[len(outputs) + 1].set_yscale("log")
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=90)
+    for label, _track, _ in series:
+        spec = next(s for s in args.stage + args.run if s.startswith(label + "="))
+        shutil.copy(Path(spec.split("=", 1)[1]) / "track.json",
+                    args.out.with_name(f"{args.out.stem}_{Path(spec.split('=', 1)[1]).name}.json"))
+    print(f"| run | epoch | A ({', '.join(outputs)}) | invariant fraction ({' / '.join(layers)}) "
+          "| validation |")
+    print("| --- | --- | --- | --- | --- |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Augmented fine-tuning of torch atoms models (the atoms ``symplug_training_task``).
+
+Training items are labelled structures as tensors on a neighbour graph built once
+(:class:`Labelled`); a batch is a :class:`StructureBatch`, which the atoms
+``symplug_augment_batch`` rotates (positions and cell about the centre of mass,
+forces as vectors, energy unchanged) without rebuilding graphs. The loss is the
+reference model's: 10 x MSE(E/N in eV) + MSE(F in eV/A); the penalties compare the
+energy per atom (``0e``, eV/atom) and the forces (``1o``, eV/A) with the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import ase
+import numpy as np
+import torch
+
+import symplug
+from symplug import SymplugError, TrainingTask
+
+from .graph import Graph, build_graph
+from .torch_model import TorchAtomsModel
+from .train import ENERGY_WEIGHT, FORCE_WEIGHT, predict
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """A labelled structure: ``pos`` (N, 3) A about the centre of mass, ``cell`` (3, 3) A
+    (rows), ``energy`` eV, ``forces`` (N, 3) eV/A, and its graph (rotation-invariant)."""
+
+    graph: Graph
+    n: int
+    pos: torch.Tensor
+    cell: torch.Tensor
+    energy: float
+    forces: torch.Tensor
+
+    @classmethod
+    def of(cls, atoms: ase.Atoms, cutoff: float, dtype: torch.dtype, where: str) -> "Labelled":
+        results = getattr(atoms.calc, "results", None) or {}
+        missing = [k for k in ("energy", "forces") if k not in results]
+        if missing:
+            raise SymplugError(f"{where}: no {missing[0]!r} label to fine-tune on")
+        com = atoms.get_center_of_mass()
+        return cls(build_graph(atoms, cutoff), len(atoms),
+                   torch.tensor(atoms.positions - com, dtype=dtype),
+                   torch.tensor(atoms.cell.array, dtype=dtype), float(results["energy"]),
+                   torch.tensor(np.asarray(results["forces"]), dtype=dtype))
+
+    def transformed(self, g: torch.Tensor) -> "Labelled":
+        """Acted on by the orthogonal g (3, 3): positions, cell rows (image shifts S.a
+        turn with g) and forces rotate; the energy is invariant."""
+        g = g.to(self.pos.dtype)
+        return replace(self, pos=self.pos @ g.T, cell=self.cell @ g.T, forces=self.forces @ g.T)
+
+
+class StructureBatch(list):
+    """A training batch of :class:`Labelled` structures."""
+
+
+def transform_batch(batch: StructureBatch, matrices: torch.Tensor) -> StructureBatch:
+    """Each structure acted on by its own element (``matrices`` (B, 3, 3))."""
+    return StructureBatch(item.transformed(g) for item, g in zip(batch, torch.as_tensor(matrices)))
+
+
+def _predict(module: torch.nn.Module, batch: StructureBatch) -> dict[str, torch.Tensor]:
+    dtype = batch[0].pos.dtype
+    eye = torch.eye(3, dtype=dtype).expand(len(batch), 3, 3)
+    energy, forces = predict(module, list(batch), eye, create_graph=torch.is_grad_enabled())
+    n = torch.tensor([item.n for item in batch], dtype=dtype)
+    return {"energy": energy / n, "forces": torch.cat(forces)}
+
+
+def _targets(batch: StructureBatch) -> dict[str, torch.Tensor]:
+    dtype = batch[0].pos.dtype
+    return {"energy": torch.tensor([item.energy / item.n for item in batch], dtype=dtype),
+            "forces": torch.cat([item.forces for item in batch])}
+
+
+def _loss(batch: StructureBatch, pred: dict[str, torch.Tensor]) -> torch.Tensor:
+    target = _targets(batch)
+    return (ENERGY_WEIGHT * (pred["energy"] - target["energy"]).pow(2).mean()
+            + FORCE_WEIGHT * (pred["forces"] - target["forces"]).pow(2).mean())
+
+
+def _rows(batch: StructureBatch, name: str) -> torch.Tensor | None:
+    if name != "forces":
+        return None
+    return torch.repeat_interleave(torch.arange(len(batch)), torch.tensor([i.n for i in batch]))
+
+
+def errors(module: torch.nn.Module, items: Sequence[Labelled], seed: int = 1,
+           chunk: int = 16) -> dict[str, float]:
+    """MAE and RMSE of the energy (meV/atom) and forces (meV/A) on the items, each
+    rotated by a Haar-random element of O(3) (seeded)."""
+    mats = symplug.haar("O3", len(items), seed=seed)
+    e_err, f_err = [], []
+    for start in range(0, len(items), chunk):
+        batch = transform_batch(StructureBatch(items[start:start + chunk]),
+                                mats[start:start + chunk])
+        with torch.enable_grad():
+            pred = _predict(module, batch)
+        target = _targets(batch)
+        e_err.append((pred["energy"].detach() - target["energy"]).double() * 1000)
+        f_err.append((pred["forces"].detach() - target["forces"]).double().flatten() * 1000)
+    e, f = torch.cat(e_err), torch.cat(f_err)
+    return {"energy_mae_meV_per_atom": float(e.abs().mean()),
+            "energy_rmse_meV_per_atom": float(e.pow(2).mean().sqrt()),
+            "forces_mae_meV_per_A": float(f.abs().mean()),
+            "forces_rmse_meV_per_A": float(f.pow(2).mean().sqrt())}
+
+
+def training_task(model: TorchAtomsModel, frames: Sequence[ase.Atoms],
+                  dtype: torch.dtype = torch.float32) -> TrainingTask:
+    """The fine-tuning task of a torch atoms model on labelled ``frames`` (energy and
+    forces), trained in ``dtype``; tracking uses a float64 copy."""
+    if not isinstance(model, TorchAtomsModel):
+        raise SymplugError(f"fine-tuning needs a torch atoms model (pet-cu or a .pt checkpoint "
+                           f"of symplug_atoms.train), got {type(model).__name__}")
+    module = model.module.to(dtype)
+    cutoff = model.cutoff
+    items = [Labelled.of(a, cutoff, dtype, f"frame {i}") for i, a in enumerate(frames)]
+    n_layers = len(getattr(module, "layers", ()))
+    layers = ("embedding", *(f"layers.{k}" for k in range(n_layers)),
+              *(f"heads.{k}" for k in range(n_layers))) if hasattr(module, "embedding") else ()
+
+    def evaluate(samples, diagnosis):
+        was = module.training
+        module.eval()
+        out = errors(module, [Labelled.of(a, cutoff, dtype, f"validation frame {i}")
+                              for i, a in enumerate(samples)])
+        module.train(was)
+        return out
+
+    return TrainingTask(
+        module=module, items=items, collate=StructureBatch,
+        predict=lambda batch: _predict(module, batch), loss=_loss,
+        outputs={"energy": "0e", "forces": "1o"},
+        output_weights={"energy": ENERGY_WEIGHT, "forces": FORCE_WEIGHT}, rows=_rows,
+        snapshot=lambda: TorchAtomsModel(copy.deepcopy(module), cutoff),
+        evaluate=evaluate, layers=layers)

@@ -1,0 +1,697 @@
+"""Augmented fine-tuning with symmetry tracking (DESIGN §2 "training").
+
+The loop is domain-free: the domain's plugin supplies a :class:`~symplug.TrainingTask`
+(``symplug_training_task``: how to batch, predict and score) and the augmentation
+(``symplug_augment_batch``: inputs by the group action, targets by their
+representations). Every step transforms the batch by Haar-random elements of the
+group, one per item, and minimises
+
+    loss + W_eq * P_eq + W_lie * P_lie,
+
+    P_eq  = sum_outputs w_o * mean |f(h x) - rho(h) f(x)|^2            (h Haar-random)
+    P_lie = sum_outputs w_o * sum_J mean |[rho(e^{sJ})^-1 f(e^{sJ} x)
+                                       - rho(e^{-sJ})^-1 f(e^{-sJ} x)] / (2 s)|^2
+
+(means over rows and components, in the task's training units squared; J the
+generators of the group, s the central-difference step in rad; for an exactly
+equivariant f both vanish, and P_lie -> sum_J mean |L_J f|^2 as s -> 0).
+
+Checkpoints are written atomically at the end of every epoch and every
+``checkpoint_every`` steps: model, optimizer, scheduler, the torch / numpy / python
+RNG states, epoch and step. Batch order and group elements are drawn from seeds
+derived from (seed, epoch, step), so a killed run resumed from its last checkpoint
+ends with exactly the weights of an uninterrupted run. Checkpoints load with
+``torch.load(weights_only=True)`` and hold the model's ``config`` and ``state_dict``
+where the domain's loaders expect them.
+
+Tracking: at chosen epochs, A of every output and B of every named layer on a fixed
+validation subset and grid (:func:`symplug.diagnose` without the convergence check),
+written as ``track.json`` (a time series), ``track.mts`` (metatensor TensorMap) and
+``track.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import SymplugError
+from .groups import check_group, generators, haar
+from .records import Domain, TrainingTask
+from .representations import representation
+from .result import write_checkpoint, write_json
+
+CHECKPOINT_FORMAT = "symplug-finetune/1"
+LATEST = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Settings of one fine-tuning run (stored in every checkpoint; a resumed run must
+    match). ``lr`` is Adam's initial learning rate (cosine decay to 0 over the run);
+    ``group`` None means no augmentation; penalties are weights (0: off); ``lie_step``
+    in rad; ``checkpoint_every`` in steps (0: end of epoch only); ``track_every`` in
+    epochs (0: no tracking; epoch 0 and the last epoch are always tracked otherwise)."""
+
+    domain: str
+    model: str = ""
+    data: str = ""
+    epochs: int = 1
+    lr: float = 1e-3
+    batch: int = 8
+    seed: int = 0
+    group: str | None = "O3"
+    penalty_equivariance: float = 0.0
+    penalty_lie: float = 0.0
+    lie_step: float = 1e-2
+    checkpoint_every: int = 0
+    track_every: int = 0
+    track_degree: int = 2
+    track_samples: int = 4
+    track_layers: tuple[str, ...] = ()
+    val_fraction: float = 0.2
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["track_layers"] = list(self.track_layers)
+        return out
+
+
+def derived_seed(*parts: int) -> int:
+    """A 32-bit seed derived from integers (seed, epoch, step, purpose)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+def rng_state() -> dict:
+    """torch, numpy (legacy global) and python RNG states as tensors and plain types."""
+    np_state = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)),
+                      "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                      "cached_gaussian": float(np_state[4])},
+            "python": {"version": int(py_version), "state": torch.tensor(py_state, dtype=torch.int64),
+                       "gauss": py_gauss}}
+
+
+def set_rng_state(state: Mapping) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    random.seed(seed)
+
+
+# ----------------------------------------------------------------------------- penalties
+
+
+def _rows_matrices(task: TrainingTask, batch: Any, name: str, rho: torch.Tensor) -> torch.Tensor:
+    """rho (B, d, d) expanded to one matrix per row of output ``name``."""
+    owner = task.rows(batch, name) if task.rows is not None else None
+    return rho if owner is None else rho[owner]
+
+
+def _apply(rho: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """rho (R, d, d) acting on values (R, ..., d)."""
+    return torch.einsum("rij,r...j->r...i", rho.to(values.dtype), values)
+
+
+def equivariance_penalty(task: TrainingTask, domain: str, batch: Any,
+                         predictions: Mapping[str, torch.Tensor],
+                         matrices: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{output: mean |f(h x) - rho(h) f(x)|^2} for the (B, 3, 3) elements ``matrices``
+    (one per batch item), in training units squared (differentiable)."""
+    from .plugins import augment_batch
+
+    moved = task.predict(augment_batch(domain, batch, matrices))
+    out = {}
+    for name, spec in task.outputs.items():
+        rep = representation(spec)
+        y = rep.flatten(predictions[name], 1, name)
+        rho = _rows_matrices(task, batch, name, rep.matrices(matrices))
+        out[name] = (rep.flatten(moved[name], 1, name) - _apply(rho, y)).pow(2).mean()
+    return out
+
+
+def lie_penalty(task: TrainingTask, domain: str, batch: Any, size: int, group: str,
+                axis: Sequence[float] = (0.0, 0.0, 1.0),
+                step: float = 1e-2) -> dict[str, torch.Tensor]:
+    """{output: sum_J mean |L_J f|^2} with the Lie derivative L_J f of every generator J
+    by a rho-corrected central difference of step ``step`` rad (exactly zero for an
+    exactly equivariant f; equal to (sin s / s)^2 |J w|^2 for f = v + w, v equivariant,
+    w constant, on a rotation generator). ``size``: the number of items in ``batch``."""
+    from .plugins import augment_batch
+
+    n = int(size)
+    out = {name: 0.0 for name in task.outputs}
+    for j in generators(group, axis).values():
+        terms = []
+        for sign in (1.0, -1.0):
+            mats = torch.linalg.matrix_exp(sign * step * j)[None].expand(n, 3, 3).contiguous()
+            pred = task.predict(augment_batch(domain, batch, mats))
+            terms.append((mats, pred))
+        for name, spec in task.outputs.items():
+            rep = representation(spec)
+            back = []
+            for mats, pred in terms:
+                rho = _rows_matrices(task, batch, name, rep.matrices(mats))
+                back.append(_apply(rho.transpose(1, 2), rep.flatten(pred[name], 1, name)))
+            out[name] = out[name] + ((back[0] - back[1]) / (2 * step)).pow(2).mean()
+    return out
+
+
+def _weighted(task: TrainingTask, terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    return sum(float(task.output_weights.get(k, 1.0)) * v for k, v in terms.items())
+
+
+# ----------------------------------------------------------------------------- tracking
+
+
+def track_entry(model: Any, samples: Sequence[Any], domain: Domain, *, group: str, degree: int,
+                layers: Sequence[str], outputs: Sequence[str] | None = None,
+                epoch: int, loss: float | None = None,
+                evaluate: Callable[[Any, dict | None], dict] | None = None,
+                evaluate_samples: Sequence[Any] | None = None) -> tuple[dict, dict]:
+    """One point of the time series: A of every output and B of every layer of ``model``
+    on ``samples`` (degree ``degree`` grid, no convergence check), plus the task's
+    accuracy figures on ``evaluate_samples`` (default ``samples``). Returns
+    (entry, grid record)."""
+    from .diagnose import diagnose
+
+    result = diagnose(model, list(samples), domain, group=group, degree=degree, layers=layers,
+                      outputs=outputs, check_convergence=False, progress=False)
+    entry = {"epoch": int(epoch),
+             "metrics": ({} if evaluate is None else
+                         dict(evaluate(samples if evaluate_samples is None else evaluate_samples,
+                                       result))),
+             "outputs": {name: {"equivariance_rmse": o["equivariance_rmse"],
+                                "relative_error": o["relative_error"], "units": o["units"]}
+                         for name, o in result["outputs"].items()},
+             "layers": {name: {"spectrum": layer["spectrum"],
+                               "invariant_fraction": layer["invariant_fraction"],
+                               "spectrum_centered": layer["spectrum_centered"],
+                               "invariant_fraction_centered": layer["invariant_fraction_centered"],
+                               "truncation": layer["truncation"]}
+                        for name, layer in result["layers"].items()},
+             "loss": loss}
+    grid = {**result["grid"], "lmax": result["lmax"], "n_samples": result["n_samples"],
+            "convergence": "not checked during tracking"}
+    return entry, grid
+
+
+def track_document(domain: str, group: str, grid: dict, epochs: list[dict]) -> dict:
+    """The ``track.json`` document."""
+    from . import __version__
+
+    return {"kind": "track", "symplug_version": __version__, "domain": domain, "group": group,
+            "grid": grid, "epochs": epochs}
+
+
+def track_tensormap(track: dict):
+    """The layer spectra of a track as a metatensor TensorMap: keys (o3_lambda, o3_sigma),
+    samples (entry, epoch, layer) with ``entry`` the position in ``track["epochs"]`` (two
+    tracked checkpoints may share an epoch) and ``layer`` the index into its layer names,
+    properties ``centered`` (0: raw fraction, 1: data-set centred fraction)."""
+    from metatensor.torch import Labels, TensorBlock, TensorMap
+
+    from .spectra import parse_sector_key
+
+    entries = [(i, e) for i, e in enumerate(track["epochs"]) if e["layers"]]
+    if not entries:
+        raise SymplugError("the track holds no layer spectra")
+    names = list(entries[0][1]["layers"])
+    keys = sorted({parse_sector_key(k) for _, e in entries for layer in e["layers"].values()
+                   for k in layer["spectrum"]})
+    blocks = []
+    for l, sigma in keys:
+        key = f"{l},{sigma:+d}" if sigma else f"{l},0"
+        rows, values = [], []
+        for index, e in entries:
+            for i, name in enumerate(names):
+                layer = e["layers"][name]
+                rows.append([index, e["epoch"], i])
+                values.append([layer["spectrum"].get(key, 0.0),
+                               layer.get("spectrum_centered", {}).get(key, 0.0)])
+        blocks.append(TensorBlock(
+            values=torch.tensor(values, dtype=torch.float64),
+            samples=Labels(["entry", "epoch", "layer"], torch.tensor(rows, dtype=torch.int32)),
+            components=[], properties=Labels(["centered"], torch.tensor([[0], [1]], dtype=torch.int32))))
+    return TensorMap(Labels(["o3_lambda", "o3_sigma"], torch.tensor(keys, dtype=torch.int32)), blocks)
+
+
+def write_track(track: dict, out: str | Path) -> dict[str, Path]:
+    """Write ``track.json`` and, where metatensor-torch and matplotlib are installed,
+    ``track.mts`` and ``track.png`` into the folder ``out`` (each atomically)."""
+    out = Path(out)
+    written = {"json": write_json(track, out / "track.json")}
+    if any(e["layers"] for e in track["epochs"]):
+        try:
+            import metatensor.torch as mts
+        except ImportError:
+            mts = None
+        if mts is not None:
+            from .result import _atomic_write
+
+            tensor = track_tensormap(track)
+
+            def save(tmp: str) -> None:  # metatensor appends .mts to other names
+                mts.save(tmp + ".mts", tensor)
+                Path(tmp + ".mts").replace(tmp)
+
+            written["mts"] = _atomic_write(out / "track.mts", save)
+    try:
+        written["png"] = plot_track(track, out / "track.png")
+    except ImportError:
+        pass
+    return written
+
+
+def plot_track(track: dict, path: str | Path) -> Path:
+    """:func:`track_figure` written atomically to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    from .result import _atomic_write
+
+    fig = track_figure(track)
+    path = Path(path)
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    plt.close(fig)
+    return path
+
+
+def track_figure(track: dict):
+    """A against epoch (log scale) beside the accuracy figures; below, the spectrum of
+    every layer against epoch (stacked fractions per (l, sigma) sector)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = track["epochs"]
+    epochs = [e["epoch"] for e in entries]
+    layers = list(entries[0]["layers"]) if entries else []
+    ncols = max(2, len(layers))
+    fig, axes = plt.subplots(2 if layers else 1, ncols, figsize=(3.6 * ncols, 6.4 if layers else 3.2),
+                             squeeze=False)
+    ax = axes[0, 0]
+    for name in entries[0]["outputs"] if entries else []:
+        ax.plot(epochs, [e["outputs"][name]["equivariance_rmse"] for e in entries], "o-",
+                label=f"{name} ({entries[0]['outputs'][name]['units'] or 'a.u.'})")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_title(f"A ({track['group']}, degree {track['grid'].get('degree')})")
+    ax.legend(fontsize=7)
+    ax = axes[0, 1]
+    metrics = [k for k in (entries[0]["metrics"] if entries else {})
+               if all(isinstance(e["metrics"].get(k), (int, float)) for e in entries)]
+    for name in metrics:
+        ax.plot(epochs, [e["metrics"][name] for e in entries], "o-", label=name)
+    values = [e["metrics"][k] for e in entries for k in metrics]
+    if values and all(math.isfinite(v) and v > 0 for v in values):
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_title("accuracy (validation)")
+    if metrics:
+        ax.legend(fontsize=7)
+    for k in range(2, ncols):
+        axes[0, k].axis("off")
+    for k, name in enumerate(layers):
+        ax = axes[1, k]
+        sectors = list(entries[0]["layers"][name]["spectrum"])
+        stack = np.array([[e["layers"][name]["spectrum"].get(s, 0.0) for e in entries]
+                          for s in sectors])
+        ax.stackplot(epochs, stack, labels=sectors)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{name}: spectrum")
+        ax.set_xlabel("epoch")
+        if k == 0:
+            ax.legend(fontsize=6, loc="lower left", ncol=2)
+    for k in range(len(layers), ncols):
+        if layers:
+            axes[1, k].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class _State:
+    epoch: int = 0           # completed epochs
+    step: int = 0            # completed steps of the current epoch
+    global_step: int = 0
+    running: dict = field(default_factory=dict)   # sums over the current epoch
+    history: list = field(default_factory=list)   # one record per epoch
+    track: list = field(default_factory=list)     # tracking entries
+    grid: dict = field(default_factory=dict)
+
+
+def split_samples(samples: Sequence[Any], fraction: float, seed: int) -> tuple[list, list]:
+    """(training, validation) samples: a seeded permutation, ``fraction`` of them
+    (at least one) held out for validation and tracking."""
+    if len(samples) < 2:
+        raise SymplugError(f"fine-tuning needs at least 2 samples (training and validation), "
+                           f"got {len(samples)}")
+    if not 0.0 < fraction < 1.0:
+        raise SymplugError(f"validation fraction must be in (0, 1), got {fraction}")
+    order = np.random.default_rng(seed).permutation(len(samples))
+    n_val = min(len(samples) - 1, max(1, round(fraction * len(samples))))
+    return [samples[i] for i in order[n_val:]], [samples[i] for i in order[:n_val]]
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint written by :func:`finetune`, loaded with ``weights_only=True``."""
+    path = Path(path)
+    if not path.exists():
+        raise SymplugError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise SymplugError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+
+
+def finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: str | Path, *,
+             validation: Sequence[Any] = (), progress: bool = True,
+             callback: Callable[[int], None] | None = None) -> dict:
+    """Fine-tune ``task.module`` with augmentation and penalties; resume from
+    ``out/checkpoint.pt`` if it exists. Returns {"history", "track", "checkpoint"}.
+
+    ``validation``: domain samples for the accuracy figures and (the first
+    ``config.track_samples``) for tracking. ``callback(global_step)`` runs after every
+    step (and its checkpoint), e.g. to stop a run in a test.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    group = None if config.group is None else check_group(config.group)
+    if group is not None and group not in domain.groups:
+        raise SymplugError(f"group {group} is not offered by domain {domain.name!r} "
+                           f"(offers {', '.join(domain.groups)})")
+    items = list(task.items)
+    if not items:
+        raise SymplugError("no training items")
+    if config.epochs < 1 or config.batch < 1 or config.lr <= 0:
+        raise SymplugError(f"epochs and batch must be >= 1 and lr > 0 (got {config.epochs}, "
+                           f"{config.batch}, {config.lr})")
+    if (config.penalty_equivariance or config.penalty_lie) and group is None:
+        raise SymplugError("symmetry penalties need a group")
+    if config.track_every and not validation:
+        raise SymplugError("tracking needs validation samples")
+    track_group = group or domain.groups[0]
+    steps_per_epoch = math.ceil(len(items) / config.batch)
+    module = task.module
+    opt = torch.optim.Adam(module.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
+    state = _State()
+    latest = out / LATEST
+    log = out / "log.jsonl"
+    if latest.exists():
+        saved = load_checkpoint(latest)
+        if saved.get("format") != CHECKPOINT_FORMAT:
+            raise SymplugError(f"{latest}: not a symplug fine-tuning checkpoint")
+        if saved["finetune"] != json.loads(json.dumps(config.to_dict())):
+            diff = [k for k, v in config.to_dict().items() if saved["finetune"].get(k) != v]
+            raise SymplugError(f"{latest} was written with other settings ({', '.join(diff)}); "
+                               "use another --out to start a new run")
+        module.load_state_dict(saved["state_dict"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"])
+        state = _State(**{k: saved[k] for k in ("epoch", "step", "global_step", "running",
+                                                "history", "track", "grid")})
+        _log(log, {"event": "resume", "epoch": state.epoch, "step": state.step,
+                   "global_step": state.global_step})
+    else:
+        seed_everything(config.seed)
+        _log(log, {"event": "start", **config.to_dict()})
+
+    def save(final_of_epoch: bool) -> None:
+        payload = {"format": CHECKPOINT_FORMAT, "config": dict(getattr(module, "config", {})),
+                   "state_dict": module.state_dict(), "finetune": config.to_dict(),
+                   "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                   "rng": rng_state(), "epoch": state.epoch, "step": state.step,
+                   "global_step": state.global_step, "running": state.running,
+                   "history": state.history, "track": state.track, "grid": state.grid}
+        write_checkpoint(payload, latest)
+        if final_of_epoch:
+            write_checkpoint(payload, out / f"epoch_{state.epoch:03d}.pt")
+
+    def track(loss: float | None) -> None:
+        layers = list(config.track_layers or task.layers)
+        was_training = module.training
+        entry, state.grid = track_entry(
+            task.snapshot(), validation[: config.track_samples], domain, group=track_group,
+            degree=config.track_degree, layers=layers,
+            outputs=[o for o in task.outputs if o in domain.outputs] or None,
+            epoch=state.epoch, loss=loss, evaluate=task.evaluate, evaluate_samples=validation)
+        module.train(was_training)
+        state.track.append(entry)
+        write_track(track_document(domain.name, track_group, state.grid, state.track), out)
+        _log(log, {"event": "track", "epoch": state.epoch,
+                   "A": {k: v["equivariance_rmse"] for k, v in entry["outputs"].items()},
+                   "invariant_fraction": {k: v["invariant_fraction"]
+                                          for k, v in entry["layers"].items()},
+                   "metrics": entry["metrics"]})
+
+    if config.track_every and not state.track:
+        track(None)
+        save(final_of_epoch=False)
+    bar = tqdm(total=config.epochs * steps_per_epoch, initial=state.global_step, unit="step",
+               desc=f"finetune {domain.name}", disable=not progress, file=sys.stderr)
+    start = time.perf_counter()
+    try:
+        while state.epoch < config.epochs:
+            module.train()
+            perm = np.random.default_rng(derived_seed(config.seed, state.epoch)).permutation(len(items))
+            while state.step < steps_per_epoch:
+                idx = perm[state.step * config.batch:(state.step + 1) * config.batch]
+                batch = task.collate([items[i] for i in idx])
+                terms = _step_terms(task, domain, batch, len(idx), config, group, state)
+                total = terms.pop("total")
+                opt.zero_grad()
+                total.backward()
+                opt.step()
+                sched.step()
+                for k, v in {"loss": float(total.detach()), **terms}.items():
+                    state.running[k] = state.running.get(k, 0.0) + v
+                state.running["count"] = state.running.get("count", 0) + 1
+                state.step += 1
+                state.global_step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(total.detach()):.4g}", refresh=False)
+                if (config.checkpoint_every and state.global_step % config.checkpoint_every == 0
+                        and state.step < steps_per_epoch):
+                    save(final_of_epoch=False)
+                if callback is not None:
+                    callback(state.global_step)
+            count = state.running.pop("count")
+            record = {"epoch": state.epoch + 1, "lr": sched.get_last_lr()[0],
+                      **{k: v / count for k, v in state.running.items()}}
+            state.epoch, state.step, state.running = state.epoch + 1, 0, {}
+            state.history.append(record)
+            _log(log, {"event": "epoch", **record, "seconds": time.perf_counter() - start})
+            if config.track_every and (state.epoch % config.track_every == 0
+                                       or state.epoch == config.epochs):
+                track(record["loss"])
+            save(final_of_epoch=True)
+    finally:
+        bar.close()
+    return {"history": state.history, "track": state.track, "checkpoint": str(latest),
+            "grid": state.grid}
+
+
+def _step_terms(task: TrainingTask, domain: Domain, batch: Any, n: int, config: FinetuneConfig,
+                group: str | None, state: _State) -> dict:
+    """The step's total loss (tensor, key ``total``) and its parts (floats)."""
+    from .plugins import augment_batch
+
+    seeds = (config.seed, state.epoch, state.step)
+    if group is not None:
+        mats = haar(group, n, seed=derived_seed(*seeds, 0), axis=domain.axis)
+        batch = augment_batch(domain.name, batch, mats)
+    predictions = task.predict(batch)
+    loss = task.loss(batch, predictions)
+    total, parts = loss, {"supervised": float(loss.detach())}
+    if config.penalty_equivariance:
+        mats = haar(group, n, seed=derived_seed(*seeds, 1), axis=domain.axis)
+        pen = _weighted(task, equivariance_penalty(task, domain.name, batch, predictions, mats))
+        total = total + config.penalty_equivariance * pen
+        parts["penalty_equivariance"] = float(pen.detach())
+    if config.penalty_lie:
+        pen = _weighted(task, lie_penalty(task, domain.name, batch, n, group, domain.axis,
+                                          config.lie_step))
+        total = total + config.penalty_lie * pen
+        parts["penalty_lie"] = float(pen.detach())
+    return {"total": total, **parts}
+
+
+def _log(path: Path, record: dict) -> None:
+    """Append one JSON line (the log; checkpoints hold the canonical history)."""
+    from .result import _clean
+
+    with open(path, "a") as handle:
+        handle.write(json.dumps(_clean({"time": time.time(), **record})) + "\n")
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from .plugins import get_domain, load_data, load_model, training_task
+
+    torch.set_num_threads(args.threads)
+    domain = get_domain(args.domain)
+    samples = load_data(args.domain, args.data)
+    if args.max_samples:
+        samples = samples[: args.max_samples]
+    group = None if args.no_augment else (args.group or domain.groups[0])
+    config = FinetuneConfig(
+        domain=args.domain, model=args.model, data=args.data, epochs=args.epochs, lr=args.lr,
+        batch=args.batch, seed=args.seed, group=group,
+        penalty_equivariance=args.penalty_equivariance, penalty_lie=args.penalty_lie,
+        lie_step=args.lie_step, checkpoint_every=args.checkpoint_every,
+        track_every=args.track_every, track_degree=args.degree,
+        track_samples=args.track_samples,
+        track_layers=tuple(n for n in (args.layers or "").split(",") if n),
+        val_fraction=args.val_fraction)
+    train, validation = split_samples(samples, config.val_fraction, config.seed)
+    task = training_task(args.domain, load_model(args.domain, args.model), train)
+    result = finetune(task, domain, config, args.out, validation=validation,
+                      progress=not args.quiet)
+    _print_track(result["track"], result["history"])
+    print(f"checkpoints in {args.out} (latest: {result['checkpoint']})")
+    _report_track(args, Path(args.out) / "track.json")
+    return 0
+
+
+def _report_track(args: argparse.Namespace, track_json: Path) -> None:
+    """With ``--report``: report.html and report.md of the track next to it."""
+    if args.report and track_json.exists():
+        from .report import write_report
+
+        track = json.loads(track_json.read_text())
+        paths = write_report({"track": track}, track_json.parent,
+                             title=f"symplug {args.command} {track['domain']}")
+        print(f"report: {paths['report.html']}")
+
+
+def _cmd_track(args: argparse.Namespace) -> int:
+    from .plugins import get_domain, load_data, load_model, training_task
+
+    torch.set_num_threads(args.threads)
+    domain = get_domain(args.domain)
+    for path in args.checkpoints:
+        if not Path(path).exists():
+            raise SymplugError(f"checkpoint {path!r} does not exist")
+    samples = load_data(args.domain, args.data)
+    if args.max_samples:
+        samples = samples[: args.max_samples]
+    group = check_group(args.group or domain.groups[0])
+    layers = [n for n in (args.layers or "").split(",") if n]
+    entries, grid = [], {}
+    for k, path in enumerate(tqdm(args.checkpoints, desc="checkpoints", disable=args.quiet,
+                                  file=sys.stderr)):
+        saved = load_checkpoint(path)
+        task = training_task(args.domain, load_model(args.domain, str(path)), samples)
+        ours = saved.get("format") == CHECKPOINT_FORMAT  # else a plain model file: its position
+        history = (saved.get("history") or []) if ours else []
+        entry, grid = track_entry(task.snapshot(), samples, domain, group=group,
+                                  degree=args.degree, layers=layers or list(task.layers),
+                                  outputs=[o for o in task.outputs if o in domain.outputs] or None,
+                                  epoch=int(saved["epoch"]) if ours else k,
+                                  loss=history[-1]["loss"] if history else None,
+                                  evaluate=task.evaluate)
+        entry["checkpoint"] = str(path)
+        entries.append(entry)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = write_track(track_document(domain.name, group, grid, entries), out)
+    _print_track(entries)
+    print("wrote " + ", ".join(str(p) for p in written.values()))
+    _report_track(args, written["json"])
+    return 0
+
+
+def _print_track(entries: list[dict], history: list[dict] | None = None) -> None:
+    """One line per tracked epoch: A per output, invariant fraction per layer, metrics."""
+    for e in entries:
+        parts = [f"epoch {e['epoch']:>3}"]
+        parts += [f"A({k}) {v['equivariance_rmse']:.4g} {v['units']}".rstrip()
+                  for k, v in e["outputs"].items()]
+        parts += [f"inv({k}) {v['invariant_fraction']:.3f}" for k, v in e["layers"].items()]
+        parts += [f"{k} {v:.4g}" for k, v in e["metrics"].items() if isinstance(v, (int, float))]
+        print("  ".join(parts))
+    for h in history or []:
+        if not entries:
+            print(f"epoch {h['epoch']:>3}  loss {h['loss']:.5g}")
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``symplug finetune`` and ``symplug track`` to the CLI's subparsers."""
+    p = sub.add_parser("finetune", help="augmented fine-tuning with symmetry penalties, "
+                       "checkpoints and symmetry tracking")
+    p.add_argument("domain", help="a domain whose plugin offers fine-tuning (atoms, jets)")
+    p.add_argument("--model", required=True, help="model spec understood by the domain's plugin")
+    p.add_argument("--data", required=True, help="labelled data file understood by the plugin")
+    p.add_argument("--epochs", type=int, default=5, help="epochs (default 5)")
+    p.add_argument("--lr", type=float, default=1e-4,
+                   help="Adam learning rate, cosine decay to 0 (default 1e-4)")
+    p.add_argument("--batch", type=int, default=8, help="items per step (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of split, order, augmentation")
+    p.add_argument("--group", help="augmentation group (default: the domain's first)")
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--penalty-equivariance", type=float, default=0.0, metavar="W",
+                   help="weight of mean |f(h x) - rho(h) f(x)|^2 (default 0)")
+    p.add_argument("--penalty-lie", type=float, default=0.0, metavar="W",
+                   help="weight of sum_J mean |L_J f|^2 (default 0)")
+    p.add_argument("--lie-step", type=float, default=1e-2, help="central-difference step (rad)")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="also checkpoint every N steps (default: end of epoch only)")
+    p.add_argument("--track-every", type=int, default=1, metavar="K",
+                   help="track A and B every K epochs (0: off; default 1)")
+    p.add_argument("--degree", type=int, default=2, help="tracking grid degree (default 2)")
+    p.add_argument("--track-samples", type=int, default=4,
+                   help="validation samples diagnosed when tracking (default 4)")
+    p.add_argument("--layers", help="comma-separated layers to track (default: the task's)")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="samples held out for validation and tracking (default 0.2)")
+    p.add_argument("--max-samples", type=int, help="use the first N samples of the data")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--out", required=True, help="folder for checkpoints, log and tracking; "
+                   "a run whose checkpoint is there resumes")
+    p.add_argument("--report", action="store_true", help="also write report.html and report.md")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("track", help="A and B of saved checkpoints on data, as a time series")
+    p.add_argument("domain", help="a domain declared by an installed plugin")
+    p.add_argument("--checkpoints", required=True, nargs="+", help="checkpoint files, in order")
+    p.add_argument("--data", required=True, help="data file understood by the domain's plugin")
+    p.add_argument("--degree", type=int, default=2, help="grid degree (default 2)")
+    p.add_argument("--group", help="group (default: the domain's first)")
+    p.add_argument("--layers", help="comma-separated layers (default: the task's)")
+    p.add_argument("--max-samples", type=int, help="use the first N samples")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--out", required=True, help="folder for track.json, track.mts, track.png")
+    p.add_argument("--report", action="store_true", help="also write report.html and report.md")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_track)
