@@ -23,7 +23,6 @@ import io
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -31,7 +30,7 @@ import numpy as np
 
 from .errors import SymplugError
 from .records import ReportSection
-from .result import write_json
+from .result import write_bytes, write_json, write_tensormap
 from .spectra import parse_sector_key
 
 FLOOR = 1e-8  # smallest fraction the heat maps resolve (log colour scale)
@@ -257,18 +256,6 @@ def sections_for(name: str, result: dict) -> list[ReportSection]:
     return sections
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def markdown_to_html(markdown_text: str, figures: Mapping[str, bytes], title: str) -> str:
     """One HTML page; ``figures/NAME`` links become embedded PNG data URIs."""
     import markdown
@@ -294,8 +281,6 @@ def write_report(results: Mapping[str, dict], out: str | os.PathLike,
     ``results`` maps a short name (a file stem) to a result dictionary. Returns
     the paths written, by kind.
     """
-    import metatensor
-
     from . import __version__
 
     if not results:
@@ -313,10 +298,8 @@ def write_report(results: Mapping[str, dict], out: str | os.PathLike,
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise SymplugError(f"result name {name!r} is not a file stem (letters, digits, _.-)")
         if result.get("kind", "diagnosis") == "diagnosis" and "outputs" in result:
-            tensormap = spectra_tensormap(result)
-            path = out / f"{name}_spectra.mts"
-            metatensor.save(str(path), tensormap)
-            written[f"{name}_spectra"] = path
+            written[f"{name}_spectra"] = write_tensormap(spectra_tensormap(result),
+                                                         out / f"{name}_spectra.mts")
         written[name] = write_json(result, out / f"{name}.json")
         for section in sections_for(name, result):
             parts.append(f"## {section.title}\n\n{section.markdown}")
@@ -331,10 +314,10 @@ def write_report(results: Mapping[str, dict], out: str | os.PathLike,
                 figures[fig_name] = data
                 parts.append(f"![{fig_name}](figures/{fig_name})")
     for fig_name, data in figures.items():
-        _write_bytes(out / "figures" / fig_name, data)
+        write_bytes(data, out / "figures" / fig_name)
     text = "\n\n".join(parts) + "\n"
-    _write_bytes(out / "report.md", text.encode())
-    _write_bytes(out / "report.html", markdown_to_html(text, figures, title).encode())
+    write_bytes(text.encode(), out / "report.md")
+    write_bytes(markdown_to_html(text, figures, title).encode(), out / "report.html")
     written["report.md"] = out / "report.md"
     written["report.html"] = out / "report.html"
     return written

@@ -23,7 +23,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(temporary path)`` next to ``path``, then rename it onto ``path``."""
     path = Path(path)
     if path.parent and not path.parent.exists():
@@ -50,7 +50,7 @@ def write_json(result: dict, path: str | os.PathLike) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
 
-    return _atomic_write(path, write)
+    return atomic_write(path, write)
 
 
 def write_checkpoint(payload: dict, path: str | os.PathLike) -> Path:
@@ -59,4 +59,29 @@ def write_checkpoint(payload: dict, path: str | os.PathLike) -> Path:
     tensors, numbers, strings, lists, tuples and dicts only."""
     import torch
 
-    return _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+
+    return atomic_write(path, write)
+
+
+def write_tensormap(tensormap, path: str | os.PathLike) -> Path:
+    """``metatensor.save`` a TensorMap (metatensor-core or metatensor-torch) to ``path``
+    (ending in ``.mts``) atomically."""
+    def write(tmp: str) -> None:  # metatensor appends .mts to other names
+        module = type(tensormap).__module__
+        if module.startswith("metatensor.torch") or module.startswith("torch"):
+            import metatensor.torch as mts
+        else:
+            import metatensor as mts
+        mts.save(tmp + ".mts", tensormap)
+        os.replace(tmp + ".mts", tmp)
+
+    return atomic_write(path, write)

@@ -50,7 +50,7 @@ from .errors import SymplugError
 from .groups import check_group, generators, haar
 from .records import Domain, TrainingTask
 from .representations import representation
-from .result import write_checkpoint, write_json
+from .result import atomic_write, write_checkpoint, write_json, write_tensormap
 
 CHECKPOINT_FORMAT = "symplug-finetune/1"
 LATEST = "checkpoint.pt"
@@ -265,19 +265,11 @@ def write_track(track: dict, out: str | Path) -> dict[str, Path]:
     written = {"json": write_json(track, out / "track.json")}
     if any(e["layers"] for e in track["epochs"]):
         try:
-            import metatensor.torch as mts
+            import metatensor.torch  # noqa: F401
         except ImportError:
-            mts = None
-        if mts is not None:
-            from .result import _atomic_write
-
-            tensor = track_tensormap(track)
-
-            def save(tmp: str) -> None:  # metatensor appends .mts to other names
-                mts.save(tmp + ".mts", tensor)
-                Path(tmp + ".mts").replace(tmp)
-
-            written["mts"] = _atomic_write(out / "track.mts", save)
+            pass
+        else:
+            written["mts"] = write_tensormap(track_tensormap(track), out / "track.mts")
     try:
         written["png"] = plot_track(track, out / "track.png")
     except ImportError:
@@ -289,11 +281,9 @@ def plot_track(track: dict, path: str | Path) -> Path:
     """:func:`track_figure` written atomically to ``path`` (PNG)."""
     import matplotlib.pyplot as plt
 
-    from .result import _atomic_write
-
     fig = track_figure(track)
     path = Path(path)
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
     plt.close(fig)
     return path
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 import symplug
+from symplug.result import write_checkpoint
 
 from .data import generate, write
 from .graph import BatchGraph, build_graph
@@ -80,18 +79,6 @@ def errors(model, items: list[Item], seed: int = 1) -> dict[str, float]:
             "energy_rmse_meV_per_atom": float(np.sqrt((e_err ** 2).mean())),
             "forces_mae_meV_per_A": float(np.abs(f_err).mean()),
             "forces_rmse_meV_per_A": float(np.sqrt((f_err ** 2).mean()))}
-
-
-def save_checkpoint(path: Path, payload: dict) -> None:
-    """torch.save to a temporary file, then rename (atomic)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def train(out: Path, epochs: int, seed: int, batch: int, lr: float, d: int, layers: int,
@@ -158,7 +145,7 @@ def train(out: Path, epochs: int, seed: int, batch: int, lr: float, d: int, laye
                             "seconds": time.perf_counter() - start,
                             "data": source}}
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out, payload)
+    write_checkpoint(payload, out)
     write([frames[i] for i in test_idx], out.with_name(out.stem + "_test.extxyz"))
     return payload
 

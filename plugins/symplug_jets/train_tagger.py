@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from symplug.result import write_checkpoint
 
 from .generate import generate_file
 from .metrics import auc, background_rejection
@@ -121,10 +122,7 @@ def main(argv=None) -> None:
     payload["training"].update({"n_per_class": args.n, "generation_seconds": gen_seconds,
                                 "seconds": time.perf_counter() - start})
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.")
-    os.close(fd)
-    torch.save(payload, tmp)
-    os.replace(tmp, args.out)
+    write_checkpoint(payload, args.out)
     test_jets = jets.subset(test)
     constituents = [p[m] for p, m in zip(test_jets.p4, test_jets.mask)]
     write_root(args.out.with_name(args.out.stem + "_test.root"), constituents,
