@@ -6,7 +6,8 @@ On the shipped test jets and the reference tagger (float64, 2 torch threads, bes
 2, interleaved): (a) the tagger alone on every transformed copy of every jet, in the batches the
 engine makes (chunk of 64 copies x 16 jets), inputs transformed beforehand; (b) the
 orbit pass of ``symplug_jets.diagnose`` (A and B of the score; no convergence check);
-(c) the full diagnosis, whose summary also re-evaluates the orbit for the flip rate.
+(c) the full diagnosis, whose summary (AUC, flip rate, score shifts) reads the scores the
+orbit pass keeps.
 """
 
 from __future__ import annotations

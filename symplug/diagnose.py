@@ -31,7 +31,8 @@ def _dataset_feature_mean(spectra: list[Spectrum]) -> torch.Tensor:
 
 def _run(model: Callable, samples: Sequence[Any], domain: Domain, grid: Grid, outputs: dict,
          layers: Sequence[str], lmax: int | None, chunk_size: int, desc: str,
-         progress: bool, skipped: dict[int, str] | None) -> dict[int, OrbitResult]:
+         progress: bool, skipped: dict[int, str] | None,
+         keep: Sequence[str] = ()) -> dict[int, OrbitResult]:
     """Orbit results by sample index. With ``skipped`` (a dict), a sample whose
     evaluation fails is recorded there with the reason instead of stopping the run."""
     bar = tqdm(total=len(samples) * grid.size, desc=desc, unit="copy", disable=not progress,
@@ -45,7 +46,7 @@ def _run(model: Callable, samples: Sequence[Any], domain: Domain, grid: Grid, ou
                 results[i] = evaluate_orbit(model, sample, domain.act, grid, outputs=outputs,
                                             layers=layers, lmax=lmax, chunk_size=chunk_size,
                                             split_layer=domain.split_layer,
-                                            progress=bar.update)
+                                            progress=bar.update, keep=keep)
             except Exception as exc:  # flagged and counted, never silently dropped
                 if skipped is None:
                     raise
@@ -149,8 +150,9 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
     runs: list[dict[int, OrbitResult]] = []  # the grid's run first, then the finer one
 
     def evaluate(g: Grid) -> dict[str, float]:
+        values = [o for o in domain.keep_outputs if o in reps] if not runs else []
         runs.append(_run(model, samples, domain, g, reps, layers, lmax, chunk_size,
-                         f"{domain.name} {g.group} degree {g.degree}", progress, skipped))
+                         f"{domain.name} {g.group} degree {g.degree}", progress, skipped, values))
         if not runs[0]:
             raise SymplugError(f"every sample failed; the first: {next(iter(skipped.values()))}")
         keep = [i for i in runs[0] if all(i in run for run in runs)]
@@ -200,6 +202,8 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
             "per_sample_invariant_fraction": [s.invariant_fraction for s in spectra],
             "per_sample_spectrum": _per_sample_spectra(kept, spectra)}
     if domain.summarize is not None:
-        out["summary"] = domain.summarize([samples[i] for i in kept], model, grid)
+        extra = ({"orbit_values": [runs[0][i].values for i in kept]} if domain.keep_outputs
+                 else {})
+        out["summary"] = domain.summarize([samples[i] for i in kept], model, grid, **extra)
     out["findings"] = [f.to_dict() for f in findings(out)]
     return out

@@ -109,19 +109,22 @@ class OrbitResult:
     output_spectra: dict[str, Spectrum] = field(default_factory=dict)
     layers: dict[str, Spectrum] = field(default_factory=dict)
     breaking_spectra: dict[str, Spectrum] = field(default_factory=dict)
+    values: dict[str, torch.Tensor] = field(default_factory=dict)  # kept outputs, (grid, ...)
 
 
 def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
                    outputs: Mapping[str, str | Representation],
                    layers: Sequence[str] = (), lmax: int | None = None,
                    chunk_size: int = 64, split_layer: SplitLayer | None = None,
-                   progress: Callable[[int], None] | None = None) -> OrbitResult:
+                   progress: Callable[[int], None] | None = None,
+                   keep: Sequence[str] = ()) -> OrbitResult:
     """Evaluate ``model`` on the orbit of ``sample`` over ``grid`` and measure A and B.
 
     ``outputs`` maps output names to their representations; ``layers`` names
     submodules whose activations are captured, split into copies by ``split_layer``,
     else by the model's own ``split_layer`` method, else copy-major. ``progress(n)``
-    is called with the number of grid elements done after each chunk.
+    is called with the number of grid elements done after each chunk. The values of
+    the outputs named in ``keep`` are kept, in grid order (``OrbitResult.values``).
     """
     split = split_layer or getattr(model, "split_layer", None) or default_split_layer
     reps = {name: representation(rep) for name, rep in outputs.items()}
@@ -129,6 +132,7 @@ def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
     acc_b = {n: SpectrumAccumulator(grid, lmax) for n in list(reps) + list(layers)}
     acc_z = {n: SpectrumAccumulator(grid, lmax) for n in reps}
     refs: dict[str, torch.Tensor] = {}  # z(g_0): the breaking spectrum is taken around it
+    kept: dict[str, list[torch.Tensor]] = {name: [] for name in keep}
     with LayerCapture(model, layers) as capture:
         for index in grid.chunks(chunk_size):
             mats = grid.matrices[index]
@@ -145,6 +149,8 @@ def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
                 z = acc_a[name].update(value, index)
                 acc_z[name].update(z - refs.setdefault(name, z[0].clone()), index)
                 acc_b[name].update(value, index)
+                if name in kept:
+                    kept[name].append(value)
             for name in layers:
                 if name not in capture.values:
                     raise SymplugError(f"layer {name!r} was not called during the forward pass")
@@ -154,4 +160,5 @@ def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
     return OrbitResult({n: a.result() for n, a in acc_a.items()},
                        {n: acc_b[n].result() for n in reps},
                        {n: acc_b[n].result() for n in layers},
-                       {n: a.result() for n, a in acc_z.items()})
+                       {n: a.result() for n, a in acc_z.items()},
+                       {n: torch.cat(v) for n, v in kept.items()})

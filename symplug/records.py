@@ -40,6 +40,10 @@ class Domain:
       under ``"summary"`` (e.g. AUC, flip rate and skipped jets for taggers).
     * ``samples_are_blocks``: a sample is a block of items (jets); data-set errors then
       average over items, not blocks.
+    * ``keep_outputs``: outputs whose values over the grid the orbit pass keeps for
+      ``summarize``, which then gets ``orbit_values=[{output: (grid size, ...)}]``, one
+      dict per sample, so that it needs no second pass over the orbit (e.g. the flip
+      rate of a tagger).
     """
 
     name: str
@@ -53,6 +57,7 @@ class Domain:
     select_outputs: Callable[[Any], list[str]] | None = None
     summarize: Callable[[Any, Any, Any], dict] | None = None
     samples_are_blocks: bool = False
+    keep_outputs: tuple[str, ...] = ()
 
     def validate(self, plugin: str) -> "Domain":
         """Raise :class:`PluginError` naming ``plugin`` if the record breaks the contract."""

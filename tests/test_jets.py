@@ -266,3 +266,22 @@ def test_top_tagging_hdf5_layout(tmp_path):
     pd.DataFrame({"E_0": [1.0]}).to_hdf(tmp_path / "bad.h5", key="table", format="table")
     with pytest.raises(symplug.SymplugError, match="no column 'PX_0'"):
         sj.read_top_tagging_h5(tmp_path / "bad.h5")
+
+
+@pytest.mark.parametrize("frame", ["lab", "jet"])
+def test_summary_from_the_orbit_pass_equals_a_second_pass(jets, frame):
+    """The flip rate and score shifts read from the kept orbit values are the numbers a
+    separate pass over the orbit gives (exactly: the same model calls, float64)."""
+    from symplug_jets.domain import blocks, summarize
+
+    tagger = sj.load_tagger("reference")
+    result = sj.diagnose(tagger, jets, group="SO3", degree=2, frame=frame, progress=False,
+                         check_convergence=False)
+    grid = symplug.quadrature("SO3", 2)
+    second = summarize(blocks(jets), tagger, grid, frame=frame)
+    first = result["summary"]
+    assert first["flip_rate"] > 0.01
+    assert abs(first["flip_rate"] - second["flip_rate"]) < 1e-15
+    assert np.allclose(first["score_shift"]["weights"], second["score_shift"]["weights"],
+                       rtol=0, atol=1e-15)
+    assert first["roc"] == second["roc"] and first["auc"] == second["auc"]

@@ -17,7 +17,7 @@ from .rootio import read_root
 from .taggers import REFERENCE, load_reference
 
 QUICK = {"jets": 128, "degree": 2}  # jets (top and QCD mixed as shipped), grid degree
-FULL = {"jets": 240, "degree": 4}
+FULL = {"jets": 160, "degree": 4}
 
 
 def run_demo(out: Path, quick: bool, seed: int, progress: bool) -> dict[str, dict]:

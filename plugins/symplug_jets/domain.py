@@ -81,11 +81,13 @@ def _boosted(jets: JetSet, rapidity: float, axis: str) -> torch.Tensor:
 
 
 def summarize(samples: Sequence[dict], model, grid, signal: str | None = None,
-              frame: str = "lab") -> dict:
+              frame: str = "lab", orbit_values: Sequence[dict] | None = None) -> dict:
     """Field figures for a list of jet blocks: performance on the untransformed jets (AUC,
     1/eps_B, the ROC), the flip rate (weighted fraction of copies on the other side of
     the eps_S = 0.5 working point, or of the median score without labels) under
-    ``grid``, and the weighted distribution of the score shift s(g x) - s(x)."""
+    ``grid``, and the weighted distribution of the score shift s(g x) - s(x).
+    ``orbit_values[b]["score"]`` (grid size, jets[, classes]), kept by the orbit pass of
+    the diagnosis, saves evaluating the orbit again."""
     p4 = torch.cat([b["p4"] for b in samples])
     mask = torch.cat([b["mask"] for b in samples])
     names = samples[0].get("label_names", [])
@@ -104,12 +106,17 @@ def summarize(samples: Sequence[dict], model, grid, signal: str | None = None,
         threshold = float(np.quantile(score[is_signal], 0.5))
     flips, total_w = 0.0, 0.0
     shifts = np.zeros(len(SHIFT_EDGES) - 1)
-    for block in samples:
-        ref_score = _signal_score(_scores(model, block["p4"], block["mask"]), names, signal)
+    offset = 0
+    for b, block in enumerate(samples):
+        ref_score = score[offset:offset + block["p4"].shape[0]]  # the untransformed jets
+        offset += block["p4"].shape[0]
         ref = ref_score > threshold
         for index in grid.chunks(32):
-            batch = rotate_jets(block, grid.matrices[index], frame=frame)
-            s = model(batch)["score"].detach().numpy()
+            if orbit_values is not None:
+                s = orbit_values[b]["score"][index].numpy()
+            else:
+                batch = rotate_jets(block, grid.matrices[index], frame=frame)
+                s = model(batch)["score"].detach().numpy()
             s = _signal_score(s.reshape(-1, *s.shape[2:]), names, signal).reshape(s.shape[:2])
             w = grid.weights[index].numpy()
             flips += float((w[:, None] * ((s > threshold) != ref[None, :])).sum())
@@ -132,7 +139,8 @@ def jets_domain(frame: str = "lab") -> Domain:
                   outputs={"score": Output("0e", "")},
                   description=("jet constituents (E, px, py, pz); rotations in the "
                                + ("lab frame, axis = beam" if frame == "lab" else "jet frame")),
-                  summarize=partial(summarize, frame=frame), samples_are_blocks=True)
+                  summarize=partial(summarize, frame=frame), samples_are_blocks=True,
+                  keep_outputs=("score",))
 
 
 def diagnose(tagger, jets: JetSet | str | Path, group: str = "SO2", degree: int = 4,
