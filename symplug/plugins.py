@@ -206,11 +206,12 @@ def report_sections(result: dict) -> list[ReportSection]:
 
 
 def demo_results(out: Path, quick: bool, seed: int, progress: bool) -> dict[str, dict]:
-    """``symplug demo``: every plugin's demo results, by name, in call order."""
+    """``symplug demo``: every plugin's demo results, by name, plugins in alphabetical order."""
+    by_plugin = dict(get_plugin_manager().each_impl("symplug_demo", out=out, quick=quick,
+                                                    seed=seed, progress=progress))
     results: dict[str, dict] = {}
-    for plugin, found in get_plugin_manager().each_impl("symplug_demo", out=out, quick=quick,
-                                                        seed=seed, progress=progress):
-        for name, result in (found or {}).items():
+    for plugin in sorted(by_plugin):
+        for name, result in (by_plugin[plugin] or {}).items():
             if name in results:
                 raise PluginError(f"plugin {plugin!r} returns demo result {name!r} twice")
             results[name] = result
