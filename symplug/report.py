@@ -56,7 +56,8 @@ def _pyplot():
     return plt
 
 
-def _png(fig) -> bytes:
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (100 dpi, tight), the figure closed."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     _pyplot().close(fig)
@@ -111,7 +112,7 @@ def figure_spectra(result: dict) -> bytes:
         ax.set_xlabel("sector  l, sigma")
         ax.set_title(f"{title}: {result['group']}, l <= {result['lmax']}", fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), label="fraction of power", shrink=0.9)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def figure_errors(result: dict) -> bytes:
@@ -133,7 +134,7 @@ def figure_errors(result: dict) -> bytes:
     ax.set_title(f"{result['domain']}: equivariance error per output under {result['group']}",
                  fontsize=9)
     ax.set_xlim(min(rel) / 3, max(rel) * 300)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def spectra_tensormap(result: dict):
@@ -236,7 +237,7 @@ def track_sections(name: str, track: dict) -> list[ReportSection]:
             f"{track['group']}.\n\n" + _table(["output", f"A at epoch {last['epoch']}", "units"],
                                               rows))
     return [ReportSection(f"{name}: training", text,
-                          {"training.png": _png(track_figure(track))})]
+                          {"training.png": figure_png(track_figure(track))})]
 
 
 def sections_for(name: str, result: dict) -> list[ReportSection]:

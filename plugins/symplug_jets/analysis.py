@@ -10,7 +10,6 @@ report presents.
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from symplug import __version__
+from symplug.report import figure_png
 from symplug.result import write_json
 
 from .domain import _is_signal, _scores, _signal_score, boost_scan, diagnose, signal_label
@@ -43,13 +43,6 @@ def _pyplot():
     return plt
 
 
-def _png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
-    return buffer.getvalue()
-
-
 def roc_figure(curves: dict[str, dict]) -> bytes:
     """Background rejection 1/eps_B against eps_S, one curve per ``{label: {"eps_s",
     "eps_b", "auc"}}``, log scale (the field's ROC convention)."""
@@ -62,7 +55,7 @@ def roc_figure(curves: dict[str, dict]) -> bytes:
     ax.set(yscale="log", xlabel=r"signal efficiency $\epsilon_S$",
            ylabel=r"background rejection $1/\epsilon_B$")
     ax.legend(fontsize=9)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def score_shift_figure(histograms: dict[str, dict]) -> bytes:
@@ -75,7 +68,7 @@ def score_shift_figure(histograms: dict[str, dict]) -> bytes:
     ax.set(yscale="log", ylim=(1e-6, 2.0), xlabel=r"score shift $s(gx) - s(x)$",
            ylabel="fraction of copies")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def boost_figure(scans: dict[str, list[dict]]) -> bytes:
@@ -90,7 +83,7 @@ def boost_figure(scans: dict[str, list[dict]]) -> bytes:
     axes[0].set(xlabel="boost rapidity", ylabel="RMS score shift")
     axes[1].set(xlabel="boost rapidity", ylabel="AUC")
     axes[0].legend(title="boost along")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def table_markdown(analysis: dict) -> str:
