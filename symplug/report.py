@@ -40,8 +40,8 @@ body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; 
        color: #1a1a1a; line-height: 1.45; }
 h1 { border-bottom: 2px solid #345; } h2 { border-bottom: 1px solid #ccd; margin-top: 2em; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ccd; padding: 0.25em 0.6em; text-align: right; }
-th { background: #eef1f6; } td:first-child, th:first-child { text-align: left; }
+th, td { border: 1px solid #ccd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #eef1f6; }
 img { max-width: 100%; display: block; margin: 1em 0; }
 code { background: #f3f3f3; padding: 0 0.2em; }
 """
