@@ -20,6 +20,7 @@ from .taggers import CallableTagger
 
 BLOCK = 16  # jets per orbit sample: a model call sees chunk_size x BLOCK jets
 WORKING_POINTS = (0.3, 0.5)
+FLIP_TOLERANCE = 1e-12  # a copy flips class only if its score moved by more (not round-off)
 ROC_POINTS = 200  # ROC points kept in a result (for the report's curve)
 SHIFT_EDGES = np.linspace(-1.0, 1.0, 81)  # score-shift histogram bins
 
@@ -119,7 +120,8 @@ def summarize(samples: Sequence[dict], model, grid, signal: str | None = None,
                 s = model(batch)["score"].detach().numpy()
             s = _signal_score(s.reshape(-1, *s.shape[2:]), names, signal).reshape(s.shape[:2])
             w = grid.weights[index].numpy()
-            flips += float((w[:, None] * ((s > threshold) != ref[None, :])).sum())
+            flipped = ((s > threshold) != ref[None, :]) & (np.abs(s - ref_score) > FLIP_TOLERANCE)
+            flips += float((w[:, None] * flipped).sum())
             total_w += float(w.sum()) * len(ref)
             shift = np.clip(s - ref_score[None, :], SHIFT_EDGES[0], SHIFT_EDGES[-1])
             shifts += np.histogram(shift, SHIFT_EDGES, weights=np.broadcast_to(
