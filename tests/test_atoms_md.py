@@ -138,3 +138,23 @@ def test_batched_torch_path_equals_copy_by_copy(cluster):
     assert abs(a.get_potential_energy() - b.get_potential_energy()) < 1e-10
     assert np.abs(a.get_forces() - b.get_forces()).max() < 1e-10
     assert abs(batched.results["energy_rot_std"] - single.results["energy_rot_std"]) < 1e-10
+
+
+def test_md_command_writes_table_figure_and_report(tmp_path, capsys):
+    """``symplug md atoms`` on EMT: exactly invariant, so every variant conserves L = 0."""
+    import json
+
+    from symplug.cli import main
+
+    assert main(["md", "atoms", "--model", "emt", "--structure", "ico13", "--steps", "20",
+                 "--variants", "raw,symmetrized", "--reference", "emt", "--quiet",
+                 "--report", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "md.json").read_text())
+    assert result["kind"] == "md" and set(result["table"]) == {"raw", "symmetrized", "reference"}
+    for row in result["table"].values():
+        assert row["completed_fraction"] == 1.0 and row["angular_momentum_max"] < 1e-10
+    assert result["table"]["raw"]["rdf_rms_difference"] < 1e-12  # the same EMT trajectory
+    assert (tmp_path / "md.png").stat().st_size > 1000
+    report = (tmp_path / "report.md").read_text()
+    assert "## MD stability" in report and "figures/md_md.png" in report
+    assert "report.html" in capsys.readouterr().out
