@@ -138,7 +138,7 @@ def main(argv=None) -> None:
             rows[name] = {"options": VARIANTS[name], "train_seconds": time.perf_counter() - t0,
                           "test_errors_float32": payload["test_errors"]}
             print(json.dumps({name: rows[name]}), flush=True)
-        test = symplug_atoms.read_frames(Path(work) / "raw_test.extxyz")
+        test = symplug_atoms.read_frames(Path(work) / f"{next(iter(models))}_test.extxyz")
     small = [f for f in test if len(f) <= 38][:args.diag_frames]
     for name, model in models.items():
         t0 = time.perf_counter()

@@ -57,6 +57,16 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from .result import write_json
 
     domain = get_domain(args.domain)
+    reference = None
+    if args.compare_to:  # read before the (long) diagnosis
+        try:
+            reference = json.loads(Path(args.compare_to).read_text())
+        except (OSError, ValueError) as exc:
+            raise SymplugError(f"--compare-to {args.compare_to}: not a readable result JSON "
+                               f"({exc})") from exc
+        if reference.get("domain") != domain.name:
+            raise SymplugError(f"--compare-to {args.compare_to}: a result of domain "
+                               f"{reference.get('domain')!r}, not {domain.name!r}")
     model = load_model(args.domain, args.model)
     samples = load_data(args.domain, args.data)
     if args.max_samples:
@@ -68,17 +78,16 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
                       outputs=outputs, layers=layers, finer_degree=args.finer_degree,
                       check_convergence=not args.no_convergence, chunk_size=args.chunk_size,
                       progress=not args.quiet, skip_failures=args.skip_failures)
-    if args.compare_to:
+    if args.json:
+        write_json(result, args.json)
+    if reference is not None:
         from .findings import findings
 
         try:
-            reference = json.loads(Path(args.compare_to).read_text())
-        except (OSError, ValueError) as exc:
-            raise SymplugError(f"--compare-to {args.compare_to}: not a readable result JSON "
-                               f"({exc})") from exc
-        result["findings"] = [f.to_dict() for f in findings(result, reference=reference)]
-    if args.json:
-        write_json(result, args.json)
+            result["findings"] = [f.to_dict() for f in findings(result, reference=reference)]
+        finally:
+            if args.json:
+                write_json(result, args.json)
     print(summary_table(result))
     _report_if_asked(args, {result["domain"]: result}, f"symplug diagnose {args.domain}")
     return 0

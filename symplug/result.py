@@ -32,12 +32,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb+") as handle:  # on disk before the rename, not just in the cache
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(result: dict, path: str | os.PathLike) -> Path:
@@ -81,7 +90,11 @@ def write_tensormap(tensormap, path: str | os.PathLike) -> Path:
             import metatensor.torch as mts
         else:
             import metatensor as mts
-        mts.save(tmp + ".mts", tensormap)
-        os.replace(tmp + ".mts", tmp)
+        try:
+            mts.save(tmp + ".mts", tensormap)
+            os.replace(tmp + ".mts", tmp)
+        finally:
+            if os.path.exists(tmp + ".mts"):
+                os.unlink(tmp + ".mts")
 
     return atomic_write(path, write)

@@ -157,8 +157,10 @@ def lie_penalty(task: TrainingTask, domain: str, batch: Any, size: int, group: s
                 step: float = 1e-2) -> dict[str, torch.Tensor]:
     """{output: sum_J mean |L_J f|^2} with the Lie derivative L_J f of every generator J
     by a rho-corrected central difference of step ``step`` rad (exactly zero for an
-    exactly equivariant f; equal to (sin s / s)^2 |J w|^2 for f = v + w, v equivariant,
-    w constant, on a rotation generator). ``size``: the number of items in ``batch``."""
+    exactly equivariant f; for f = v + w, v equivariant and w constant, it equals
+    (sin s / s)^2 sum_J |J w|^2 / d over the rotation generators, d the number of
+    components, the mean running over components). ``size``: the number of items in
+    ``batch``."""
     from .plugins import augment_batch
 
     n = int(size)
@@ -233,7 +235,7 @@ def track_tensormap(track: dict):
     properties ``centered`` (0: raw fraction, 1: data-set centred fraction)."""
     from metatensor.torch import Labels, TensorBlock, TensorMap
 
-    from .spectra import parse_sector_key
+    from .spectra import parse_sector_key, sector_key
 
     entries = [(i, e) for i, e in enumerate(track["epochs"]) if e["layers"]]
     if not entries:
@@ -243,7 +245,7 @@ def track_tensormap(track: dict):
                    for k in layer["spectrum"]})
     blocks = []
     for l, sigma in keys:
-        key = f"{l},{sigma:+d}" if sigma else f"{l},0"
+        key = sector_key((l, sigma))
         rows, values = [], []
         for index, e in entries:
             for i, name in enumerate(names):
@@ -601,15 +603,21 @@ def _cmd_track(args: argparse.Namespace) -> int:
     for k, path in enumerate(tqdm(args.checkpoints, desc="checkpoints", disable=args.quiet,
                                   file=sys.stderr)):
         saved = load_checkpoint(path)
-        task = training_task(args.domain, load_model(args.domain, str(path)), samples)
+        model = load_model(args.domain, str(path))
+        try:
+            task = training_task(args.domain, model, samples)
+        except SymplugError:  # unlabelled data (e.g. MD frames): A and B, no accuracy
+            task = None
         ours = saved.get("format") == CHECKPOINT_FORMAT  # else a plain model file: its position
         history = (saved.get("history") or []) if ours else []
-        entry, grid = track_entry(task.snapshot(), samples, domain, group=group,
-                                  degree=args.degree, layers=layers or list(task.layers),
-                                  outputs=[o for o in task.outputs if o in domain.outputs] or None,
+        outputs = [o for o in task.outputs if o in domain.outputs] if task else []
+        entry, grid = track_entry(task.snapshot() if task else model, samples, domain,
+                                  group=group, degree=args.degree,
+                                  layers=layers or (list(task.layers) if task else []),
+                                  outputs=outputs or None,
                                   epoch=int(saved["epoch"]) if ours else k,
                                   loss=history[-1]["loss"] if history else None,
-                                  evaluate=task.evaluate)
+                                  evaluate=task.evaluate if task else None)
         entry["checkpoint"] = str(path)
         entries.append(entry)
     out = Path(args.out)

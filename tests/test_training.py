@@ -383,3 +383,20 @@ def test_invalid_training_task_names_the_plugin(toy, monkeypatch):
     with pytest.raises(PluginError, match="toypoints-test.*not a torch.nn.Module.*collate is not "
                                           "callable.*output 'vector'"):
         training_task("toypoints", None, [])
+
+
+def test_track_needs_no_labels(tmp_path):
+    """Tracking a checkpoint on unlabelled structures (e.g. MD frames): A and B, no metrics."""
+    from ase.cluster import Icosahedron
+    from ase.io import write
+
+    atoms = Icosahedron("Cu", 2)
+    atoms.rattle(0.05, seed=3)
+    write(tmp_path / "frames.extxyz", atoms)  # positions only
+    shipped = ROOT / "plugins/symplug_atoms/data/pet_cu.pt"
+    assert main(["track", "atoms", "--checkpoints", str(shipped), "--data",
+                 str(tmp_path / "frames.extxyz"), "--degree", "1", "--out",
+                 str(tmp_path / "tr"), "--quiet"]) == 0
+    entry = json.loads((tmp_path / "tr" / "track.json").read_text())["epochs"][0]
+    assert entry["metrics"] == {}
+    assert entry["outputs"]["forces"]["equivariance_rmse"] > 0

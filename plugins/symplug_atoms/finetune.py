@@ -18,12 +18,12 @@ import ase
 import numpy as np
 import torch
 
-import symplug
 from symplug import SymplugError, TrainingTask
 
 from .graph import Graph, build_graph
 from .torch_model import TorchAtomsModel
-from .train import ENERGY_WEIGHT, FORCE_WEIGHT, predict
+from .demo import layer_names
+from .train import ENERGY_WEIGHT, FORCE_WEIGHT, errors, predict
 
 
 @dataclass(frozen=True)
@@ -92,27 +92,6 @@ def _rows(batch: StructureBatch, name: str) -> torch.Tensor | None:
     return torch.repeat_interleave(torch.arange(len(batch)), torch.tensor([i.n for i in batch]))
 
 
-def errors(module: torch.nn.Module, items: Sequence[Labelled], seed: int = 1,
-           chunk: int = 16) -> dict[str, float]:
-    """MAE and RMSE of the energy (meV/atom) and forces (meV/A) on the items, each
-    rotated by a Haar-random element of O(3) (seeded)."""
-    mats = symplug.haar("O3", len(items), seed=seed)
-    e_err, f_err = [], []
-    for start in range(0, len(items), chunk):
-        batch = transform_batch(StructureBatch(items[start:start + chunk]),
-                                mats[start:start + chunk])
-        with torch.enable_grad():
-            pred = _predict(module, batch)
-        target = _targets(batch)
-        e_err.append((pred["energy"].detach() - target["energy"]).double() * 1000)
-        f_err.append((pred["forces"].detach() - target["forces"]).double().flatten() * 1000)
-    e, f = torch.cat(e_err), torch.cat(f_err)
-    return {"energy_mae_meV_per_atom": float(e.abs().mean()),
-            "energy_rmse_meV_per_atom": float(e.pow(2).mean().sqrt()),
-            "forces_mae_meV_per_A": float(f.abs().mean()),
-            "forces_rmse_meV_per_A": float(f.pow(2).mean().sqrt())}
-
-
 def training_task(model: TorchAtomsModel, frames: Sequence[ase.Atoms],
                   dtype: torch.dtype = torch.float32) -> TrainingTask:
     """The fine-tuning task of a torch atoms model on labelled ``frames`` (energy and
@@ -120,18 +99,17 @@ def training_task(model: TorchAtomsModel, frames: Sequence[ase.Atoms],
     if not isinstance(model, TorchAtomsModel):
         raise SymplugError(f"fine-tuning needs a torch atoms model (pet-cu or a .pt checkpoint "
                            f"of symplug_atoms.train), got {type(model).__name__}")
-    module = model.module.to(dtype)
     cutoff = model.cutoff
     items = [Labelled.of(a, cutoff, dtype, f"frame {i}") for i, a in enumerate(frames)]
-    n_layers = len(getattr(module, "layers", ()))
-    layers = ("embedding", *(f"layers.{k}" for k in range(n_layers)),
-              *(f"heads.{k}" for k in range(n_layers))) if hasattr(module, "embedding") else ()
+    module = model.module.to(dtype)  # after the labels are checked: a refusal leaves the model
+    layers = tuple(layer_names(module)) if hasattr(module, "embedding") else ()
 
     def evaluate(samples, diagnosis):
         was = module.training
         module.eval()
-        out = errors(module, [Labelled.of(a, cutoff, dtype, f"validation frame {i}")
-                              for i, a in enumerate(samples)])
+        with torch.enable_grad():  # forces are energy gradients
+            out = errors(module, [Labelled.of(a, cutoff, dtype, f"validation frame {i}")
+                                  for i, a in enumerate(samples)])
         module.train(was)
         return out
 

@@ -18,7 +18,7 @@ import torch
 
 from symplug import __version__
 from symplug.report import figure_png
-from symplug.result import write_json
+from symplug.result import write_bytes, write_json
 
 from .domain import _is_signal, _scores, _signal_score, boost_scan, diagnose, signal_label
 from .metrics import auc, background_rejection, roc
@@ -149,9 +149,9 @@ def analyze(tagger, jets: JetSet, out: str | Path, *, model: str = "tagger", deg
                               for axis in ("beam", "jet")}
     analysis["boost_seconds"] = time.perf_counter() - start
     table = table_markdown(analysis)
-    (out / "table.md").write_text(table + "\n")
-    (out / "roc.png").write_bytes(roc_figure({model: {**analysis["roc"], "auc": analysis["auc"]}}))
-    (out / "boost.png").write_bytes(boost_figure(analysis["boost_scan"]))
+    write_bytes((table + "\n").encode(), out / "table.md")
+    write_bytes(roc_figure({model: {**analysis["roc"], "auc": analysis["auc"]}}), out / "roc.png")
+    write_bytes(boost_figure(analysis["boost_scan"]), out / "boost.png")
     classes = [analysis["signal"]] + [n for n in jets.label_names if n != analysis["signal"]]
     scores = raw if raw.ndim == 2 else np.stack([score, 1 - score], 1)
     if raw.ndim == 2:  # columns in label order -> signal first

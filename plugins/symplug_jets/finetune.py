@@ -50,8 +50,8 @@ def training_task(model: CallableTagger, samples: Sequence[dict],
     if not isinstance(module, torch.nn.Module) or not hasattr(module, "score"):
         raise SymplugError(f"fine-tuning needs a torch tagger (reference or a .pt checkpoint of "
                            f"symplug_jets.train_tagger), got {model!r}")
-    module = module.to(dtype)
     p4, mask, target = _jets(samples)
+    module = module.to(dtype)  # after the labels are checked: a refusal leaves the model
     items = list(zip(p4, mask, target))
 
     def predict(batch: dict) -> dict[str, torch.Tensor]:

@@ -70,6 +70,9 @@ def symplug_training_task(domain: str, model, samples: list):
 
 @hookimpl
 def symplug_report_sections(result: dict):
+    if result.get("kind") != "jet_analysis" and (result.get("domain") not in DOMAINS
+                                                 or "summary" not in result):
+        return []
     from .analysis import boost_figure, roc_figure, score_shift_figure, table_markdown
 
     if result.get("kind") == "jet_analysis":
@@ -79,8 +82,6 @@ def symplug_report_sections(result: dict):
                    "boost.png": boost_figure(result["boost_scan"])}
         return [ReportSection(f"Jet tagging analysis: {result['model']} on {result['n_jets']} jets",
                               table_markdown(result), figures)]
-    if result.get("domain") not in DOMAINS or "summary" not in result:
-        return []
     s = result["summary"]
     lines = [f"- {s['n_jets']} jets, {len(s['skipped'])} skipped",
              f"- flip rate under {result['group']}: {s['flip_rate']:.4f}"]
