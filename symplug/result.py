@@ -56,8 +56,6 @@ def write_json(result: dict, path: str | os.PathLike) -> Path:
     def write(tmp: str) -> None:
         with open(tmp, "w") as handle:
             handle.write(text + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
 
     return atomic_write(path, write)
 

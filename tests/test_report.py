@@ -160,3 +160,17 @@ def test_cli_compares_with_an_in_distribution_result(tmp_path, capsys):
     assert "8.00x" in ood[0]["evidence"]
     assert main([*base, "--compare-to", str(tmp_path / "missing.json")]) == 2
     assert "not a readable result JSON" in capsys.readouterr().err
+
+
+def test_atomic_writes_leave_the_usual_file_mode_and_no_temporary_files(tmp_path):
+    from symplug.result import write_bytes, write_json
+
+    mask = os.umask(0o022)
+    try:
+        path = write_json({"a": float("nan")}, tmp_path / "r.json")
+        write_bytes(b"x", tmp_path / "b.bin")
+    finally:
+        os.umask(mask)
+    assert json.loads(path.read_text()) == {"a": None}  # strict JSON
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bin", "r.json"]
