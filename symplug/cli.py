@@ -78,16 +78,18 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
                       outputs=outputs, layers=layers, finer_degree=args.finer_degree,
                       check_convergence=not args.no_convergence, chunk_size=args.chunk_size,
                       progress=not args.quiet, skip_failures=args.skip_failures)
-    if args.json:
-        write_json(result, args.json)
+    failed = None  # a failed comparison still keeps the diagnosis
     if reference is not None:
         from .findings import findings
 
         try:
             result["findings"] = [f.to_dict() for f in findings(result, reference=reference)]
-        finally:
-            if args.json:
-                write_json(result, args.json)
+        except SymplugError as exc:
+            failed = exc
+    if args.json:
+        write_json(result, args.json)
+    if failed is not None:
+        raise failed
     print(summary_table(result))
     _report_if_asked(args, {result["domain"]: result}, f"symplug diagnose {args.domain}")
     return 0

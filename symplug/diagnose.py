@@ -192,8 +192,9 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
         center = _dataset_feature_mean(spectra)
         raw = aggregate_spectra(spectra)
         centered = aggregate_spectra([s.centered(center) for s in spectra])
+        record = raw.to_dict()
         out["layers"][name] = {
-            "spectrum": raw.to_dict()["spectrum"], "power": raw.to_dict()["power"],
+            "spectrum": record["spectrum"], "power": record["power"],
             "truncation": raw.truncation,
             "spectrum_centered": centered.to_dict()["spectrum"],
             "truncation_centered": centered.truncation,

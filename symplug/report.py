@@ -47,7 +47,8 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 """
 
 
-def _pyplot():
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (figures rendered to files, no screen)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,7 +61,7 @@ def figure_png(fig) -> bytes:
     """A matplotlib figure as PNG bytes (100 dpi, tight), the figure closed."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return buffer.getvalue()
 
 
@@ -92,7 +93,7 @@ def figure_spectra(result: dict) -> bytes:
     from :data:`FLOOR` to 1, the last column is the truncation (power above l_max)."""
     from matplotlib.colors import LogNorm
 
-    plt = _pyplot()
+    plt = pyplot()
     panels = [(False, "raw")]
     if result.get("layers"):
         panels.append((True, "data-set centred (layers)"))
@@ -118,7 +119,7 @@ def figure_spectra(result: dict) -> bytes:
 def figure_errors(result: dict) -> bytes:
     """Relative equivariance error A / |y| per output (log scale), annotated with A
     in the output's units."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(result["outputs"])
     rel = [max(result["outputs"][n]["relative_error"] or 0.0, 1e-17) for n in names]
     fig, ax = plt.subplots(figsize=(7, 0.8 + 0.45 * len(names)))

@@ -11,13 +11,14 @@ report presents.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from symplug import __version__
-from symplug.report import figure_png
+from symplug.report import figure_png, pyplot
 from symplug.result import write_bytes, write_json
 
 from .domain import _is_signal, _scores, _signal_score, boost_scan, diagnose, signal_label
@@ -32,58 +33,58 @@ SYMMETRIES = (  # (label, frame, group): exact data symmetry first
 RAPIDITIES = tuple(np.linspace(0.0, 2.0, 9))
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+@contextmanager
+def _atlas_style():
+    """pyplot in mplhep's ATLAS style for the figures made inside, without changing the
+    style of figures made later in the same process (the report's)."""
     import mplhep
 
-    plt.style.use(mplhep.style.ATLAS)
-    return plt
+    plt = pyplot()
+    with plt.style.context(mplhep.style.ATLAS):
+        yield plt
 
 
 def roc_figure(curves: dict[str, dict]) -> bytes:
     """Background rejection 1/eps_B against eps_S, one curve per ``{label: {"eps_s",
     "eps_b", "auc"}}``, log scale (the field's ROC convention)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 5))
-    for label, c in curves.items():
-        eps_s, eps_b = np.asarray(c["eps_s"]), np.asarray(c["eps_b"])
-        keep = eps_b > 0
-        ax.plot(eps_s[keep], 1 / eps_b[keep], label=f"{label} (AUC {c['auc']:.3f})")
-    ax.set(yscale="log", xlabel=r"signal efficiency $\epsilon_S$",
-           ylabel=r"background rejection $1/\epsilon_B$")
-    ax.legend(fontsize=9)
-    return figure_png(fig)
+    with _atlas_style() as plt:
+        fig, ax = plt.subplots(figsize=(6, 5))
+        for label, c in curves.items():
+            eps_s, eps_b = np.asarray(c["eps_s"]), np.asarray(c["eps_b"])
+            keep = eps_b > 0
+            ax.plot(eps_s[keep], 1 / eps_b[keep], label=f"{label} (AUC {c['auc']:.3f})")
+        ax.set(yscale="log", xlabel=r"signal efficiency $\epsilon_S$",
+               ylabel=r"background rejection $1/\epsilon_B$")
+        ax.legend(fontsize=9)
+        return figure_png(fig)
 
 
 def score_shift_figure(histograms: dict[str, dict]) -> bytes:
     """Weighted distributions of the score shift s(g x) - s(x), one per symmetry."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for label, h in histograms.items():
-        edges, weights = np.asarray(h["edges"]), np.asarray(h["weights"])
-        ax.stairs(np.maximum(weights, 1e-7), edges, label=label)
-    ax.set(yscale="log", ylim=(1e-6, 2.0), xlabel=r"score shift $s(gx) - s(x)$",
-           ylabel="fraction of copies")
-    ax.legend(fontsize=8)
-    return figure_png(fig)
+    with _atlas_style() as plt:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for label, h in histograms.items():
+            edges, weights = np.asarray(h["edges"]), np.asarray(h["weights"])
+            ax.stairs(np.maximum(weights, 1e-7), edges, label=label)
+        ax.set(yscale="log", ylim=(1e-6, 2.0), xlabel=r"score shift $s(gx) - s(x)$",
+               ylabel="fraction of copies")
+        ax.legend(fontsize=8)
+        return figure_png(fig)
 
 
 def boost_figure(scans: dict[str, list[dict]]) -> bytes:
     """RMS score shift and AUC against the boost rapidity, per boost axis."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"wspace": 0.35})
-    for axis, scan in scans.items():
-        y = [r["rapidity"] for r in scan]
-        axes[0].plot(y, [r["score_shift_rms"] for r in scan], marker="o", label=axis)
-        if "auc" in scan[0]:
-            axes[1].plot(y, [r["auc"] for r in scan], marker="o", label=axis)
-    axes[0].set(xlabel="boost rapidity", ylabel="RMS score shift")
-    axes[1].set(xlabel="boost rapidity", ylabel="AUC")
-    axes[0].legend(title="boost along")
-    return figure_png(fig)
+    with _atlas_style() as plt:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"wspace": 0.35})
+        for axis, scan in scans.items():
+            y = [r["rapidity"] for r in scan]
+            axes[0].plot(y, [r["score_shift_rms"] for r in scan], marker="o", label=axis)
+            if "auc" in scan[0]:
+                axes[1].plot(y, [r["auc"] for r in scan], marker="o", label=axis)
+        axes[0].set(xlabel="boost rapidity", ylabel="RMS score shift")
+        axes[1].set(xlabel="boost rapidity", ylabel="AUC")
+        axes[0].legend(title="boost along")
+        return figure_png(fig)
 
 
 def table_markdown(analysis: dict) -> str:
@@ -153,9 +154,10 @@ def analyze(tagger, jets: JetSet, out: str | Path, *, model: str = "tagger", deg
     write_bytes(roc_figure({model: {**analysis["roc"], "auc": analysis["auc"]}}), out / "roc.png")
     write_bytes(boost_figure(analysis["boost_scan"]), out / "boost.png")
     classes = [analysis["signal"]] + [n for n in jets.label_names if n != analysis["signal"]]
-    scores = raw if raw.ndim == 2 else np.stack([score, 1 - score], 1)
     if raw.ndim == 2:  # columns in label order -> signal first
         scores = raw[:, [jets.label_names.index(c) for c in classes]]
+    else:  # one signal score: signal and its complement
+        scores = np.stack([score, 1 - score], 1)
     write_predictions(out / "predictions.root", jets, scores, classes[:scores.shape[1]])
     write_json({k: v for k, v in analysis.items() if k != "results"}, out / "analysis.json")
     return analysis
