@@ -13,7 +13,8 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
-from .diagnose import convergence, diagnose
+from .dataparallel import Partitions, connect, partition
+from .diagnose import convergence, diagnose, summarize
 from .equivariance import (BiasVariance, DatasetError, EquivarianceError, aggregate_errors,
                            bias_variance, equivariance_error)
 from .errors import AliasingError, GridError, PluginError, RepresentationError, SymplugError
@@ -23,16 +24,17 @@ from .lie import lie_derivatives
 from .markers import hookimpl, hookspec
 from .orbit import evaluate_orbit
 from .quadrature import Grid, quadrature
-from .records import Domain, Output, ReportSection, TrainingTask
+from .records import Domain, Output, ReportSection, SummaryStage, TrainingTask
 from .representations import Representation, representation
 from .spectra import Spectrum, aggregate_spectra, symmetry_content
 from .wigner import wigner_D
 
 __all__ = [
     "AliasingError", "BiasVariance", "DatasetError", "Domain", "EquivarianceError", "Finding",
-    "Grid", "GridError", "Output", "PluginError", "ReportSection", "Representation",
-    "RepresentationError", "Spectrum", "SymplugError", "TrainingTask", "__version__",
-    "aggregate_errors", "aggregate_spectra", "bias_variance", "convergence", "diagnose",
+    "Grid", "GridError", "Output", "Partitions", "PluginError", "ReportSection",
+    "Representation", "RepresentationError", "Spectrum", "SummaryStage", "SymplugError",
+    "TrainingTask", "__version__", "aggregate_errors", "aggregate_spectra", "bias_variance",
+    "connect", "convergence", "diagnose", "partition", "summarize",
     "equivariance_error", "evaluate_orbit", "findings", "generators", "haar", "hookimpl",
     "hookspec", "lie_derivatives", "quadrature", "representation", "symmetry_content",
     "wigner_D",

@@ -52,8 +52,11 @@ def _cmd_quadrature(args: argparse.Namespace) -> int:
 def _cmd_diagnose(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from contextlib import nullcontext
+
+    from .dataparallel import connect
     from .diagnose import diagnose
-    from .plugins import get_domain, load_data, load_model
+    from .plugins import get_domain, load_data, load_model, load_partitions
     from .result import write_json
 
     domain = get_domain(args.domain)
@@ -68,16 +71,25 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
             raise SymplugError(f"--compare-to {args.compare_to}: a result of domain "
                                f"{reference.get('domain')!r}, not {domain.name!r}")
     model = load_model(args.domain, args.model)
-    samples = load_data(args.domain, args.data)
+    distributed = args.scheduler is not None or args.workers is not None
+    if distributed and args.max_samples:
+        raise SymplugError("--max-samples reads the data here; with --scheduler or --workers "
+                           "the workers read their partitions (use --partition-size)")
+    if distributed:
+        samples = load_partitions(args.domain, args.data, args.partition_size)
+    else:
+        samples = [s for path in args.data for s in load_data(args.domain, path)]
     if args.max_samples:
         samples = samples[: args.max_samples]
     layers = [name for name in (args.layers or "").split(",") if name]
     outputs = [name for name in (args.outputs or "").split(",") if name] or None
-    result = diagnose(model, samples, domain, group=args.group, degree=args.degree,
-                      kind=args.kind, n=args.n, seed=args.seed, lmax=args.lmax,
-                      outputs=outputs, layers=layers, finer_degree=args.finer_degree,
-                      check_convergence=not args.no_convergence, chunk_size=args.chunk_size,
-                      progress=not args.quiet, skip_failures=args.skip_failures)
+    with (connect(args.scheduler, args.workers) if distributed else nullcontext()) as client:
+        result = diagnose(model, samples, domain, group=args.group, degree=args.degree,
+                          kind=args.kind, n=args.n, seed=args.seed, lmax=args.lmax,
+                          outputs=outputs, layers=layers, finer_degree=args.finer_degree,
+                          check_convergence=not args.no_convergence,
+                          chunk_size=args.chunk_size, progress=not args.quiet,
+                          skip_failures=args.skip_failures, client=client)
     failed = None  # a failed comparison still keeps the diagnosis
     if reference is not None:
         from .findings import findings
@@ -217,9 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diagnose", help="A and B of a model's outputs and layers on data")
     p.add_argument("domain", help="a domain declared by an installed plugin")
     p.add_argument("--model", required=True, help="model spec understood by the domain's plugin")
-    p.add_argument("--data", required=True, help="data file understood by the domain's plugin")
+    p.add_argument("--data", required=True, nargs="+", metavar="FILE",
+                   help="data files understood by the domain's plugin")
     p.add_argument("--group", help="group (default: the domain's first)")
     p.add_argument("--degree", type=int, default=4, help="grid band limit L (default 4)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on this dask.distributed scheduler (e.g. tcp://host:8786)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="run on a new local dask cluster of N worker processes")
+    p.add_argument("--partition-size", type=int, metavar="N",
+                   help="data-parallel partitions of N units (jets: ROOT entries, default "
+                   "100000; atoms: frames, default 16)")
     p.add_argument("--kind", default="lebedev", help="lebedev, gauss-legendre or haar")
     p.add_argument("--n", type=int, help="number of elements for kind=haar")
     p.add_argument("--seed", type=int, default=0, help="seed for random grids (default 0)")

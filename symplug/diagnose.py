@@ -1,14 +1,23 @@
 """Data-set diagnosis: A and B of every output and B of every named layer, with a
-grid-convergence check, assembled into the DESIGN §3 result dictionary."""
+grid-convergence check, assembled into the DESIGN §3 result dictionary.
+
+The work is split into partitions of samples (:mod:`symplug.dataparallel`): each
+partition is evaluated where its samples are (here, or on a dask worker) and returns
+small per-sample metric records (A's moments, the powers of B, the per-feature
+moments of each layer's orbit mean); the client merges them in data order. One
+partition in this process is the plain single-process run, through the same code.
+"""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field, replace
+from functools import reduce
 from typing import Any, Callable, Sequence
 
-import torch
 from tqdm.auto import tqdm
 
+from .dataparallel import Partitions, executor, partition
 from .equivariance import aggregate_errors, bias_variance
 from .errors import SymplugError
 from .findings import findings
@@ -16,50 +25,126 @@ from .groups import check_group
 from .orbit import OrbitResult, evaluate_orbit
 from .quadrature import Grid, quadrature
 from .records import Domain
-from .spectra import Spectrum, aggregate_spectra, sector_key
+from .spectra import (FeatureMoments, Spectrum, aggregate_spectra, centered_aggregate,
+                      sector_key)
 
 
-def _dataset_feature_mean(spectra: list[Spectrum]) -> torch.Tensor:
-    """Per-feature (last axis) mean of the orbit means over samples and tokens."""
-    total, count = None, 0
-    for s in spectra:
-        flat = s.mean.reshape(-1, s.mean.shape[-1]) if s.mean.ndim else s.mean.reshape(1, 1)
-        total = flat.sum(0) if total is None else total + flat.sum(0)
-        count += flat.shape[0]
-    return total / count
+@dataclass(frozen=True)
+class _Plan:
+    """What every partition evaluates: the grids (the grid, then the finer one)."""
+
+    grids: tuple[Grid, ...]
+    reps: dict[str, str]
+    layers: tuple[str, ...]
+    lmax: int
+    chunk_size: int
+    keep: tuple[str, ...]
+    skip_failures: bool
+    progress: bool
+    desc: str
 
 
-def _run(model: Callable, samples: Sequence[Any], domain: Domain, grid: Grid, outputs: dict,
-         layers: Sequence[str], lmax: int | None, chunk_size: int, desc: str,
-         progress: bool, skipped: dict[int, str] | None,
-         keep: Sequence[str] = ()) -> dict[int, OrbitResult]:
-    """Orbit results by sample index. With ``skipped`` (a dict), a sample whose
-    evaluation fails is recorded there with the reason instead of stopping the run."""
-    bar = tqdm(total=len(samples) * grid.size, desc=desc, unit="copy", disable=not progress,
-               file=sys.stderr, leave=False)
-    results: dict[int, OrbitResult] = {}
-    try:
-        for i, sample in enumerate(samples):
-            if skipped is not None and i in skipped:
-                continue
-            try:
-                results[i] = evaluate_orbit(model, sample, domain.act, grid, outputs=outputs,
-                                            layers=layers, lmax=lmax, chunk_size=chunk_size,
-                                            split_layer=domain.split_layer,
-                                            progress=bar.update, keep=keep)
-            except Exception as exc:  # flagged and counted, never silently dropped
-                if skipped is None:
-                    raise
-                skipped[i] = f"{type(exc).__name__}: {exc}"
-    finally:
-        bar.close()
-    return results
+@dataclass
+class SampleRecord:
+    """The metrics of one sample that travel to the client: one light
+    :class:`OrbitResult` per grid (no orbit means, no kept values), the feature
+    moments of each layer on the grid, and the sample's reference labels."""
+
+    index: int  # within its partition
+    runs: list[OrbitResult]
+    moments: dict[str, FeatureMoments]
+    reference: dict | None
 
 
-def _summaries(results: dict[int, OrbitResult], keep: Sequence[int], outputs: dict,
-               layers: Sequence[str], by_components: bool) -> dict:
-    """Flat {quantity: number} over the samples ``keep``, for the convergence comparison."""
-    results = [results[i] for i in keep]
+@dataclass
+class PartitionState:
+    """A partition after its orbit pass; it stays where it was evaluated."""
+
+    samples: list
+    results: list[dict[int, OrbitResult]]  # per grid, by index within the partition
+    skipped: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def kept(self) -> list[int]:
+        return [i for i in range(len(self.samples)) if all(i in r for r in self.results)]
+
+    def records(self, domain: Domain) -> tuple[int, list[SampleRecord], dict[int, str]]:
+        """(number of samples, records of the kept ones, skipped reasons)."""
+        out = []
+        for i in self.kept:
+            first = self.results[0][i]
+            moments = {n: FeatureMoments.of(s.mean) for n, s in first.layers.items()}
+            reference = domain.reference(self.samples[i]) if domain.reference else None
+            out.append(SampleRecord(i, [_light(r[i]) for r in self.results], moments, reference))
+        return len(self.samples), out, dict(self.skipped)
+
+
+def _light(result: OrbitResult) -> OrbitResult:
+    """``result`` without orbit means and kept values (what the merge does not need)."""
+    def strip(spectra: dict[str, Spectrum]) -> dict[str, Spectrum]:
+        return {n: replace(s, mean=None) for n, s in spectra.items()}
+
+    return OrbitResult(result.outputs, strip(result.output_spectra), strip(result.layers),
+                       strip(result.breaking_spectra), {})
+
+
+def _evaluate_partition(model: Callable, domain: Domain, samples: list,
+                        plan: _Plan) -> PartitionState:
+    """The orbit pass of one partition over every grid of ``plan``. With
+    ``skip_failures``, a sample whose evaluation fails is recorded with the reason
+    instead of stopping the run."""
+    state = PartitionState(list(samples), [])
+    total = len(samples) * sum(g.size for g in plan.grids)
+    with tqdm(total=total, desc=plan.desc, unit="copy", disable=not plan.progress,
+              file=sys.stderr, leave=False) as bar:
+        for k, grid in enumerate(plan.grids):
+            results: dict[int, OrbitResult] = {}
+            for i, sample in enumerate(state.samples):
+                if i in state.skipped:
+                    continue
+                try:
+                    results[i] = evaluate_orbit(
+                        model, sample, domain.act, grid, outputs=plan.reps, layers=plan.layers,
+                        lmax=plan.lmax, chunk_size=plan.chunk_size,
+                        split_layer=domain.split_layer, progress=bar.update,
+                        keep=plan.keep if k == 0 else ())
+                except Exception as exc:  # flagged and counted, never silently dropped
+                    if not plan.skip_failures:
+                        raise
+                    state.skipped[i] = f"{type(exc).__name__}: {exc}"
+            state.results.append(results)
+    return state
+
+
+def _records(state: PartitionState, domain: Domain):
+    return state.records(domain)
+
+
+def _select_outputs(domain: Domain, samples: list) -> list[str]:
+    return list(domain.select_outputs(samples))
+
+
+def _summary_part(stage, model: Callable, state: PartitionState, grid: Grid, keep_values: bool,
+                  context: Any, previous: Any) -> Any:
+    kept = state.kept
+    values = [state.results[0][i].values for i in kept] if keep_values else None
+    return stage.map([state.samples[i] for i in kept], model, grid, values, context, previous)
+
+
+def summarize(domain: Domain, samples: Sequence[Any], model: Callable, grid: Grid,
+              orbit_values: Sequence[dict] | None = None) -> Any:
+    """The domain's summary of ``samples`` in one partition (its stages in order);
+    without ``orbit_values`` the stages evaluate the orbit again where they need it."""
+    context, part = None, None
+    for stage in domain.summary:
+        part = stage.map(list(samples), model, grid, orbit_values, context, part)
+        context = stage.reduce([part], context)
+    return context
+
+
+def _summaries(results: Sequence[OrbitResult], outputs: dict, layers: Sequence[str],
+               by_components: bool) -> dict:
+    """Flat {quantity: number} over ``results``, for the convergence comparison."""
     flat: dict[str, float] = {}
     for name in outputs:
         flat[f"outputs.{name}.equivariance_rmse"] = aggregate_errors(
@@ -98,7 +183,10 @@ def convergence(evaluate: Callable[[Grid], dict[str, float]], grid: Grid,
     """Evaluate ``evaluate(grid)`` (a flat {quantity: number}) on ``grid`` and on
     :func:`finer_grid`, and report the largest absolute change (DESIGN §1)."""
     fine = finer_grid(grid, finer_degree)
-    coarse, finer = evaluate(grid), evaluate(fine)
+    return _changes(evaluate(grid), evaluate(fine), fine)
+
+
+def _changes(coarse: dict[str, float], finer: dict[str, float], fine: Grid) -> dict:
     changes = {k: abs(coarse[k] - finer[k]) for k in coarse}
     worst = max(changes, key=changes.get) if changes else None
     return {"finer_degree": fine.degree, "finer_size": fine.size,
@@ -106,12 +194,13 @@ def convergence(evaluate: Callable[[Grid], dict[str, float]], grid: Grid,
             "changes": changes}
 
 
-def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
+def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domain, *,
              group: str | None = None, degree: int = 4, kind: str = "lebedev",
              n: int | None = None, seed: int | None = None, lmax: int | None = None,
              outputs: Sequence[str] | None = None, layers: Sequence[str] = (),
              finer_degree: int | None = None, check_convergence: bool = True,
-             chunk_size: int = 64, progress: bool = True, skip_failures: bool = False) -> dict:
+             chunk_size: int = 64, progress: bool = True, skip_failures: bool = False,
+             client: Any = None) -> dict:
     """Diagnose ``model`` on ``samples`` of ``domain``; returns the DESIGN §3 result.
 
     A per output (data-set equivariance RMSE in the output's units, relative
@@ -122,19 +211,35 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
 
     With ``skip_failures``, a sample whose evaluation raises is left out, listed
     under ``"skipped"`` with the reason and counted; the others are kept.
+
+    Data-parallel: ``samples`` may be :class:`~symplug.dataparallel.Partitions`
+    (lists of samples or dask Delayed objects producing them) and ``client`` a
+    ``dask.distributed`` Client; each partition is then evaluated on a worker and the
+    records are merged here in data order (a plain list is split into partitions, a
+    few per worker). The numbers equal the single-process ones up to round-off.
     """
     from . import __version__
 
+    run = executor(client)
+    if not isinstance(samples, Partitions):
+        samples = list(samples)
+        if not samples:
+            raise SymplugError("no samples to diagnose")
+        samples = Partitions([samples]) if client is None else partition(samples,
+                                                                         4 * run.workers)
     if not samples:
         raise SymplugError("no samples to diagnose")
     group = check_group(group or domain.groups[0])
     if group not in domain.groups:
         raise SymplugError(f"group {group} is not offered by domain {domain.name!r} "
                            f"(offers {', '.join(domain.groups)})")
+    model_h, domain_h = run.share(model), run.share(domain)
+    parts = [run.load(p) for p in samples]
     if outputs:
         names = list(outputs)
     elif domain.select_outputs is not None:
-        names = list(domain.select_outputs(samples))
+        chosen = run.gather([run.submit(_select_outputs, domain_h, p) for p in parts])
+        names = [o for o in domain.outputs if all(o in c for c in chosen)]
     else:
         names = list(domain.outputs)
     unknown = [o for o in names if o not in domain.outputs]
@@ -146,33 +251,37 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
                       axis=domain.axis)
     if lmax is None:
         lmax = grid.degree if grid.degree is not None else degree
-    skipped: dict[int, str] | None = {} if skip_failures else None
-    runs: list[dict[int, OrbitResult]] = []  # the grid's run first, then the finer one
-
-    def evaluate(g: Grid) -> dict[str, float]:
-        values = [o for o in domain.keep_outputs if o in reps] if not runs else []
-        runs.append(_run(model, samples, domain, g, reps, layers, lmax, chunk_size,
-                         f"{domain.name} {g.group} degree {g.degree}", progress, skipped, values))
-        if not runs[0]:
-            raise SymplugError(f"every sample failed; the first: {next(iter(skipped.values()))}")
-        keep = [i for i in runs[0] if all(i in run for run in runs)]
-        return _summaries(runs[-1], keep, reps, layers, domain.samples_are_blocks)
-
+    grids = (grid, finer_grid(grid, finer_degree)) if check_convergence else (grid,)
+    keep = tuple(o for o in domain.keep_outputs if o in reps)
+    plan = _Plan(grids, reps, tuple(layers), lmax, chunk_size, keep, skip_failures,
+                 progress and client is None, f"{domain.name} {group} degree {grid.degree}")
+    states = [run.submit(_evaluate_partition, model_h, domain_h, p, plan) for p in parts]
+    gathered = run.gather([run.submit(_records, s, domain_h) for s in states],
+                          f"{domain.name} partitions", progress)
+    kept, records, skipped, offset = [], [], {}, 0
+    for size, recs, skips in gathered:
+        kept += [offset + r.index for r in recs]
+        records += recs
+        skipped.update({offset + i: reason for i, reason in skips.items()})
+        offset += size
+    if not records:
+        first = next(iter(skipped.values()), "no samples")
+        raise SymplugError(f"every sample failed; the first: {first}")
+    results = [r.runs[0] for r in records]
     if check_convergence:
-        conv = convergence(evaluate, grid, finer_degree)
+        summaries = [_summaries([r.runs[k] for r in records], reps, layers,
+                                domain.samples_are_blocks) for k in (0, 1)]
+        conv = _changes(*summaries, grids[1])
     else:
-        evaluate(grid)
         conv = {"finer_degree": None, "max_abs_change": None}
-    kept = [i for i in range(len(samples)) if all(i in run for run in runs)]
-    results = [runs[0][i] for i in kept]
     out: dict[str, Any] = {"symplug_version": __version__, "kind": "diagnosis",
                            "domain": domain.name,
                            "group": group, "grid": grid.describe(), "lmax": lmax,
                            "n_samples": len(kept), "convergence": conv}
-    if skipped is not None:
+    if skip_failures:
         out["skipped"] = [{"index": i, "reason": skipped[i]} for i in sorted(skipped)]
 
-    labels = [domain.reference(samples[i]) if domain.reference else None for i in kept]
+    labels = [r.reference for r in records]
     out["outputs"] = {}
     for name in names:
         errors = [r.outputs[name] for r in results]
@@ -189,9 +298,9 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
     out["layers"] = {}
     for name in layers:
         spectra = [r.layers[name] for r in results]
-        center = _dataset_feature_mean(spectra)
         raw = aggregate_spectra(spectra)
-        centered = aggregate_spectra([s.centered(center) for s in spectra])
+        centered = centered_aggregate(raw, reduce(FeatureMoments.merge,
+                                                  [r.moments[name] for r in records]))
         record = raw.to_dict()
         out["layers"][name] = {
             "spectrum": record["spectrum"], "power": record["power"],
@@ -202,9 +311,12 @@ def diagnose(model: Callable, samples: Sequence[Any], domain: Domain, *,
             "invariant_fraction_centered": centered.invariant_fraction,
             "per_sample_invariant_fraction": [s.invariant_fraction for s in spectra],
             "per_sample_spectrum": _per_sample_spectra(kept, spectra)}
-    if domain.summarize is not None:
-        extra = ({"orbit_values": [runs[0][i].values for i in kept]} if domain.keep_outputs
-                 else {})
-        out["summary"] = domain.summarize([samples[i] for i in kept], model, grid, **extra)
+    if domain.summary:
+        context, parts = None, [None] * len(states)
+        for stage in domain.summary:  # parts stay with their partitions for the next stage
+            parts = [run.submit(_summary_part, stage, model_h, s, grid, bool(keep), context, p)
+                     for s, p in zip(states, parts)]
+            context = stage.reduce(run.gather(parts), context)
+        out["summary"] = context
     out["findings"] = [f.to_dict() for f in findings(out)]
     return out

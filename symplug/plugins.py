@@ -14,11 +14,12 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import pluggy
 
 from . import hookspecs
+from .dataparallel import Partitions
 from .errors import PluginError, SymplugError
 from .markers import PROJECT_NAME
 from .records import Domain, ReportSection, TrainingTask
@@ -169,6 +170,25 @@ def load_data(domain: str, path: str) -> list:
     if len(data) == 0:
         raise SymplugError(f"data file {path!r} holds no samples")
     return list(data)
+
+
+def load_partitions(domain: str, paths: Sequence[str], size: int | None = None) -> Partitions:
+    """Partitions of about ``size`` units (the plugin's: ROOT entries, frames; None: its
+    default) of the data in ``paths``: lazy ones from the plugin's
+    ``symplug_load_partitions``, else the files read here and split into partitions of
+    ``size`` samples (default 16)."""
+    for path in paths:
+        if not os.path.exists(path):
+            raise SymplugError(f"data file {path!r} does not exist")
+    if size is not None and int(size) < 1:
+        raise SymplugError(f"partition size must be >= 1, got {size}")
+    for _plugin, parts in get_plugin_manager().each_impl("symplug_load_partitions", domain=domain,
+                                                          paths=list(paths), size=size):
+        if parts is not None:
+            return Partitions(parts)
+    size = int(size or 16)
+    samples = [s for path in paths for s in load_data(domain, path)]
+    return Partitions(samples[i:i + size] for i in range(0, len(samples), size))
 
 
 def augment_batch(domain: str, batch: Any, matrices: Any) -> Any:

@@ -36,14 +36,14 @@ class Domain:
     * ``groups``: the groups that make sense for the domain, default first.
     * ``select_outputs(samples)`` names the outputs that the samples support when
       none are asked for (e.g. stress only for periodic structures); default: all.
-    * ``summarize(samples, model, grid)`` returns domain figures added to the result
+    * ``summary``: :class:`SummaryStage` passes whose last result is added to the result
       under ``"summary"`` (e.g. AUC, flip rate and skipped jets for taggers).
     * ``samples_are_blocks``: a sample is a block of items (jets); data-set errors then
       average over items, not blocks.
-    * ``keep_outputs``: outputs whose values over the grid the orbit pass keeps for
-      ``summarize``, which then gets ``orbit_values=[{output: (grid size, ...)}]``, one
-      dict per sample, so that it needs no second pass over the orbit (e.g. the flip
-      rate of a tagger).
+    * ``keep_outputs``: outputs whose values over the grid the orbit pass keeps for the
+      summary, whose stages then get ``orbit_values=[{output: (grid size, ...)}]``, one
+      dict per sample, so that they need no second pass over the orbit (e.g. the flip
+      rate of a tagger). The values stay where the samples were evaluated.
     """
 
     name: str
@@ -55,7 +55,7 @@ class Domain:
     reference: Callable[[Any], Mapping[str, torch.Tensor] | None] | None = None
     axis: tuple[float, float, float] = (0.0, 0.0, 1.0)
     select_outputs: Callable[[Any], list[str]] | None = None
-    summarize: Callable[[Any, Any, Any], dict] | None = None
+    summary: tuple["SummaryStage", ...] = ()
     samples_are_blocks: bool = False
     keep_outputs: tuple[str, ...] = ()
 
@@ -82,10 +82,35 @@ class Domain:
                 check_group(g)
         except SymplugError as exc:
             problems.append(str(exc))
+        if not isinstance(self.summary, tuple) or not all(
+                isinstance(stage, SummaryStage) for stage in self.summary):
+            problems.append("summary must be a tuple of SummaryStage records")
         if problems:
             raise PluginError(f"plugin {plugin!r} declares an invalid domain "
                               f"{getattr(self, 'name', '?')!r}: " + "; ".join(problems))
         return self
+
+
+@dataclass(frozen=True)
+class SummaryStage:
+    """One map-reduce pass of a domain summary, so that it merges exactly over
+    partitions of the data (one partition when run in one process).
+
+    * ``map(samples, model, grid, orbit_values, context, previous) -> part`` runs where
+      a partition's samples were evaluated (``orbit_values`` as for ``keep_outputs``,
+      or None: then evaluate the orbit again); ``context`` is the previous stage's
+      result and ``previous`` this partition's part of the previous stage (both None
+      for the first stage). Parts travel to the client: keep them small.
+    * ``reduce(parts, context) -> result`` merges the parts of all partitions, in data
+      order. The last stage's result is the summary (a JSON-ready dict).
+
+    Example: AUC needs every score, the flip rate at the median score needs the median
+    first: stage 1 maps to the scores and reduces to AUC and threshold; stage 2 maps
+    to weighted flip counts at that threshold and reduces by summing them.
+    """
+
+    map: Callable[..., Any]
+    reduce: Callable[[list, Any], Any]
 
 
 @dataclass(frozen=True)

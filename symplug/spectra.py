@@ -121,6 +121,45 @@ class Spectrum:
         return out
 
 
+@dataclass(frozen=True)
+class FeatureMoments:
+    """Count, mean and summed squared deviation per feature (last axis) of the orbit
+    means of a layer over its tokens (all other axes). Merged with Chan's formula, they
+    give the data-set centred spectrum without keeping any per-token mean."""
+
+    count: int
+    mean: torch.Tensor  # (F,)
+    m2: torch.Tensor    # (F,)
+
+    @classmethod
+    def of(cls, orbit_mean: torch.Tensor) -> "FeatureMoments":
+        """The moments of one sample's orbit mean (item shape, features last)."""
+        flat = orbit_mean.reshape(-1, orbit_mean.shape[-1]) if orbit_mean.ndim else \
+            orbit_mean.reshape(1, 1)
+        mean = flat.mean(0)
+        return cls(int(flat.shape[0]), mean, ((flat - mean) ** 2).sum(0))
+
+    def merge(self, other: "FeatureMoments") -> "FeatureMoments":
+        if other.mean.shape != self.mean.shape:
+            raise GridError(f"layer features changed between samples: {tuple(other.mean.shape)} "
+                            f"vs {tuple(self.mean.shape)}")
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        return FeatureMoments(n, self.mean + delta * (other.count / n),
+                              self.m2 + other.m2 + delta ** 2 * (self.count * other.count / n))
+
+
+def centered_aggregate(raw: Spectrum, moments: FeatureMoments) -> Spectrum:
+    """The data-set spectrum of u - c, c the per-feature data-set mean of the orbit
+    means: only the invariant sector and the norm change, B_inv = sum |Pi u - c|^2."""
+    inv = invariant_sector(raw.group)
+    shifted = float(moments.m2.sum())
+    power = dict(raw.power)
+    power[inv] = shifted
+    return replace(raw, power=power, norm2=max(raw.norm2 - raw.power[inv] + shifted, 0.0),
+                   mean=None, stderr=None)
+
+
 def aggregate_spectra(spectra: list[Spectrum]) -> Spectrum:
     """Data-set spectrum: powers and norms summed over samples (fractions of the total)."""
     if not spectra:

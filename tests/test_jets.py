@@ -272,13 +272,13 @@ def test_top_tagging_hdf5_layout(tmp_path):
 def test_summary_from_the_orbit_pass_equals_a_second_pass(jets, frame):
     """The flip rate and score shifts read from the kept orbit values are the numbers a
     separate pass over the orbit gives (exactly: the same model calls, float64)."""
-    from symplug_jets.domain import blocks, summarize
+    from symplug_jets.domain import blocks, jets_domain
 
     tagger = sj.load_tagger("reference")
     result = sj.diagnose(tagger, jets, group="SO3", degree=2, frame=frame, progress=False,
                          check_convergence=False)
     grid = symplug.quadrature("SO3", 2)
-    second = summarize(blocks(jets), tagger, grid, frame=frame)
+    second = symplug.summarize(jets_domain(frame), blocks(jets), tagger, grid)
     first = result["summary"]
     assert first["flip_rate"] > 0.01
     assert abs(first["flip_rate"] - second["flip_rate"]) < 1e-15

@@ -13,7 +13,7 @@ import torch
 from ase.calculators.calculator import BaseCalculator
 
 import symplug
-from symplug import Domain, Output, SymplugError
+from symplug import Domain, Output, SummaryStage, SymplugError
 
 from .action import check_frame, rotated_copies
 from .models import REPS, UNITS, CalculatorModel, to_reporting_units
@@ -47,10 +47,17 @@ def default_outputs(frames: Sequence[ase.Atoms]) -> list[str]:
     return names
 
 
-def summarize(frames: Sequence[ase.Atoms], model: Any, grid: Any) -> dict:
-    """The structures of a diagnosis: formula, atom count and periodicity, in order."""
-    return {"structures": [{"formula": f.get_chemical_formula(), "n_atoms": len(f),
-                            "periodic": bool(f.get_pbc().all())} for f in frames]}
+def _structures(frames: Sequence[ase.Atoms], *_) -> list[dict]:
+    """Formula, atom count and periodicity of each structure, in order."""
+    return [{"formula": f.get_chemical_formula(), "n_atoms": len(f),
+             "periodic": bool(f.get_pbc().all())} for f in frames]
+
+
+def _all_structures(parts: list[list[dict]], context) -> dict:
+    return {"structures": [row for part in parts for row in part]}
+
+
+SUMMARY = (SummaryStage(_structures, _all_structures),)
 
 
 def atoms_domain() -> Domain:
@@ -59,11 +66,32 @@ def atoms_domain() -> Domain:
         name="atoms", act=rotated_copies, groups=("O3", "SO3"),
         outputs={name: Output(REPS[name], UNITS[name]) for name in REPS},
         description="ase.Atoms; O(3) about the centre of mass, cells rotate with the atoms",
-        reference=reference_labels, select_outputs=default_outputs, summarize=summarize)
+        reference=reference_labels, select_outputs=default_outputs, summary=SUMMARY)
+
+
+def frame_partitions(paths: Sequence[str | Path], size: int = 16) -> symplug.Partitions:
+    """The structures of many files as lazy partitions of ``size`` frames (a file's frames
+    are counted here; each partition reads its own slice where it is computed), for
+    ``symplug.diagnose(..., client=...)``."""
+    import dask
+
+    parts = []
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise SymplugError(f"{path}: no such file")
+        try:
+            count = sum(1 for _ in ase.io.iread(path, index=":"))
+        except Exception as exc:
+            raise SymplugError(f"{path}: ase.io cannot read it ({type(exc).__name__}: {exc})") from exc
+        parts += [dask.delayed(read_frames)(path, f"{start}:{min(start + size, count)}")
+                  for start in range(0, count, int(size))]
+    return symplug.Partitions(parts)
 
 
 def read_frames(path: str | Path, index: str = ":") -> list[ase.Atoms]:
-    """Structures from any file ase.io reads (extxyz, traj, ...), each checked."""
+    """Structures from any file ase.io reads (extxyz, traj, ...), each checked; errors
+    name the frame by its position in the file (also for a slice ``"a:b"``)."""
     path = Path(path)
     if not path.exists():
         raise SymplugError(f"{path}: no such file")
@@ -74,8 +102,9 @@ def read_frames(path: str | Path, index: str = ":") -> list[ase.Atoms]:
     frames = frames if isinstance(frames, list) else [frames]
     if not frames:
         raise SymplugError(f"{path}: no structures")
+    first = int(index.split(":")[0] or 0) if isinstance(index, str) and ":" in index else 0
     for i, frame in enumerate(frames):
-        check_frame(frame, f"{path} frame {i}")
+        check_frame(frame, f"{path} frame {first + i}")
     return frames
 
 

@@ -46,6 +46,17 @@ def symplug_load_data(domain: str, path: str):
 
 
 @hookimpl
+def symplug_load_partitions(domain: str, paths: list[str], size: int | None):
+    """Files ase.io reads, as lazy partitions of ``size`` frames."""
+    if domain != DOMAIN:
+        return None
+    _require_ase()
+    from .domain import frame_partitions
+
+    return frame_partitions(paths, size or 16)
+
+
+@hookimpl
 def symplug_augment_batch(domain: str, batch, matrices):
     """``batch``: a list of ase.Atoms carrying labels, or a fine-tuning
     :class:`~symplug_atoms.finetune.StructureBatch`; returns transformed copies with labels

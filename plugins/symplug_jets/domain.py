@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 import symplug
-from symplug import Domain, Output, SymplugError
+from symplug import Domain, Output, SummaryStage, SymplugError
 
 from .action import boost, rotate_jets
 from .metrics import auc, background_rejection, roc
-from .rootio import JetSet, read_root
+from .rootio import JetSet, read_root, read_root_dask
 from .taggers import CallableTagger
 
 BLOCK = 16  # jets per orbit sample: a model call sees chunk_size x BLOCK jets
@@ -45,6 +45,17 @@ def blocks(jets: JetSet, size: int = BLOCK) -> list[dict]:
             block["skipped"] = jets.skipped
         out.append(block)
     return out
+
+
+def jet_partitions(paths: Sequence[str | Path], block_size: int = BLOCK, step_size: int = 100_000,
+                   **read) -> symplug.Partitions:
+    """The jet blocks of many ROOT files as lazy partitions of about ``step_size`` entries
+    (:func:`~symplug_jets.rootio.read_root_dask`), for ``symplug.diagnose(...,
+    client=...)``: each partition is read, validated and cut into blocks on its worker."""
+    import dask
+
+    return symplug.Partitions(dask.delayed(blocks)(jets, block_size)
+                              for jets in read_root_dask(paths, step_size=step_size, **read))
 
 
 def _scores(model, p4: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
@@ -81,35 +92,50 @@ def _boosted(jets: JetSet, rapidity: float, axis: str) -> torch.Tensor:
     return torch.from_numpy(np.where(jets.mask[..., None], boost(jets.p4, rapidity, axis), 0.0))
 
 
-def summarize(samples: Sequence[dict], model, grid, signal: str | None = None,
-              frame: str = "lab", orbit_values: Sequence[dict] | None = None) -> dict:
-    """Field figures for a list of jet blocks: performance on the untransformed jets (AUC,
-    1/eps_B, the ROC), the flip rate (weighted fraction of copies on the other side of
-    the eps_S = 0.5 working point, or of the median score without labels) under
-    ``grid``, and the weighted distribution of the score shift s(g x) - s(x).
-    ``orbit_values[b]["score"]`` (grid size, jets[, classes]), kept by the orbit pass of
-    the diagnosis, saves evaluating the orbit again."""
+def _scores_part(samples: Sequence[dict], model, grid, orbit_values, context, previous,
+                 signal: str | None = None) -> dict:
+    """Summary stage 1, per partition: the scores of the untransformed jets, their labels
+    and the jets the reader skipped."""
     p4 = torch.cat([b["p4"] for b in samples])
     mask = torch.cat([b["mask"] for b in samples])
     names = samples[0].get("label_names", [])
-    raw = _scores(model, p4, mask)
-    score = _signal_score(raw, names, signal)
-    out = {"n_jets": int(p4.shape[0]),
-           "skipped": [{"entry": int(i), "reason": r} for i, r in samples[0].get("skipped", [])]}
+    return {"score": _signal_score(_scores(model, p4, mask), names, signal),
+            "labels": (np.concatenate([b["labels"] for b in samples]) if "labels" in samples[0]
+                       else None),
+            "label_names": names,
+            "skipped": [(int(i), r) for b in samples for i, r in b.get("skipped", [])]}
+
+
+def _performance(parts: list[dict], context, signal: str | None = None) -> dict:
+    """Summary stage 1, merged: AUC, 1/eps_B and the ROC of all untransformed jets, and
+    the working point of the flip rate (eps_S = 0.5, or the median score without labels)."""
+    score = np.concatenate([p["score"] for p in parts])
+    out = {"n_jets": int(score.shape[0]),
+           "skipped": [{"entry": i, "reason": r} for p in parts for i, r in p["skipped"]]}
     threshold = float(np.median(score))
-    if "labels" in samples[0]:
-        labels = np.concatenate([b["labels"] for b in samples])
-        is_signal = _is_signal(labels, names, signal)
+    if parts[0]["labels"] is not None:
+        labels = np.concatenate([p["labels"] for p in parts])
+        is_signal = _is_signal(labels, parts[0]["label_names"], signal)
         out["auc"] = auc(score, is_signal)
         out["background_rejection"] = {f"{wp}": background_rejection(score, is_signal, wp)
                                        for wp in WORKING_POINTS}
         out["roc"] = _roc_record(score, is_signal)
         threshold = float(np.quantile(score[is_signal], 0.5))
+    out["threshold"] = threshold
+    return out
+
+
+def _flips_part(samples: Sequence[dict], model, grid, orbit_values, context, previous,
+                signal: str | None = None, frame: str = "lab") -> dict:
+    """Summary stage 2, per partition: weighted counts of copies on the other side of
+    the working point and the weighted histogram of the score shift s(g x) - s(x)."""
+    names = samples[0].get("label_names", [])
+    threshold = context["threshold"]
     flips, total_w = 0.0, 0.0
     shifts = np.zeros(len(SHIFT_EDGES) - 1)
     offset = 0
     for b, block in enumerate(samples):
-        ref_score = score[offset:offset + block["p4"].shape[0]]  # the untransformed jets
+        ref_score = previous["score"][offset:offset + block["p4"].shape[0]]
         offset += block["p4"].shape[0]
         ref = ref_score > threshold
         for index in grid.chunks(32):
@@ -123,13 +149,31 @@ def summarize(samples: Sequence[dict], model, grid, signal: str | None = None,
             flipped = ((s > threshold) != ref[None, :]) & (np.abs(s - ref_score) > FLIP_TOLERANCE)
             flips += float((w[:, None] * flipped).sum())
             total_w += float(w.sum()) * len(ref)
-            shift = np.clip(s - ref_score[None, :], SHIFT_EDGES[0], SHIFT_EDGES[-1])
+            shift = s - ref_score[None, :]
+            shift[np.abs(shift) <= FLIP_TOLERANCE] = 0.0  # round-off must not pick the bin
+            shift = np.clip(shift, SHIFT_EDGES[0], SHIFT_EDGES[-1])
             shifts += np.histogram(shift, SHIFT_EDGES, weights=np.broadcast_to(
                 w[:, None], shift.shape))[0]
-    out["flip_rate"] = flips / total_w
-    out["threshold"] = threshold
-    out["score_shift"] = {"edges": SHIFT_EDGES.tolist(), "weights": (shifts / total_w).tolist()}
-    return out
+    return {"flips": flips, "weight": total_w, "shifts": shifts}
+
+
+def _flip_rate(parts: list[dict], context: dict) -> dict:
+    """Summary stage 2, merged: the flip rate and the score-shift distribution."""
+    flips = sum(p["flips"] for p in parts)
+    weight = sum(p["weight"] for p in parts)
+    shifts = sum(p["shifts"] for p in parts)
+    return {**context, "flip_rate": flips / weight,
+            "score_shift": {"edges": SHIFT_EDGES.tolist(), "weights": (shifts / weight).tolist()}}
+
+
+def summary_stages(frame: str = "lab", signal: str | None = None) -> tuple[SummaryStage, ...]:
+    """Field figures of a tagger diagnosis, merged exactly over partitions: performance
+    on the untransformed jets (AUC, 1/eps_B, the ROC), then the flip rate (weighted
+    fraction of copies on the other side of the eps_S = 0.5 working point, or of the
+    median score without labels) under the grid and the weighted distribution of the
+    score shift s(g x) - s(x), read from the orbit pass's kept scores."""
+    return (SummaryStage(partial(_scores_part, signal=signal), partial(_performance, signal=signal)),
+            SummaryStage(partial(_flips_part, signal=signal, frame=frame), _flip_rate))
 
 
 def jets_domain(frame: str = "lab") -> Domain:
@@ -141,7 +185,7 @@ def jets_domain(frame: str = "lab") -> Domain:
                   outputs={"score": Output("0e", "")},
                   description=("jet constituents (E, px, py, pz); rotations in the "
                                + ("lab frame, axis = beam" if frame == "lab" else "jet frame")),
-                  summarize=partial(summarize, frame=frame), samples_are_blocks=True,
+                  summary=summary_stages(frame), samples_are_blocks=True,
                   keep_outputs=("score",))
 
 

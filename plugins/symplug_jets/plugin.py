@@ -48,6 +48,17 @@ def symplug_load_data(domain: str, path: str):
 
 
 @hookimpl
+def symplug_load_partitions(domain: str, paths: list[str], size: int | None):
+    """ROOT files through ``uproot.dask``: partitions of about ``size`` entries."""
+    if domain not in DOMAINS or not all(p.endswith(".root") for p in paths):
+        return None
+    _require_jets()
+    from .domain import jet_partitions
+
+    return jet_partitions(paths, step_size=size or 100_000)
+
+
+@hookimpl
 def symplug_augment_batch(domain: str, batch, matrices):
     """``batch``: a dict with ``p4`` (J, P, 4) (and any other keys, e.g. labels, which are
     invariant); each jet is rotated by its own element, about the beam (``jets``) or

@@ -62,11 +62,9 @@ def _open_tree(path: Path, tree: str):
     return handle[tree]
 
 
-def read_root(path: str | Path, tree: str = "tree", max_particles: int = 128,
-              labels: Sequence[str] | None = None, entry_stop: int | None = None) -> JetSet:
-    """Read and validate jets from a ROOT file (see the module docstring)."""
-    path = Path(path)
-    ttree = _open_tree(path, tree)
+def _branches(ttree, path: Path, tree: str,
+              labels: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """(label branches, observer branches) of a TTree, its constituent branches checked."""
     names = set(ttree.keys())
     missing = [b for b in P4_BRANCHES if b not in names]
     if missing:
@@ -78,37 +76,90 @@ def read_root(path: str | Path, tree: str = "tree", max_particles: int = 128,
     if unknown:
         raise SymplugError(f"{path}: unknown label branch {unknown[0]!r} "
                            f"(label branches: {', '.join(sorted(n for n in names if n.startswith('label_'))) or 'none'})")
-    observers = sorted(n for n in names if n.startswith("jet_"))
+    return label_names, sorted(n for n in names if n.startswith("jet_"))
+
+
+def read_root(path: str | Path, tree: str = "tree", max_particles: int = 128,
+              labels: Sequence[str] | None = None, entry_stop: int | None = None) -> JetSet:
+    """Read and validate jets from a ROOT file (see the module docstring)."""
+    path = Path(path)
+    ttree = _open_tree(path, tree)
+    label_names, observers = _branches(ttree, path, tree, labels)
     try:
         arrays = ttree.arrays([*P4_BRANCHES, *label_names, *observers], entry_stop=entry_stop,
                               library="ak")
     except Exception as exc:
         raise SymplugError(f"{path}: cannot read TTree {tree!r}, truncated or corrupt? "
                            f"({type(exc).__name__}: {exc})") from exc
+    return jets_from_arrays(arrays, label_names, observers, path, max_particles)
+
+
+def jets_from_arrays(arrays: ak.Array, label_names: Sequence[str], observers: Sequence[str],
+                     path: str | Path, max_particles: int = 128, first_entry: int = 0,
+                     require_jets: bool = True) -> JetSet:
+    """Padded, validated jets from the branches of entries ``first_entry, ...`` of
+    ``path`` (an awkward record array, e.g. one partition of :func:`read_root_dask`)."""
+    path = Path(path)
     counts = [ak.num(arrays[b]) for b in P4_BRANCHES]
     for b, c in zip(P4_BRANCHES[1:], counts[1:]):
         bad = np.nonzero(ak.to_numpy(c != counts[0]))[0]
         if len(bad):
-            raise SymplugError(f"{path}: jet {int(bad[0])} has {int(c[bad[0]])} entries in {b!r} "
-                               f"but {int(counts[0][bad[0]])} in 'part_energy'")
+            raise SymplugError(f"{path}: jet {first_entry + int(bad[0])} has {int(c[bad[0]])} "
+                               f"entries in {b!r} but {int(counts[0][bad[0]])} in 'part_energy'")
     e, px, py, pz = (arrays[b] for b in P4_BRANCHES)
     pt = np.hypot(px, py)
     order = ak.argsort(pt, axis=1, ascending=False)  # keep the leading constituents
     p4 = [ak.to_numpy(ak.fill_none(ak.pad_none(x[order], max_particles, clip=True), 0.0))
           for x in (e, px, py, pz)]
-    p4 = np.stack(p4, axis=-1).astype(np.float64)
+    p4 = np.stack(p4, axis=-1).astype(np.float64).reshape(len(arrays), max_particles, 4)
     n_part = np.minimum(ak.to_numpy(counts[0]), max_particles)
     mask = np.arange(max_particles)[None, :] < n_part[:, None]
     label_array = (np.stack([ak.to_numpy(arrays[n]).astype(np.float64) for n in label_names], 1)
                    if label_names else None)
-    return _checked(p4, mask, label_array, label_names,
-                    {n: ak.to_numpy(arrays[n]).astype(np.float64) for n in observers}, path)
+    return _checked(p4, mask, label_array, list(label_names),
+                    {n: ak.to_numpy(arrays[n]).astype(np.float64) for n in observers}, path,
+                    first_entry, require_jets)
+
+
+def read_root_dask(paths: Sequence[str | Path], tree: str = "tree", max_particles: int = 128,
+                   labels: Sequence[str] | None = None, step_size: int = 100_000) -> list:
+    """Jets of many ROOT files as lazy partitions: ``uproot.dask`` splits the files into
+    chunks of about ``step_size`` entries (dask-awkward partitions, never across files),
+    and each becomes a ``dask.delayed`` :class:`JetSet` read and validated where it is
+    computed. The branches of every file are checked here first (metadata only)."""
+    import dask
+    import uproot as up
+
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise SymplugError("no ROOT files given")
+    layout, sizes = None, []
+    for path in paths:
+        ttree = _open_tree(path, tree)
+        found = _branches(ttree, path, tree, labels)
+        if layout is not None and found != layout:
+            raise SymplugError(f"{path}: branches {found} differ from {paths[0]}'s {layout}")
+        layout = found
+        sizes.append(int(ttree.num_entries))
+    label_names, observers = layout
+    lazy = up.dask({str(p): tree for p in paths}, step_size=int(step_size), open_files=True,
+                   filter_name=[*P4_BRANCHES, *label_names, *observers])
+    starts = np.cumsum([0] + sizes)
+    out = []
+    for part, first in zip(lazy.to_delayed(), lazy.divisions[:-1]):
+        file = int(np.searchsorted(starts, first, side="right") - 1)
+        out.append(dask.delayed(jets_from_arrays)(part, label_names, observers, paths[file],
+                                                  max_particles, int(first - starts[file]),
+                                                  False))
+    return out
 
 
 def _checked(p4: np.ndarray, mask: np.ndarray, labels: np.ndarray | None,
-             label_names: list[str], observers: dict[str, np.ndarray], path: Path) -> JetSet:
+             label_names: list[str], observers: dict[str, np.ndarray], path: Path,
+             first_entry: int = 0, require_jets: bool = True) -> JetSet:
     """The usable jets, padding zeroed; jets without constituents, with non-finite
-    momenta or a constituent of clearly negative mass squared are skipped and counted."""
+    momenta or a constituent of clearly negative mass squared are skipped and counted
+    (by entry: ``first_entry`` is the entry of the first row)."""
     reasons: dict[int, str] = {}
     for i in np.nonzero(~mask.any(axis=1))[0]:
         reasons[int(i)] = "no constituents"
@@ -120,10 +171,10 @@ def _checked(p4: np.ndarray, mask: np.ndarray, labels: np.ndarray | None,
     for i in np.nonzero(negative)[0]:
         reasons.setdefault(int(i), "constituent with negative mass squared")
     jets = JetSet(np.where(mask[..., None], p4, 0.0), mask, labels, list(label_names), observers,
-                  np.arange(len(p4)), [], str(path))
+                  first_entry + np.arange(len(p4)), [], str(path))
     kept = jets.subset(np.array([i for i in range(len(p4)) if i not in reasons], dtype=int))
-    kept.skipped = sorted(reasons.items())
-    if len(kept) == 0:
+    kept.skipped = sorted((first_entry + i, r) for i, r in reasons.items())
+    if len(kept) == 0 and require_jets:
         raise SymplugError(f"{path}: no usable jets ({len(reasons)} skipped; first: "
                            f"{kept.skipped[0][1] if kept.skipped else 'empty'})")
     return kept

@@ -1,0 +1,133 @@
+"""Data-parallel execution: partitions of a data set mapped here or on a dask cluster.
+
+A data set is a list of samples, or :class:`Partitions`: a list whose items are each
+a list of samples or a ``dask.delayed`` object that produces one (e.g. a partition of
+``uproot.dask`` read on the worker that evaluates it). Work on a partition runs where
+its samples are and leaves them there; only what a task returns on purpose (metric
+records, summary parts) travels to the client. Without a client everything runs in
+this process, partition after partition, through the same functions.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Callable, Sequence
+
+from tqdm.auto import tqdm
+
+from .errors import SymplugError
+
+
+class Partitions(list):
+    """A data set in partitions: each item a list of samples or a dask Delayed
+    producing one. Sample indices count through the partitions in order."""
+
+
+def partition(samples: Sequence[Any], parts: int) -> Partitions:
+    """``samples`` in ``parts`` contiguous partitions of (nearly) equal size."""
+    samples = list(samples)
+    parts = max(1, min(int(parts), len(samples)))
+    size = math.ceil(len(samples) / parts)
+    return Partitions(samples[i:i + size] for i in range(0, len(samples), size))
+
+
+def _is_dask(obj: Any) -> bool:
+    return hasattr(obj, "__dask_graph__")
+
+
+def _threads() -> None:
+    """On a dask worker, torch uses the worker's threads (not every core of the node)."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return
+    import torch
+
+    torch.set_num_threads(max(1, int(worker.state.nthreads)))
+
+
+def _on_worker(fn: Callable, *args: Any) -> Any:
+    _threads()
+    return fn(*args)
+
+
+class LocalExecutor:
+    """Runs every task at once in this process; handles are the values themselves."""
+
+    workers = 1
+
+    def load(self, part: Any) -> Any:
+        return part.compute(scheduler="sync") if _is_dask(part) else list(part)
+
+    def share(self, obj: Any) -> Any:
+        return obj
+
+    def submit(self, fn: Callable, *args: Any) -> Any:
+        return fn(*args)
+
+    def gather(self, handles: list, desc: str = "", progress: bool = False) -> list:
+        return list(handles)
+
+
+class DaskExecutor:
+    """Tasks on a ``dask.distributed`` cluster: handles are futures, kept on the
+    workers until gathered; shared objects (model, domain) are sent once to each."""
+
+    def __init__(self, client: Any):
+        self.client = client
+        self.workers = max(1, len(client.scheduler_info().get("workers", {})))
+
+    def load(self, part: Any) -> Any:
+        if _is_dask(part):
+            return self.client.compute(part)
+        return self.client.scatter(list(part))
+
+    def share(self, obj: Any) -> Any:
+        return self.client.scatter(obj, broadcast=True, hash=False)
+
+    def submit(self, fn: Callable, *args: Any) -> Any:
+        return self.client.submit(_on_worker, fn, *args, pure=False)
+
+    def gather(self, handles: list, desc: str = "", progress: bool = False) -> list:
+        from distributed import as_completed
+
+        with tqdm(total=len(handles), desc=desc, unit="partition", disable=not progress,
+                  file=sys.stderr, leave=False) as bar:
+            for _ in as_completed(handles):
+                bar.update(1)
+        return self.client.gather(handles)
+
+
+def executor(client: Any = None) -> LocalExecutor | DaskExecutor:
+    """The executor of ``client`` (a ``distributed.Client``), or the local one."""
+    if client is None:
+        return LocalExecutor()
+    if not hasattr(client, "submit") or not hasattr(client, "scheduler_info"):
+        raise SymplugError(f"client must be a dask.distributed Client, got {type(client).__name__}")
+    return DaskExecutor(client)
+
+
+def connect(scheduler: str | None = None, workers: int | None = None,
+            threads_per_worker: int = 1) -> Any:
+    """A ``distributed.Client``: to the scheduler at ``scheduler`` (e.g.
+    ``tcp://10.0.0.5:8786``), or to a new local cluster of ``workers`` processes."""
+    if (scheduler is None) == (workers is None):
+        raise SymplugError("give either a scheduler address or a number of workers")
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise SymplugError("data-parallel runs need dask.distributed: "
+                           "pip install 'symplug[distributed]'") from exc
+    if scheduler is not None:
+        try:
+            return Client(scheduler, timeout="30s")
+        except OSError as exc:
+            raise SymplugError(f"cannot reach the dask scheduler at {scheduler!r}: {exc}") from exc
+    if int(workers) < 1:
+        raise SymplugError(f"--workers must be >= 1, got {workers}")
+    # a client that starts its own local cluster closes it when it closes
+    return Client(n_workers=int(workers), threads_per_worker=threads_per_worker,
+                  processes=True, dashboard_address=None)
