@@ -23,14 +23,14 @@ from .lie import lie_derivatives
 from .markers import hookimpl, hookspec
 from .orbit import evaluate_orbit
 from .quadrature import Grid, quadrature
-from .records import Domain, Output, ReportSection, TrainingTask
+from .records import Domain, MeanTerm, Output, ReportSection, TrainingTask
 from .representations import Representation, representation
 from .spectra import Spectrum, aggregate_spectra, symmetry_content
 from .wigner import wigner_D
 
 __all__ = [
     "AliasingError", "BiasVariance", "DatasetError", "Domain", "EquivarianceError", "Finding",
-    "Grid", "GridError", "Output", "PluginError", "ReportSection", "Representation",
+    "Grid", "GridError", "MeanTerm", "Output", "PluginError", "ReportSection", "Representation",
     "RepresentationError", "Spectrum", "SymplugError", "TrainingTask", "__version__",
     "aggregate_errors", "aggregate_spectra", "bias_variance", "convergence", "diagnose",
     "equivariance_error", "evaluate_orbit", "findings", "generators", "haar", "hookimpl",
