@@ -24,6 +24,11 @@ ends with exactly the weights of an uninterrupted run. Checkpoints load with
 ``torch.load(weights_only=True)`` and hold the model's ``config`` and ``state_dict``
 where the domain's loaders expect them.
 
+Data-parallel (torch DistributedDataParallel, launched with ``torchrun``): the global
+batch is split over the ranks, every rank draws the group elements of the whole batch
+and takes its rows, and every loss term is a :class:`~symplug.MeanTerm` whose count is
+all-reduced, so that the gradients equal the one-process gradients (docs/training.md).
+
 Tracking: at chosen epochs, A of every output and B of every named layer on a fixed
 validation subset and grid (:func:`symplug.diagnose` without the convergence check),
 written as ``track.json`` (a time series), ``track.mts`` (metatensor TensorMap) and
@@ -135,7 +140,7 @@ def _rows_matrices(task: TrainingTask, batch: Any, name: str, rho: torch.Tensor)
 
 def _apply(rho: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """rho (R, d, d) acting on values (R, ..., d)."""
-    return torch.einsum("rij,r...j->r...i", rho.to(values.dtype), values)
+    return torch.einsum("rij,r...j->r...i", rho.to(device=values.device, dtype=values.dtype), values)
 
 
 def _equivariance_sums(task: TrainingTask, domain: str, batch: Any,
