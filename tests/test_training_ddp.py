@@ -69,6 +69,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     """A rank of the 2-process run: both fine-tunings and one stopped after STOP_AT steps;
     rank 0 saves what it ended with."""
     torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)  # as tests/conftest.py sets it in this process
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}",
                                          rank=rank, world_size=world)
     results = {kind: _run(kind, Path(out) / kind) for kind in ("atoms", "jets")}
