@@ -24,14 +24,14 @@ from .lie import lie_derivatives
 from .markers import hookimpl, hookspec
 from .orbit import evaluate_orbit
 from .quadrature import Grid, quadrature
-from .records import Domain, Output, ReportSection, SummaryStage, TrainingTask
+from .records import Domain, MeanTerm, Output, ReportSection, SummaryStage, TrainingTask
 from .representations import Representation, representation
 from .spectra import Spectrum, aggregate_spectra, symmetry_content
 from .wigner import wigner_D
 
 __all__ = [
     "AliasingError", "BiasVariance", "DatasetError", "Domain", "EquivarianceError", "Finding",
-    "Grid", "GridError", "Output", "Partitions", "PluginError", "ReportSection",
+    "Grid", "GridError", "MeanTerm", "Output", "Partitions", "PluginError", "ReportSection",
     "Representation", "RepresentationError", "Spectrum", "SummaryStage", "SymplugError",
     "TrainingTask", "__version__", "aggregate_errors", "aggregate_spectra", "bias_variance",
     "connect", "convergence", "diagnose", "partition", "summarize",

@@ -123,6 +123,23 @@ class ReportSection:
 
 
 @dataclass(frozen=True)
+class MeanTerm:
+    """``weight * total / count``: a loss term averaging ``count`` rows (e.g. a sum of
+    squares over ``count`` components). Data-parallel ranks divide their ``total`` by
+    the global count (summed over ranks), so that the summed gradients equal the
+    one-process gradient whatever the number of rows on each rank."""
+
+    total: torch.Tensor
+    count: float
+    weight: float = 1.0
+
+    @property
+    def value(self) -> torch.Tensor:
+        """``weight * total / count`` (one process: the term's mean)."""
+        return self.weight * self.total / self.count
+
+
+@dataclass(frozen=True)
 class TrainingTask:
     """The domain part of augmented fine-tuning, returned by ``symplug_training_task``.
 
@@ -136,7 +153,10 @@ class TrainingTask:
     * ``collate(items) -> batch``: one batch, the object ``symplug_augment_batch`` takes.
     * ``predict(batch) -> {name: tensor}``: differentiable predictions in training units;
       the leading axis holds one row per batch item, or per token (see ``rows``).
-    * ``loss(batch, predictions) -> scalar tensor``: the supervised loss.
+    * ``loss(batch, predictions)``: the supervised loss, either a ``{name: MeanTerm}``
+      (exact under data-parallel training, whatever the rows per rank) or a scalar
+      tensor (used as is; data-parallel ranks average it, which is the one-process
+      loss only when every rank holds as many rows).
     * ``outputs``: {name: representation} of the predictions the penalties compare.
     * ``output_weights``: {name: weight} of each output's penalty term (default 1).
     * ``rows(batch, name) -> LongTensor | None``: the batch item of every row of a

@@ -24,6 +24,11 @@ ends with exactly the weights of an uninterrupted run. Checkpoints load with
 ``torch.load(weights_only=True)`` and hold the model's ``config`` and ``state_dict``
 where the domain's loaders expect them.
 
+Data-parallel (torch DistributedDataParallel, launched with ``torchrun``): the global
+batch is split over the ranks, every rank draws the group elements of the whole batch
+and takes its rows, and every loss term is a :class:`~symplug.MeanTerm` whose count is
+all-reduced, so that the gradients equal the one-process gradients (docs/training.md).
+
 Tracking: at chosen epochs, A of every output and B of every named layer on a fixed
 validation subset and grid (:func:`symplug.diagnose` without the convergence check),
 written as ``track.json`` (a time series), ``track.mts`` (metatensor TensorMap) and
@@ -33,8 +38,10 @@ written as ``track.json`` (a time series), ``track.mts`` (metatensor TensorMap) 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -44,11 +51,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .errors import SymplugError
 from .groups import check_group, generators, haar
-from .records import Domain, TrainingTask
+from .records import Domain, MeanTerm, TrainingTask
 from .representations import representation
 from .result import atomic_write, write_checkpoint, write_json, write_tensormap
 
@@ -132,14 +140,13 @@ def _rows_matrices(task: TrainingTask, batch: Any, name: str, rho: torch.Tensor)
 
 def _apply(rho: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """rho (R, d, d) acting on values (R, ..., d)."""
-    return torch.einsum("rij,r...j->r...i", rho.to(values.dtype), values)
+    return torch.einsum("rij,r...j->r...i", rho.to(device=values.device, dtype=values.dtype), values)
 
 
-def equivariance_penalty(task: TrainingTask, domain: str, batch: Any,
-                         predictions: Mapping[str, torch.Tensor],
-                         matrices: torch.Tensor) -> dict[str, torch.Tensor]:
-    """{output: mean |f(h x) - rho(h) f(x)|^2} for the (B, 3, 3) elements ``matrices``
-    (one per batch item), in training units squared (differentiable)."""
+def _equivariance_sums(task: TrainingTask, domain: str, batch: Any,
+                       predictions: Mapping[str, torch.Tensor],
+                       matrices: torch.Tensor) -> dict[str, MeanTerm]:
+    """{output: MeanTerm(sum |f(h x) - rho(h) f(x)|^2, rows x components)}."""
     from .plugins import augment_batch
 
     moved = task.predict(augment_batch(domain, batch, matrices))
@@ -148,23 +155,28 @@ def equivariance_penalty(task: TrainingTask, domain: str, batch: Any,
         rep = representation(spec)
         y = rep.flatten(predictions[name], 1, name)
         rho = _rows_matrices(task, batch, name, rep.matrices(matrices))
-        out[name] = (rep.flatten(moved[name], 1, name) - _apply(rho, y)).pow(2).mean()
+        diff = rep.flatten(moved[name], 1, name) - _apply(rho, y)
+        out[name] = MeanTerm(diff.pow(2).sum(), float(diff.numel()))
     return out
 
 
-def lie_penalty(task: TrainingTask, domain: str, batch: Any, size: int, group: str,
-                axis: Sequence[float] = (0.0, 0.0, 1.0),
-                step: float = 1e-2) -> dict[str, torch.Tensor]:
-    """{output: sum_J mean |L_J f|^2} with the Lie derivative L_J f of every generator J
-    by a rho-corrected central difference of step ``step`` rad (exactly zero for an
-    exactly equivariant f; for f = v + w, v equivariant and w constant, it equals
-    (sin s / s)^2 sum_J |J w|^2 / d over the rotation generators, d the number of
-    components, the mean running over components). ``size``: the number of items in
-    ``batch``."""
+def equivariance_penalty(task: TrainingTask, domain: str, batch: Any,
+                         predictions: Mapping[str, torch.Tensor],
+                         matrices: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{output: mean |f(h x) - rho(h) f(x)|^2} for the (B, 3, 3) elements ``matrices``
+    (one per batch item), in training units squared (differentiable)."""
+    return {k: v.value for k, v in
+            _equivariance_sums(task, domain, batch, predictions, matrices).items()}
+
+
+def _lie_sums(task: TrainingTask, domain: str, batch: Any, size: int, group: str,
+              axis: Sequence[float], step: float) -> dict[str, MeanTerm]:
+    """{output: MeanTerm(sum_J sum |L_J f|^2, rows x components)}."""
     from .plugins import augment_batch
 
     n = int(size)
-    out = {name: 0.0 for name in task.outputs}
+    totals: dict[str, Any] = {name: 0.0 for name in task.outputs}
+    counts = {name: 0.0 for name in task.outputs}
     for j in generators(group, axis).values():
         terms = []
         for sign in (1.0, -1.0):
@@ -177,12 +189,22 @@ def lie_penalty(task: TrainingTask, domain: str, batch: Any, size: int, group: s
             for mats, pred in terms:
                 rho = _rows_matrices(task, batch, name, rep.matrices(mats))
                 back.append(_apply(rho.transpose(1, 2), rep.flatten(pred[name], 1, name)))
-            out[name] = out[name] + ((back[0] - back[1]) / (2 * step)).pow(2).mean()
-    return out
+            diff = (back[0] - back[1]) / (2 * step)
+            totals[name] = totals[name] + diff.pow(2).sum()
+            counts[name] = float(diff.numel())
+    return {name: MeanTerm(totals[name], counts[name]) for name in task.outputs}
 
 
-def _weighted(task: TrainingTask, terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    return sum(float(task.output_weights.get(k, 1.0)) * v for k, v in terms.items())
+def lie_penalty(task: TrainingTask, domain: str, batch: Any, size: int, group: str,
+                axis: Sequence[float] = (0.0, 0.0, 1.0),
+                step: float = 1e-2) -> dict[str, torch.Tensor]:
+    """{output: sum_J mean |L_J f|^2} with the Lie derivative L_J f of every generator J
+    by a rho-corrected central difference of step ``step`` rad (exactly zero for an
+    exactly equivariant f; for f = v + w, v equivariant and w constant, it equals
+    (sin s / s)^2 sum_J |J w|^2 / d over the rotation generators, d the number of
+    components, the mean running over components). ``size``: the number of items in
+    ``batch``."""
+    return {k: v.value for k, v in _lie_sums(task, domain, batch, size, group, axis, step).items()}
 
 
 # ----------------------------------------------------------------------------- tracking
@@ -386,14 +408,34 @@ def finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: st
              validation: Sequence[Any] = (), progress: bool = True,
              callback: Callable[[int], None] | None = None) -> dict:
     """Fine-tune ``task.module`` with augmentation and penalties; resume from
-    ``out/checkpoint.pt`` if it exists. Returns {"history", "track", "checkpoint"}.
+    ``out/checkpoint.pt`` if it exists. Returns {"history", "track", "checkpoint",
+    "grid", "rank", "world_size"}.
 
     ``validation``: domain samples for the accuracy figures and (the first
     ``config.track_samples``) for tracking. ``callback(global_step)`` runs after every
     step (and its checkpoint), e.g. to stop a run in a test.
+
+    Data-parallel: in an initialised ``torch.distributed`` process group, or under
+    ``torchrun`` (``WORLD_SIZE`` > 1 in the environment; the group is then created here,
+    gloo, or nccl for a model on a GPU, and destroyed at the end), every process runs
+    this function on the same task and data; ``config.batch`` is the global batch, split
+    over the processes, and the weights equal a one-process run's to rounding. Only
+    rank 0 writes files, logs and tracks.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    world = _join_world(task.module)
+    try:
+        return _finetune(task, domain, config, Path(out), world, validation, progress, callback)
+    finally:
+        if world.created and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: Path,
+              world: _World, validation: Sequence[Any], progress: bool,
+              callback: Callable[[int], None] | None) -> dict:
+    lead = world.rank == 0  # the process that writes, logs and tracks
+    if lead:
+        out.mkdir(parents=True, exist_ok=True)
     group = None if config.group is None else check_group(config.group)
     if group is not None and group not in domain.groups:
         raise SymplugError(f"group {group} is not offered by domain {domain.name!r} "
@@ -404,6 +446,9 @@ def finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: st
     if config.epochs < 1 or config.batch < 1 or config.lr <= 0:
         raise SymplugError(f"epochs and batch must be >= 1 and lr > 0 (got {config.epochs}, "
                            f"{config.batch}, {config.lr})")
+    if config.batch < world.size:
+        raise SymplugError(f"batch {config.batch} is the global batch, split over the "
+                           f"{world.size} processes: it must be at least {world.size}")
     if (config.penalty_equivariance or config.penalty_lie) and group is None:
         raise SymplugError("symmetry penalties need a group")
     if config.track_every and not validation:
@@ -416,59 +461,87 @@ def finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: st
     state = _State()
     latest = out / LATEST
     log = out / "log.jsonl"
-    if latest.exists():
-        saved = load_checkpoint(latest)
-        if saved.get("format") != CHECKPOINT_FORMAT:
-            raise SymplugError(f"{latest}: not a symplug fine-tuning checkpoint")
-        if saved["finetune"] != json.loads(json.dumps(config.to_dict())):
-            diff = [k for k, v in config.to_dict().items() if saved["finetune"].get(k) != v]
-            raise SymplugError(f"{latest} was written with other settings ({', '.join(diff)}); "
-                               "use another --out to start a new run")
+    saved, error = None, None
+    if lead and latest.exists():
+        try:
+            saved = _resumable(latest, config)
+        except SymplugError as exc:
+            error = str(exc)
+    if world.size > 1:  # rank 0's checkpoint (or refusal) reaches every rank: no shared disk needed
+        shared = [saved, error]
+        dist.broadcast_object_list(shared, src=0)
+        saved, error = shared
+    if error:
+        raise SymplugError(error)
+    if saved is not None:
         module.load_state_dict(saved["state_dict"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
         set_rng_state(saved["rng"])
         state = _State(**{k: saved[k] for k in ("epoch", "step", "global_step", "running",
                                                 "history", "track", "grid")})
-        _log(log, {"event": "resume", "epoch": state.epoch, "step": state.step,
-                   "global_step": state.global_step})
+        if lead:
+            _log(log, {"event": "resume", "epoch": state.epoch, "step": state.step,
+                       "global_step": state.global_step, "world_size": world.size})
     else:
         seed_everything(config.seed)
-        _log(log, {"event": "start", **config.to_dict()})
+        if lead:
+            _log(log, {"event": "start", **config.to_dict(), "world_size": world.size})
+    step_module = _Step(task, domain, config, group, world)
+    runner: torch.nn.Module = step_module
+    if world.size > 1:
+        device = _device(module)
+        ddp = torch.nn.parallel.DistributedDataParallel
+        no_buffer_sync = ({"forward_sync_buffers": False}  # newer torch; buffers are not trained
+                          if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                          else {"broadcast_buffers": False})
+        runner = ddp(step_module, device_ids=[device] if device.type == "cuda" else None,
+                     **no_buffer_sync)
 
     def save(final_of_epoch: bool) -> None:
-        payload = {"format": CHECKPOINT_FORMAT, "config": dict(getattr(module, "config", {})),
-                   "state_dict": module.state_dict(), "finetune": config.to_dict(),
-                   "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                   "rng": rng_state(), "epoch": state.epoch, "step": state.step,
-                   "global_step": state.global_step, "running": state.running,
-                   "history": state.history, "track": state.track, "grid": state.grid}
-        write_checkpoint(payload, latest)
-        if final_of_epoch:
-            write_checkpoint(payload, out / f"epoch_{state.epoch:03d}.pt")
+        if lead:
+            payload = {"format": CHECKPOINT_FORMAT, "config": dict(getattr(module, "config", {})),
+                       "state_dict": module.state_dict(), "finetune": config.to_dict(),
+                       "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                       "rng": rng_state(), "epoch": state.epoch, "step": state.step,
+                       "global_step": state.global_step, "running": state.running,
+                       "history": state.history, "track": state.track, "grid": state.grid,
+                       "world_size": world.size}
+            write_checkpoint(payload, latest)
+            if final_of_epoch:
+                write_checkpoint(payload, out / f"epoch_{state.epoch:03d}.pt")
+        if world.size > 1:  # no rank runs ahead of a checkpoint that is being written
+            dist.barrier()
 
     def track(loss: float | None) -> None:
-        layers = list(config.track_layers or task.layers)
-        was_training = module.training
-        entry, state.grid = track_entry(
-            task.snapshot(), validation[: config.track_samples], domain, group=track_group,
-            degree=config.track_degree, layers=layers,
-            outputs=[o for o in task.outputs if o in domain.outputs] or None,
-            epoch=state.epoch, loss=loss, evaluate=task.evaluate, evaluate_samples=validation)
-        module.train(was_training)
+        entry = None
+        if lead:
+            layers = list(config.track_layers or task.layers)
+            was_training = module.training
+            entry, state.grid = track_entry(
+                task.snapshot(), validation[: config.track_samples], domain, group=track_group,
+                degree=config.track_degree, layers=layers,
+                outputs=[o for o in task.outputs if o in domain.outputs] or None,
+                epoch=state.epoch, loss=loss, evaluate=task.evaluate, evaluate_samples=validation)
+            module.train(was_training)
+        if world.size > 1:  # the other ranks wait here while rank 0 tracks
+            shared = [entry, state.grid]
+            dist.broadcast_object_list(shared, src=0)
+            entry, state.grid = shared
         state.track.append(entry)
-        write_track(track_document(domain.name, track_group, state.grid, state.track), out)
-        _log(log, {"event": "track", "epoch": state.epoch,
-                   "A": {k: v["equivariance_rmse"] for k, v in entry["outputs"].items()},
-                   "invariant_fraction": {k: v["invariant_fraction"]
-                                          for k, v in entry["layers"].items()},
-                   "metrics": entry["metrics"]})
+        if lead:
+            write_track(track_document(domain.name, track_group, state.grid, state.track), out)
+            _log(log, {"event": "track", "epoch": state.epoch,
+                       "A": {k: v["equivariance_rmse"] for k, v in entry["outputs"].items()},
+                       "invariant_fraction": {k: v["invariant_fraction"]
+                                              for k, v in entry["layers"].items()},
+                       "metrics": entry["metrics"]})
 
     if config.track_every and not state.track:
         track(None)
         save(final_of_epoch=False)
     bar = tqdm(total=config.epochs * steps_per_epoch, initial=state.global_step, unit="step",
-               desc=f"finetune {domain.name}", disable=not progress, file=sys.stderr)
+               desc=f"finetune {domain.name}", disable=not progress or not lead, file=sys.stderr)
     start = time.perf_counter()
     try:
         while state.epoch < config.epochs:
@@ -476,20 +549,26 @@ def finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: st
             perm = np.random.default_rng(derived_seed(config.seed, state.epoch)).permutation(len(items))
             while state.step < steps_per_epoch:
                 idx = perm[state.step * config.batch:(state.step + 1) * config.batch]
-                batch = task.collate([items[i] for i in idx])
-                terms = _step_terms(task, domain, batch, len(idx), config, group, state)
-                total = terms.pop("total")
+                lo, hi = world.rows(len(idx))
+                seeds = (config.seed, state.epoch, state.step)
+                # elements of the whole global batch from the step's seeds; this rank's rows
+                augment = None if group is None else haar(
+                    group, len(idx), seed=derived_seed(*seeds, 0), axis=domain.axis)[lo:hi]
+                compare = None if not config.penalty_equivariance else haar(
+                    group, len(idx), seed=derived_seed(*seeds, 1), axis=domain.axis)[lo:hi]
+                batch = task.collate([items[i] for i in idx[lo:hi]]) if hi > lo else None
+                objective = runner(batch, hi - lo, augment=augment, compare=compare)
                 opt.zero_grad()
-                total.backward()
+                objective.backward()
                 opt.step()
                 sched.step()
-                for k, v in {"loss": float(total.detach()), **terms}.items():
+                for k, v in step_module.logged.items():
                     state.running[k] = state.running.get(k, 0.0) + v
                 state.running["count"] = state.running.get("count", 0) + 1
                 state.step += 1
                 state.global_step += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(total.detach()):.4g}", refresh=False)
+                bar.set_postfix(loss=f"{step_module.logged['loss']:.4g}", refresh=False)
                 if (config.checkpoint_every and state.global_step % config.checkpoint_every == 0
                         and state.step < steps_per_epoch):
                     save(final_of_epoch=False)
@@ -500,7 +579,8 @@ def finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: st
                       **{k: v / count for k, v in state.running.items()}}
             state.epoch, state.step, state.running = state.epoch + 1, 0, {}
             state.history.append(record)
-            _log(log, {"event": "epoch", **record, "seconds": time.perf_counter() - start})
+            if lead:
+                _log(log, {"event": "epoch", **record, "seconds": time.perf_counter() - start})
             if config.track_every and (state.epoch % config.track_every == 0
                                        or state.epoch == config.epochs):
                 track(record["loss"])
@@ -508,32 +588,175 @@ def finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: st
     finally:
         bar.close()
     return {"history": state.history, "track": state.track, "checkpoint": str(latest),
-            "grid": state.grid}
+            "grid": state.grid, "rank": world.rank, "world_size": world.size}
 
 
-def _step_terms(task: TrainingTask, domain: Domain, batch: Any, n: int, config: FinetuneConfig,
-                group: str | None, state: _State) -> dict:
-    """The step's total loss (tensor, key ``total``) and its parts (floats)."""
-    from .plugins import augment_batch
+def _resumable(latest: Path, config: FinetuneConfig) -> dict:
+    """The checkpoint ``latest`` if it continues a run with ``config`` (any world size)."""
+    saved = load_checkpoint(latest)
+    if saved.get("format") != CHECKPOINT_FORMAT:
+        raise SymplugError(f"{latest}: not a symplug fine-tuning checkpoint")
+    if saved["finetune"] != json.loads(json.dumps(config.to_dict())):
+        diff = [k for k, v in config.to_dict().items() if saved["finetune"].get(k) != v]
+        raise SymplugError(f"{latest} was written with other settings ({', '.join(diff)}); "
+                           "use another --out to start a new run")
+    return saved
 
-    seeds = (config.seed, state.epoch, state.step)
-    if group is not None:
-        mats = haar(group, n, seed=derived_seed(*seeds, 0), axis=domain.axis)
-        batch = augment_batch(domain.name, batch, mats)
-    predictions = task.predict(batch)
-    loss = task.loss(batch, predictions)
-    total, parts = loss, {"supervised": float(loss.detach())}
-    if config.penalty_equivariance:
-        mats = haar(group, n, seed=derived_seed(*seeds, 1), axis=domain.axis)
-        pen = _weighted(task, equivariance_penalty(task, domain.name, batch, predictions, mats))
-        total = total + config.penalty_equivariance * pen
-        parts["penalty_equivariance"] = float(pen.detach())
-    if config.penalty_lie:
-        pen = _weighted(task, lie_penalty(task, domain.name, batch, n, group, domain.axis,
-                                          config.lie_step))
-        total = total + config.penalty_lie * pen
-        parts["penalty_lie"] = float(pen.detach())
-    return {"total": total, **parts}
+
+# ----------------------------------------------------------------------------- one step
+
+
+_PARTS = ("supervised", "penalty_equivariance", "penalty_lie")
+
+
+def _loss_terms(value: Any) -> dict[str, MeanTerm]:
+    """A task's loss as {name: MeanTerm}: a dict of MeanTerms as is, a scalar tensor as
+    one term of count 1 (averaged over data-parallel ranks)."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0:
+        return {"loss": MeanTerm(value, 1.0)}
+    if isinstance(value, Mapping) and value and all(
+            isinstance(t, MeanTerm) and isinstance(t.total, torch.Tensor) and t.total.dim() == 0
+            for t in value.values()):
+        return dict(value)
+    raise SymplugError("TrainingTask.loss must return a scalar tensor or a non-empty "
+                       f"{{name: MeanTerm}} of scalar totals, got {type(value).__name__}")
+
+
+class _Step(torch.nn.Module):
+    """One step's objective as a module that holds ``task.module``: predictions, loss and
+    penalties run inside its forward, so DistributedDataParallel (which reduces the
+    gradients of a backward only after its own forward ran) wraps all of them.
+
+    Every term is a :class:`MeanTerm`; the counts and detached totals of all terms go in
+    one float64 all-reduce (SUM), and each rank's objective is
+    ``W sum_t factor_t weight_t total_t / global_count_t``: DDP averages the gradients
+    over the W ranks, so they equal the one-process gradient. ``logged`` holds the global
+    values of the step (identical on every rank)."""
+
+    def __init__(self, task: TrainingTask, domain: Domain, config: FinetuneConfig,
+                 group: str | None, world: _World):
+        super().__init__()
+        self.model = task.module
+        self.task, self.domain, self.config, self.group, self.world = (task, domain, config,
+                                                                       group, world)
+        self.factors = {"supervised": 1.0, "penalty_equivariance": config.penalty_equivariance,
+                        "penalty_lie": config.penalty_lie}
+        self.keys: list[tuple[str, str, float]] | None = None  # (part, name, weight), agreed
+        self.logged: dict[str, float] = {}
+
+    def terms(self, batch: Any, n: int, augment: torch.Tensor | None,
+              compare: torch.Tensor | None) -> dict[tuple[str, str], MeanTerm]:
+        """{(part, name): MeanTerm} of this rank's ``n`` items."""
+        from .plugins import augment_batch
+
+        task, config, domain = self.task, self.config, self.domain
+        if augment is not None:
+            batch = augment_batch(domain.name, batch, augment)
+        predictions = task.predict(batch)
+        terms = {("supervised", k): t
+                 for k, t in _loss_terms(task.loss(batch, predictions)).items()}
+        penalties = {}
+        if compare is not None:
+            penalties["penalty_equivariance"] = _equivariance_sums(task, domain.name, batch,
+                                                                   predictions, compare)
+        if config.penalty_lie:
+            penalties["penalty_lie"] = _lie_sums(task, domain.name, batch, n, self.group,
+                                                 domain.axis, config.lie_step)
+        for part, sums in penalties.items():
+            for k, t in sums.items():
+                terms[(part, k)] = MeanTerm(t.total, t.count, float(task.output_weights.get(k, 1.0)))
+        return terms
+
+    def agree(self, terms: Mapping[tuple[str, str], MeanTerm]) -> list[tuple[str, str, float]]:
+        """The terms' (part, name, weight) in reduction order: rank 0's, sent once (a rank
+        without items this step has none of its own); checked on every step."""
+        mine = [(part, name, float(t.weight)) for (part, name), t in terms.items()]
+        if self.keys is None:
+            shared = [mine]
+            if self.world.size > 1:
+                dist.broadcast_object_list(shared, src=0)
+            self.keys = [tuple(k) for k in shared[0]]
+        if terms and mine != self.keys:
+            raise SymplugError(f"the loss terms changed from {self.keys} to {mine}: a "
+                               "TrainingTask.loss must return the same names and weights for "
+                               "every batch")
+        return self.keys
+
+    def forward(self, batch: Any, n: int, augment: torch.Tensor | None = None,
+                compare: torch.Tensor | None = None) -> torch.Tensor:
+        terms = self.terms(batch, n, augment, compare) if n else {}
+        keys = self.agree(terms)
+        device = _device(self.model)
+        local = torch.zeros(2, len(keys), dtype=torch.float64, device=device)
+        if terms:
+            local[0] = torch.tensor([float(terms[k[:2]].count) for k in keys], dtype=torch.float64)
+            local[1] = torch.stack([terms[k[:2]].total.detach().to(torch.float64).reshape(())
+                                    for k in keys])
+        if self.world.size > 1:
+            dist.all_reduce(local)
+        counts, totals = local.tolist()
+        objective = None
+        values = dict.fromkeys(p for p in _PARTS if any(k[0] == p for k in keys))
+        for (part, name, weight), count, total in zip(keys, counts, totals):
+            if count <= 0:
+                continue
+            values[part] = (values[part] or 0.0) + weight * total / count
+            if terms:
+                coef = self.factors[part] * weight / count
+                term = terms[(part, name)].total * (self.world.size * coef)
+                objective = term if objective is None else objective + term
+        self.logged = {"loss": sum(self.factors[p] * (v or 0.0) for p, v in values.items()),
+                       **{p: v or 0.0 for p, v in values.items()}}
+        # every parameter takes part (zero weight): DDP needs no search for unused
+        # parameters, and a rank without items this step contributes zero gradients
+        anchor = sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
+        return anchor if objective is None else objective + anchor
+
+
+# ----------------------------------------------------------------------------- data parallelism
+
+
+@dataclass(frozen=True)
+class _World:
+    """This process among the data-parallel processes (one process: rank 0 of 1);
+    ``created``: this call initialised the process group (and destroys it)."""
+
+    rank: int = 0
+    size: int = 1
+    created: bool = False
+
+    def rows(self, n: int) -> tuple[int, int]:
+        """[lo, hi) of this rank's items of a global batch of ``n``: contiguous pieces,
+        the first ``n % size`` one longer (``np.array_split``)."""
+        q, r = divmod(n, self.size)
+        lo = self.rank * q + min(self.rank, r)
+        return lo, lo + q + (self.rank < r)
+
+
+def _device(module: torch.nn.Module) -> torch.device:
+    param = next(module.parameters(), None)
+    return torch.device("cpu") if param is None else param.device
+
+
+def _join_world(module: torch.nn.Module) -> _World:
+    """The default process group's rank and size; under ``torchrun`` (``WORLD_SIZE`` > 1 in
+    the environment) without one, initialise it: nccl for a model on a GPU, else gloo."""
+    if not dist.is_available():
+        return _World()
+    if dist.is_initialized():
+        return _World(dist.get_rank(), dist.get_world_size())
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return _World()
+    device = _device(module)
+    backend = "nccl" if device.type == "cuda" and dist.is_nccl_available() else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    try:
+        dist.init_process_group(backend)
+    except (ValueError, RuntimeError) as exc:
+        raise SymplugError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but the {backend} process "
+                           f"group did not start ({exc}); launch with torchrun") from exc
+    return _World(dist.get_rank(), dist.get_world_size(), created=True)
 
 
 def _log(path: Path, record: dict) -> None:
@@ -569,6 +792,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     task = training_task(args.domain, load_model(args.domain, args.model), train)
     result = finetune(task, domain, config, args.out, validation=validation,
                       progress=not args.quiet)
+    if result["rank"] != 0:  # data-parallel: rank 0 reports
+        return 0
     _print_track(result["track"], result["history"])
     print(f"checkpoints in {args.out} (latest: {result['checkpoint']})")
     _report_track(args, Path(args.out) / "track.json")

@@ -4,7 +4,8 @@ Training items are labelled structures as tensors on a neighbour graph built onc
 (:class:`Labelled`); a batch is a :class:`StructureBatch`, which the atoms
 ``symplug_augment_batch`` rotates (positions and cell about the centre of mass,
 forces as vectors, energy unchanged) without rebuilding graphs. The loss is the
-reference model's: 10 x MSE(E/N in eV) + MSE(F in eV/A); the penalties compare the
+reference model's: 10 x MSE(E/N in eV) + MSE(F in eV/A), as :class:`~symplug.MeanTerm`
+sums over structures and force components; the penalties compare the
 energy per atom (``0e``, eV/atom) and the forces (``1o``, eV/A) with the same weights.
 """
 
@@ -18,7 +19,7 @@ import ase
 import numpy as np
 import torch
 
-from symplug import SymplugError, TrainingTask
+from symplug import MeanTerm, SymplugError, TrainingTask
 
 from .graph import Graph, build_graph
 from .torch_model import TorchAtomsModel
@@ -80,10 +81,14 @@ def _targets(batch: StructureBatch) -> dict[str, torch.Tensor]:
             "forces": torch.cat([item.forces for item in batch])}
 
 
-def _loss(batch: StructureBatch, pred: dict[str, torch.Tensor]) -> torch.Tensor:
+def _loss(batch: StructureBatch, pred: dict[str, torch.Tensor]) -> dict[str, MeanTerm]:
+    """10 x mean over structures of (E/N)^2 errors + mean over force components of
+    squared errors, as sums and counts (exact when ranks hold different atom counts)."""
     target = _targets(batch)
-    return (ENERGY_WEIGHT * (pred["energy"] - target["energy"]).pow(2).mean()
-            + FORCE_WEIGHT * (pred["forces"] - target["forces"]).pow(2).mean())
+    forces = pred["forces"] - target["forces"]
+    return {"energy": MeanTerm((pred["energy"] - target["energy"]).pow(2).sum(),
+                               float(len(batch)), ENERGY_WEIGHT),
+            "forces": MeanTerm(forces.pow(2).sum(), float(forces.numel()), FORCE_WEIGHT)}
 
 
 def _rows(batch: StructureBatch, name: str) -> torch.Tensor | None:

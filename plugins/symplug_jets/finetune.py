@@ -3,8 +3,9 @@
 Training items are single jets (constituents, mask, top/QCD label) taken from the
 domain's jet blocks; a batch is ``{"p4" (J, P, 4) float64 GeV, "mask" (J, P),
 "target" (J,) 1 for signal}``, which the jets ``symplug_augment_batch`` rotates jet by
-jet (labels are invariant). The loss is the cross-entropy of the two logits; the
-penalties compare the signal probability ``score`` (``0e``).
+jet (labels are invariant). The loss is the cross-entropy of the two logits (a
+:class:`~symplug.MeanTerm` over jets); the penalties compare the signal probability
+``score`` (``0e``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from symplug import SymplugError, TrainingTask
+from symplug import MeanTerm, SymplugError, TrainingTask
 
 from .domain import signal_label
 from .taggers import CallableTagger
@@ -39,6 +40,12 @@ def _jets(samples: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 def _collate(items: Sequence[tuple]) -> dict:
     p4, mask, target = zip(*items)
     return {"p4": torch.stack(p4), "mask": torch.stack(mask), "target": torch.stack(target)}
+
+
+def _loss(batch: dict, pred: dict[str, torch.Tensor]) -> dict[str, MeanTerm]:
+    """Cross-entropy of the two logits, summed over the jets (its mean: one term)."""
+    return {"cross_entropy": MeanTerm(torch.nn.functional.cross_entropy(
+        pred["logits"], batch["target"], reduction="sum"), float(len(batch["target"])))}
 
 
 def training_task(model: CallableTagger, samples: Sequence[dict],
@@ -78,6 +85,6 @@ def training_task(model: CallableTagger, samples: Sequence[dict],
     n_blocks = len(getattr(module, "blocks", ()))
     return TrainingTask(
         module=module, items=items, collate=_collate, predict=predict,
-        loss=lambda batch, pred: torch.nn.functional.cross_entropy(pred["logits"], batch["target"]),
+        loss=_loss,
         outputs={"score": "0e"}, snapshot=snapshot, evaluate=evaluate,
         layers=("embed", *(f"blocks.{k}" for k in range(n_blocks)), "pool"))
