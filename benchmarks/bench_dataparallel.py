@@ -1,10 +1,11 @@
 """Throughput of the data-parallel diagnosis: one process against a local dask cluster of
 1 and 2 worker processes (one torch thread each), for jets and atoms.
 
-    python benchmarks/bench_dataparallel.py [--copies 4] [--frames 16] [--out FILE.json]
+    python benchmarks/bench_dataparallel.py [--copies 4] [--step 112] [--frames 16]
+                                            [--cases jets,atoms] [--out FILE.json]
 
 jets: the reference tagger on ``--copies`` copies of the shipped test file (450 jets
-each) read through ``uproot.dask`` in partitions of 224 entries, SO(2) degree 4 with the
+each) read through ``uproot.dask`` in partitions of ``--step`` entries, SO(2) degree 4 with the
 degree-6 convergence check, layer ``pool``, AUC and flip rate. atoms: ``pet-cu`` on
 ``--frames`` Cu13 clusters of the shipped test frames (cycled), in partitions of 2
 frames, O(3) degree 2 with the degree-4 check, layer ``embedding``. Every run is timed
@@ -17,7 +18,6 @@ explains more than the code does.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -40,7 +40,7 @@ def _max_relative_difference(a, b) -> float:
     return 0.0
 
 
-def jets_case(tmp: Path, copies: int):
+def jets_case(tmp: Path, copies: int, step: int):
     import symplug_jets as sj
     from symplug_jets.domain import blocks, jet_partitions, jets_domain
     from symplug_jets.rootio import read_root
@@ -60,7 +60,7 @@ def jets_case(tmp: Path, copies: int):
         return symplug.diagnose(tagger, samples, jets_domain(), **options)
 
     def spread(client):
-        return symplug.diagnose(tagger, jet_partitions(files, step_size=224), jets_domain(),
+        return symplug.diagnose(tagger, jet_partitions(files, step_size=step), jets_domain(),
                                 client=client, **options)
     return f"jets ({n} jets)", n, "jets", single, spread
 
@@ -93,15 +93,18 @@ def atoms_case(frames: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=4, help="copies of the jets test file")
+    parser.add_argument("--step", type=int, default=112, help="jets per partition")
     parser.add_argument("--frames", type=int, default=16, help="Cu13 frames")
+    parser.add_argument("--cases", default="jets,atoms", help="which cases to run")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"load average before: {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, n, unit, single, spread in (jets_case(Path(tmp), args.copies),
-                                              atoms_case(args.frames)):
+        cases = {"jets": lambda: jets_case(Path(tmp), args.copies, args.step),
+                 "atoms": lambda: atoms_case(args.frames)}
+        for name, n, unit, single, spread in (cases[c]() for c in args.cases.split(",")):
             start = time.perf_counter()
             reference = single()
             seconds = {"1 process": time.perf_counter() - start}

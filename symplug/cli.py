@@ -89,7 +89,8 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
                           outputs=outputs, layers=layers, finer_degree=args.finer_degree,
                           check_convergence=not args.no_convergence,
                           chunk_size=args.chunk_size, progress=not args.quiet,
-                          skip_failures=args.skip_failures, client=client)
+                          skip_failures=args.skip_failures, client=client,
+                          per_sample=not args.no_per_sample)
     failed = None  # a failed comparison still keeps the diagnosis
     if reference is not None:
         from .findings import findings
@@ -237,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run on this dask.distributed scheduler (e.g. tcp://host:8786)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="run on a new local dask cluster of N worker processes")
+    p.add_argument("--no-per-sample", action="store_true",
+                   help="leave the per-sample lists out of the result (large data sets: "
+                   "partitions then send sums only)")
     p.add_argument("--partition-size", type=int, metavar="N",
                    help="data-parallel partitions of N units (jets: ROOT entries, default "
                    "100000; atoms: frames, default 16)")

@@ -19,6 +19,9 @@ from tqdm.auto import tqdm
 from .errors import SymplugError
 
 
+NO_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+
+
 class Partitions(list):
     """A data set in partitions: each item a list of samples or a dask Delayed
     producing one. Sample indices count through the partitions in order."""
@@ -128,6 +131,11 @@ def connect(scheduler: str | None = None, workers: int | None = None,
             raise SymplugError(f"cannot reach the dask scheduler at {scheduler!r}: {exc}") from exc
     if int(workers) < 1:
         raise SymplugError(f"--workers must be >= 1, got {workers}")
-    # a client that starts its own local cluster closes it when it closes
-    return Client(n_workers=int(workers), threads_per_worker=threads_per_worker,
-                  processes=True, dashboard_address=None)
+    import dask
+
+    # The nanny's default MALLOC_TRIM_THRESHOLD_=65536 makes glibc return memory after
+    # every small free: torch models with many small tensors then run 2x slower
+    # (docs/distributed.md). A client that starts its own cluster closes it when it closes.
+    with dask.config.set({NO_TRIM: None}):
+        return Client(n_workers=int(workers), threads_per_worker=threads_per_worker,
+                      processes=True, dashboard_address=None)

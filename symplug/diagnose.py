@@ -3,22 +3,23 @@ grid-convergence check, assembled into the DESIGN §3 result dictionary.
 
 The work is split into partitions of samples (:mod:`symplug.dataparallel`): each
 partition is evaluated where its samples are (here, or on a dask worker) and returns
-small per-sample metric records (A's moments, the powers of B, the per-feature
-moments of each layer's orbit mean); the client merges them in data order. One
-partition in this process is the plain single-process run, through the same code.
+its sums (A's sums, the summed powers of B, the per-feature moments of each layer's
+orbit means: :class:`GridSums`) and, unless asked not to, JSON-ready per-sample
+records; the client merges them in data order. One partition in this process is the
+plain single-process run, through the same code.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
 from .dataparallel import Partitions, executor, partition
-from .equivariance import aggregate_errors, bias_variance
+from .equivariance import ErrorSums
 from .errors import SymplugError
 from .findings import findings
 from .groups import check_group
@@ -44,16 +45,59 @@ class _Plan:
     desc: str
 
 
-@dataclass
-class SampleRecord:
-    """The metrics of one sample that travel to the client: one light
-    :class:`OrbitResult` per grid (no orbit means, no kept values), the feature
-    moments of each layer on the grid, and the sample's reference labels."""
+@dataclass(frozen=True)
+class GridSums:
+    """The merged metrics of a set of samples on one grid: A's sums per output
+    (:class:`~symplug.equivariance.ErrorSums`, with the bias against reference labels),
+    the summed spectra of outputs, breaking responses and layers, and the per-feature
+    moments of each layer's orbit means (for the data-set centred spectrum)."""
 
-    index: int  # within its partition
-    runs: list[OrbitResult]
+    errors: dict[str, ErrorSums]
+    outputs: dict[str, Spectrum]
+    breaking: dict[str, Spectrum]
+    layers: dict[str, Spectrum]
     moments: dict[str, FeatureMoments]
-    reference: dict | None
+
+    @classmethod
+    def of(cls, r: OrbitResult, by_components: bool, labels: dict | None) -> "GridSums":
+        def summed(spectra: dict[str, Spectrum]) -> dict[str, Spectrum]:
+            return {n: aggregate_spectra([s]) for n, s in spectra.items()}  # no orbit mean
+
+        labels = labels or {}
+        return cls({n: ErrorSums.of(e, by_components, labels.get(n)) for n, e in r.outputs.items()},
+                   summed(r.output_spectra), summed(r.breaking_spectra), summed(r.layers),
+                   {n: FeatureMoments.of(s.mean) for n, s in r.layers.items()})
+
+    def merge(self, other: "GridSums") -> "GridSums":
+        def spectra(a: dict, b: dict) -> dict:
+            return {n: aggregate_spectra([a[n], b[n]]) for n in a}
+        return GridSums({n: e.merge(other.errors[n]) for n, e in self.errors.items()},
+                        spectra(self.outputs, other.outputs),
+                        spectra(self.breaking, other.breaking),
+                        spectra(self.layers, other.layers),
+                        {n: m.merge(other.moments[n]) for n, m in self.moments.items()})
+
+
+@dataclass
+class PartitionRecord:
+    """What a partition sends to the client: its size, its kept samples (indices within
+    the partition), one :class:`GridSums` per grid over them (None if none was kept),
+    JSON-ready per-sample records (``per_sample``) and the reasons of skipped samples."""
+
+    size: int
+    kept: list[int]
+    sums: list[GridSums] | None
+    details: list[dict] | None
+    skipped: dict[int, str]
+
+
+def _details(r: OrbitResult) -> dict:
+    """The per-sample part of the result for one sample (JSON-ready)."""
+    def spectra(items: dict[str, Spectrum]) -> dict:
+        return {n: {k: d[k] for k in ("spectrum", "power", "invariant_fraction")}
+                for n, d in ((n, s.to_dict()) for n, s in items.items())}
+    return {"errors": {n: e.to_dict() for n, e in r.outputs.items()},
+            "outputs": spectra(r.output_spectra), "layers": spectra(r.layers)}
 
 
 @dataclass
@@ -68,24 +112,16 @@ class PartitionState:
     def kept(self) -> list[int]:
         return [i for i in range(len(self.samples)) if all(i in r for r in self.results)]
 
-    def records(self, domain: Domain) -> tuple[int, list[SampleRecord], dict[int, str]]:
-        """(number of samples, records of the kept ones, skipped reasons)."""
-        out = []
-        for i in self.kept:
-            first = self.results[0][i]
-            moments = {n: FeatureMoments.of(s.mean) for n, s in first.layers.items()}
-            reference = domain.reference(self.samples[i]) if domain.reference else None
-            out.append(SampleRecord(i, [_light(r[i]) for r in self.results], moments, reference))
-        return len(self.samples), out, dict(self.skipped)
-
-
-def _light(result: OrbitResult) -> OrbitResult:
-    """``result`` without orbit means and kept values (what the merge does not need)."""
-    def strip(spectra: dict[str, Spectrum]) -> dict[str, Spectrum]:
-        return {n: replace(s, mean=None) for n, s in spectra.items()}
-
-    return OrbitResult(result.outputs, strip(result.output_spectra), strip(result.layers),
-                       strip(result.breaking_spectra), {})
+    def record(self, domain: Domain, per_sample: bool) -> PartitionRecord:
+        kept = self.kept
+        labels = [domain.reference(self.samples[i]) if domain.reference else None for i in kept]
+        sums = None
+        if kept:
+            sums = [reduce(GridSums.merge, [GridSums.of(r[i], domain.samples_are_blocks, lab)
+                                            for i, lab in zip(kept, labels)])
+                    for r in self.results]
+        details = [_details(self.results[0][i]) for i in kept] if per_sample else None
+        return PartitionRecord(len(self.samples), kept, sums, details, dict(self.skipped))
 
 
 def _evaluate_partition(model: Callable, domain: Domain, samples: list,
@@ -116,8 +152,8 @@ def _evaluate_partition(model: Callable, domain: Domain, samples: list,
     return state
 
 
-def _records(state: PartitionState, domain: Domain):
-    return state.records(domain)
+def _record(state: PartitionState, domain: Domain, per_sample: bool) -> PartitionRecord:
+    return state.record(domain, per_sample)
 
 
 def _select_outputs(domain: Domain, samples: list) -> list[str]:
@@ -142,28 +178,17 @@ def summarize(domain: Domain, samples: Sequence[Any], model: Callable, grid: Gri
     return context
 
 
-def _summaries(results: Sequence[OrbitResult], outputs: dict, layers: Sequence[str],
-               by_components: bool) -> dict:
-    """Flat {quantity: number} over ``results``, for the convergence comparison."""
+def _summaries(sums: GridSums, layers: Sequence[str]) -> dict:
+    """Flat {quantity: number}, for the convergence comparison."""
     flat: dict[str, float] = {}
-    for name in outputs:
-        flat[f"outputs.{name}.equivariance_rmse"] = aggregate_errors(
-            [r.outputs[name] for r in results], by_components).rmse
-        for key, frac in aggregate_spectra([r.output_spectra[name] for r in results]).fractions.items():
+    for name, errors in sums.errors.items():
+        flat[f"outputs.{name}.equivariance_rmse"] = errors.dataset_error().rmse
+        for key, frac in sums.outputs[name].fractions.items():
             flat[f"outputs.{name}.spectrum.{sector_key(key)}"] = frac
     for name in layers:
-        for key, frac in aggregate_spectra([r.layers[name] for r in results]).fractions.items():
+        for key, frac in sums.layers[name].fractions.items():
             flat[f"layers.{name}.spectrum.{sector_key(key)}"] = frac
     return flat
-
-
-def _per_sample_spectra(indices: Sequence[int], spectra: list[Spectrum]) -> list[dict]:
-    """``[{"index", "spectrum": {"l,sigma": fraction}, "power": {...}}]`` per sample."""
-    out = []
-    for i, s in zip(indices, spectra):
-        record = s.to_dict()
-        out.append({"index": i, "spectrum": record["spectrum"], "power": record["power"]})
-    return out
 
 
 def finer_grid(grid: Grid, finer_degree: int | None = None) -> Grid:
@@ -200,7 +225,7 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
              outputs: Sequence[str] | None = None, layers: Sequence[str] = (),
              finer_degree: int | None = None, check_convergence: bool = True,
              chunk_size: int = 64, progress: bool = True, skip_failures: bool = False,
-             client: Any = None) -> dict:
+             client: Any = None, per_sample: bool = True) -> dict:
     """Diagnose ``model`` on ``samples`` of ``domain``; returns the DESIGN §3 result.
 
     A per output (data-set equivariance RMSE in the output's units, relative
@@ -217,6 +242,9 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
     ``dask.distributed`` Client; each partition is then evaluated on a worker and the
     records are merged here in data order (a plain list is split into partitions, a
     few per worker). The numbers equal the single-process ones up to round-off.
+    ``per_sample=False`` leaves out the per-sample lists (``per_sample``,
+    ``per_sample_spectrum``, ``per_sample_invariant_fraction``): each partition then
+    sends a few numbers per output and layer instead of a record per sample.
     """
     from . import __version__
 
@@ -256,22 +284,21 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
     plan = _Plan(grids, reps, tuple(layers), lmax, chunk_size, keep, skip_failures,
                  progress and client is None, f"{domain.name} {group} degree {grid.degree}")
     states = [run.submit(_evaluate_partition, model_h, domain_h, p, plan) for p in parts]
-    gathered = run.gather([run.submit(_records, s, domain_h) for s in states],
-                          f"{domain.name} partitions", progress)
-    kept, records, skipped, offset = [], [], {}, 0
-    for size, recs, skips in gathered:
-        kept += [offset + r.index for r in recs]
-        records += recs
-        skipped.update({offset + i: reason for i, reason in skips.items()})
-        offset += size
-    if not records:
+    records = run.gather([run.submit(_record, s, domain_h, per_sample) for s in states],
+                         f"{domain.name} partitions", progress)
+    kept, details, skipped, offset, sums = [], [], {}, 0, None
+    for rec in records:
+        kept += [offset + i for i in rec.kept]
+        details += rec.details or []
+        skipped.update({offset + i: reason for i, reason in rec.skipped.items()})
+        offset += rec.size
+        if rec.sums is not None:
+            sums = rec.sums if sums is None else [a.merge(b) for a, b in zip(sums, rec.sums)]
+    if sums is None:
         first = next(iter(skipped.values()), "no samples")
         raise SymplugError(f"every sample failed; the first: {first}")
-    results = [r.runs[0] for r in records]
     if check_convergence:
-        summaries = [_summaries([r.runs[k] for r in records], reps, layers,
-                                domain.samples_are_blocks) for k in (0, 1)]
-        conv = _changes(*summaries, grids[1])
+        conv = _changes(_summaries(sums[0], layers), _summaries(sums[1], layers), grids[1])
     else:
         conv = {"finer_degree": None, "max_abs_change": None}
     out: dict[str, Any] = {"symplug_version": __version__, "kind": "diagnosis",
@@ -281,36 +308,40 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
     if skip_failures:
         out["skipped"] = [{"index": i, "reason": skipped[i]} for i in sorted(skipped)]
 
-    labels = [r.reference for r in records]
+    merged = sums[0]
     out["outputs"] = {}
     for name in names:
-        errors = [r.outputs[name] for r in results]
-        spectra = [r.output_spectra[name] for r in results]
-        breaking = aggregate_spectra([r.breaking_spectra[name] for r in results])
+        errors = merged.errors[name]
         entry = {"rep": reps[name], "units": domain.outputs[name].units,
-                 **aggregate_errors(errors, domain.samples_are_blocks).to_dict(),
-                 **aggregate_spectra(spectra).to_dict(), "breaking_spectrum": breaking.to_dict(),
-                 "per_sample": [{"index": i, **e.to_dict()} for i, e in zip(kept, errors)],
-                 "per_sample_spectrum": _per_sample_spectra(kept, spectra)}
-        if all(lab is not None and name in lab for lab in labels):
-            entry["bias_variance"] = bias_variance(errors, [lab[name] for lab in labels]).to_dict()
+                 **errors.dataset_error().to_dict(), **merged.outputs[name].to_dict(),
+                 "breaking_spectrum": merged.breaking[name].to_dict()}
+        if per_sample:
+            entry["per_sample"] = [{"index": i, **d["errors"][name]}
+                                   for i, d in zip(kept, details)]
+            entry["per_sample_spectrum"] = [
+                {"index": i, "spectrum": d["outputs"][name]["spectrum"],
+                 "power": d["outputs"][name]["power"]} for i, d in zip(kept, details)]
+        if errors.bias2 is not None:
+            entry["bias_variance"] = errors.bias_variance().to_dict()
         out["outputs"][name] = entry
     out["layers"] = {}
     for name in layers:
-        spectra = [r.layers[name] for r in results]
-        raw = aggregate_spectra(spectra)
-        centered = centered_aggregate(raw, reduce(FeatureMoments.merge,
-                                                  [r.moments[name] for r in records]))
+        raw = merged.layers[name]
+        centered = centered_aggregate(raw, merged.moments[name])
         record = raw.to_dict()
-        out["layers"][name] = {
-            "spectrum": record["spectrum"], "power": record["power"],
-            "truncation": raw.truncation,
-            "spectrum_centered": centered.to_dict()["spectrum"],
-            "truncation_centered": centered.truncation,
-            "invariant_fraction": raw.invariant_fraction,
-            "invariant_fraction_centered": centered.invariant_fraction,
-            "per_sample_invariant_fraction": [s.invariant_fraction for s in spectra],
-            "per_sample_spectrum": _per_sample_spectra(kept, spectra)}
+        layer = {"spectrum": record["spectrum"], "power": record["power"],
+                 "truncation": raw.truncation,
+                 "spectrum_centered": centered.to_dict()["spectrum"],
+                 "truncation_centered": centered.truncation,
+                 "invariant_fraction": raw.invariant_fraction,
+                 "invariant_fraction_centered": centered.invariant_fraction}
+        if per_sample:
+            layer["per_sample_invariant_fraction"] = [d["layers"][name]["invariant_fraction"]
+                                                      for d in details]
+            layer["per_sample_spectrum"] = [
+                {"index": i, "spectrum": d["layers"][name]["spectrum"],
+                 "power": d["layers"][name]["power"]} for i, d in zip(kept, details)]
+        out["layers"][name] = layer
     if domain.summary:
         context, parts = None, [None] * len(states)
         for stage in domain.summary:  # parts stay with their partitions for the next stage

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import reduce
 
 import torch
 
@@ -166,22 +167,82 @@ class DatasetError:
         return out
 
 
+@dataclass(frozen=True)
+class ErrorSums:
+    """The sums behind :func:`aggregate_errors` and :func:`bias_variance`, merged over
+    samples in any grouping (e.g. per partition of a data-parallel run).
+
+    With weights w = 1 per sample, or w = d (components) ``by_components``: sum w,
+    sum w A^2/d, sum A^2, sum int|z|^2, sum of squared Monte Carlo standard errors
+    (None if a sample has none), sum A^2/d, and the summed squared bias against the
+    references (None if a sample has none)."""
+
+    n_samples: int
+    weight: float
+    weighted_variance: float
+    a2: float
+    z2: float
+    stderr2: float | None
+    variance: float
+    bias2: float | None
+
+    @classmethod
+    def of(cls, error: EquivarianceError, by_components: bool = False,
+           reference: torch.Tensor | None = None) -> "ErrorSums":
+        n = error.n_components
+        w = n if by_components else 1
+        bias2 = None
+        if reference is not None:
+            ref = error.rep.flatten(torch.as_tensor(reference, dtype=DTYPE), 0, "reference")
+            if ref.shape != error.mean.shape:
+                raise GridError(f"reference has shape {tuple(ref.shape)}, prediction "
+                                f"{tuple(error.mean.shape)}")
+            bias2 = float(((error.mean - ref) ** 2).mean())
+        return cls(1, float(w), w * error.variance, error.variance * n, error.mean_square * n,
+                   None if error.stderr is None else error.stderr ** 2, error.variance, bias2)
+
+    def merge(self, other: "ErrorSums") -> "ErrorSums":
+        def add(a, b):
+            return None if a is None or b is None else a + b
+        return ErrorSums(self.n_samples + other.n_samples, self.weight + other.weight,
+                         self.weighted_variance + other.weighted_variance, self.a2 + other.a2,
+                         self.z2 + other.z2, add(self.stderr2, other.stderr2),
+                         self.variance + other.variance, add(self.bias2, other.bias2))
+
+    def dataset_error(self) -> "DatasetError":
+        var = self.weighted_variance / self.weight
+        stderr = None
+        if self.stderr2 is not None and var > 0:
+            # propagate SE of the mean variance to its square root
+            stderr = math.sqrt(self.stderr2) / self.n_samples / (2 * math.sqrt(var))
+        return DatasetError(math.sqrt(var), math.sqrt(self.a2 / self.z2) if self.z2 > 0 else 0.0,
+                            self.n_samples, stderr)
+
+    def bias_variance(self) -> "BiasVariance":
+        if self.bias2 is None:
+            raise GridError("the bias-variance split needs a reference for every sample")
+        bias2, var = self.bias2 / self.n_samples, self.variance / self.n_samples
+        return BiasVariance(math.sqrt(bias2 + var), math.sqrt(bias2), math.sqrt(var))
+
+
+def error_sums(errors: list[EquivarianceError], by_components: bool = False,
+               references: list[torch.Tensor] | None = None) -> ErrorSums:
+    """:class:`ErrorSums` of ``errors`` (with ``references[i]`` = y*(x_i), if given)."""
+    if not errors:
+        raise GridError("cannot aggregate an empty list of equivariance errors")
+    if references is not None and len(references) != len(errors):
+        raise GridError(f"need one reference per sample: {len(errors)} errors, "
+                        f"{len(references)} references")
+    refs = references if references is not None else [None] * len(errors)
+    return reduce(ErrorSums.merge, [ErrorSums.of(e, by_components, r)
+                                    for e, r in zip(errors, refs)])
+
+
 def aggregate_errors(errors: list[EquivarianceError], by_components: bool = False) -> DatasetError:
     """Mean of A^2/d over samples (or, ``by_components``, over all components of all
     samples, for domains whose samples are blocks of items such as jets);
     relative = sqrt(sum A^2 / sum int|z|^2)."""
-    if not errors:
-        raise GridError("cannot aggregate an empty list of equivariance errors")
-    weights = [e.n_components if by_components else 1 for e in errors]
-    var = sum(w * e.variance for w, e in zip(weights, errors)) / sum(weights)
-    a2 = sum(e.variance * e.n_components for e in errors)
-    z2 = sum(e.mean_square * e.n_components for e in errors)
-    stderr = None
-    if all(e.stderr is not None for e in errors) and var > 0:
-        # propagate SE of the mean variance to its square root
-        se_var = math.sqrt(sum(e.stderr ** 2 for e in errors)) / len(errors)
-        stderr = se_var / (2 * math.sqrt(var))
-    return DatasetError(math.sqrt(var), math.sqrt(a2 / z2) if z2 > 0 else 0.0, len(errors), stderr)
+    return error_sums(errors, by_components).dataset_error()
 
 
 @dataclass(frozen=True)
@@ -209,13 +270,4 @@ def bias_variance(errors: list[EquivarianceError], references: list[torch.Tensor
     if len(errors) != len(references) or not errors:
         raise GridError(f"need one reference per sample: {len(errors)} errors, "
                         f"{len(references)} references")
-    bias2 = 0.0
-    for e, ref in zip(errors, references):
-        ref = e.rep.flatten(torch.as_tensor(ref, dtype=DTYPE), 0, "reference")
-        if ref.shape != e.mean.shape:
-            raise GridError(f"reference has shape {tuple(ref.shape)}, prediction "
-                            f"{tuple(e.mean.shape)}")
-        bias2 += float(((e.mean - ref) ** 2).mean())
-    bias2 /= len(errors)
-    var = sum(e.variance for e in errors) / len(errors)
-    return BiasVariance(math.sqrt(bias2 + var), math.sqrt(bias2), math.sqrt(var))
+    return error_sums(errors, references=references).bias_variance()

@@ -94,6 +94,23 @@ def test_atoms_frames_on_two_workers_equal_one_process(client, tmp_path):
     assert_same_result(spread, single)
 
 
+def test_without_per_sample_lists_the_sums_are_the_same(client, jets_file):
+    """per_sample=False: partitions send sums only; every aggregate is unchanged."""
+    tagger = sj.load_tagger("reference")
+    options = dict(group="SO2", degree=2, layers=["pool"], progress=False,
+                   skip_failures=True, check_convergence=False)
+    full = symplug.diagnose(tagger, blocks(read_root(jets_file)), jets_domain(), **options)
+    lean = symplug.diagnose(tagger, jet_partitions([jets_file], step_size=32), jets_domain(),
+                            client=client, per_sample=False, **options)
+    for key in ("per_sample", "per_sample_spectrum"):
+        assert key in full["outputs"]["score"] and key not in lean["outputs"]["score"]
+        del full["outputs"]["score"][key]
+    for key in ("per_sample_spectrum", "per_sample_invariant_fraction"):
+        assert key not in lean["layers"]["pool"]
+        del full["layers"]["pool"][key]
+    assert_same_result(lean, full)
+
+
 def test_feature_moments_merge_to_the_data_set_centring():
     """Chan's merge of per-sample moments gives the two-pass centred power."""
     from symplug.spectra import FeatureMoments

@@ -130,7 +130,8 @@ def symplug_report_sections(result: dict):
                 f"{result['seed']}.\n\n" + "\n".join(rows))
         return [ReportSection("MD stability", text, {"md.png": plot(result, io.BytesIO()).getvalue()})]
     structures = (result.get("summary") or {}).get("structures")
-    if not structures or "outputs" not in result:
+    if not structures or "outputs" not in result or not all(
+            "per_sample" in o for o in result["outputs"].values()):
         return []
     names = list(result["outputs"])
     header = "| # | structure | atoms | " + " | ".join(

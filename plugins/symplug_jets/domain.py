@@ -94,28 +94,27 @@ def _boosted(jets: JetSet, rapidity: float, axis: str) -> torch.Tensor:
 
 def _scores_part(samples: Sequence[dict], model, grid, orbit_values, context, previous,
                  signal: str | None = None) -> dict:
-    """Summary stage 1, per partition: the scores of the untransformed jets, their labels
-    and the jets the reader skipped."""
+    """Summary stage 1, per partition: the signal score of the untransformed jets,
+    whether each is signal (with labels) and the jets the reader skipped."""
     p4 = torch.cat([b["p4"] for b in samples])
     mask = torch.cat([b["mask"] for b in samples])
     names = samples[0].get("label_names", [])
+    labelled = "labels" in samples[0]
     return {"score": _signal_score(_scores(model, p4, mask), names, signal),
-            "labels": (np.concatenate([b["labels"] for b in samples]) if "labels" in samples[0]
-                       else None),
-            "label_names": names,
+            "is_signal": (_is_signal(np.concatenate([b["labels"] for b in samples]), names,
+                                     signal) if labelled else None),
             "skipped": [(int(i), r) for b in samples for i, r in b.get("skipped", [])]}
 
 
-def _performance(parts: list[dict], context, signal: str | None = None) -> dict:
+def _performance(parts: list[dict], context) -> dict:
     """Summary stage 1, merged: AUC, 1/eps_B and the ROC of all untransformed jets, and
     the working point of the flip rate (eps_S = 0.5, or the median score without labels)."""
     score = np.concatenate([p["score"] for p in parts])
     out = {"n_jets": int(score.shape[0]),
            "skipped": [{"entry": i, "reason": r} for p in parts for i, r in p["skipped"]]}
     threshold = float(np.median(score))
-    if parts[0]["labels"] is not None:
-        labels = np.concatenate([p["labels"] for p in parts])
-        is_signal = _is_signal(labels, parts[0]["label_names"], signal)
+    if parts[0]["is_signal"] is not None:
+        is_signal = np.concatenate([p["is_signal"] for p in parts])
         out["auc"] = auc(score, is_signal)
         out["background_rejection"] = {f"{wp}": background_rejection(score, is_signal, wp)
                                        for wp in WORKING_POINTS}
@@ -172,7 +171,7 @@ def summary_stages(frame: str = "lab", signal: str | None = None) -> tuple[Summa
     fraction of copies on the other side of the eps_S = 0.5 working point, or of the
     median score without labels) under the grid and the weighted distribution of the
     score shift s(g x) - s(x), read from the orbit pass's kept scores."""
-    return (SummaryStage(partial(_scores_part, signal=signal), partial(_performance, signal=signal)),
+    return (SummaryStage(partial(_scores_part, signal=signal), _performance),
             SummaryStage(partial(_flips_part, signal=signal, frame=frame), _flip_rate))
 
 
