@@ -283,7 +283,8 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
     keep = tuple(o for o in domain.keep_outputs if o in reps)
     plan = _Plan(grids, reps, tuple(layers), lmax, chunk_size, keep, skip_failures,
                  progress and client is None, f"{domain.name} {group} degree {grid.degree}")
-    states = [run.submit(_evaluate_partition, model_h, domain_h, p, plan) for p in parts]
+    plan_h = run.share(plan)  # grids with their tables: sent once per worker
+    states = [run.submit(_evaluate_partition, model_h, domain_h, p, plan_h) for p in parts]
     records = run.gather([run.submit(_record, s, domain_h, per_sample) for s in states],
                          f"{domain.name} partitions", progress)
     kept, details, skipped, offset, sums = [], [], {}, 0, None
