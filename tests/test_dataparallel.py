@@ -149,18 +149,19 @@ def test_a_failing_sample_is_skipped_with_its_global_index(client):
     assert_same_result(spread, single)
 
 
-def test_cli_diagnose_on_a_local_cluster(jets_file, tmp_path, capsys):
+def test_cli_diagnose_on_a_local_cluster_and_a_scheduler(client, jets_file, tmp_path, capsys):
     from symplug.cli import main
 
-    out = tmp_path / "spread.json"
-    assert main(["diagnose", "jets", "--model", "reference", "--data", str(jets_file),
-                 "--workers", "2", "--partition-size", "32", "--degree", "2",
-                 "--no-convergence", "--skip-failures", "--quiet", "--json", str(out)]) == 0
-    assert main(["diagnose", "jets", "--model", "reference", "--data", str(jets_file),
-                 "--degree", "2", "--no-convergence", "--skip-failures", "--quiet",
-                 "--json", str(tmp_path / "single.json")]) == 0
-    assert_same_result(json.loads(out.read_text()),
-                       json.loads((tmp_path / "single.json").read_text()))
+    common = ["diagnose", "jets", "--model", "reference", "--data", str(jets_file),
+              "--degree", "2", "--no-convergence", "--skip-failures", "--quiet"]
+    address = client.scheduler.address
+    for name, extra in (("workers", ["--workers", "2", "--partition-size", "32"]),
+                        ("scheduler", ["--scheduler", address, "--partition-size", "48"]),
+                        ("single", [])):
+        assert main(common + extra + ["--json", str(tmp_path / f"{name}.json")]) == 0
+    single = json.loads((tmp_path / "single.json").read_text())
+    for name in ("workers", "scheduler"):
+        assert_same_result(json.loads((tmp_path / f"{name}.json").read_text()), single)
     assert main(["diagnose", "jets", "--model", "reference", "--data", str(jets_file),
                  "--workers", "2", "--max-samples", "2"]) == 2
     assert "--max-samples" in capsys.readouterr().err
