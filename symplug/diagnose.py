@@ -41,6 +41,7 @@ class _Plan:
     chunk_size: int
     keep: tuple[str, ...]
     skip_failures: bool
+    per_sample: bool
     progress: bool
     desc: str
 
@@ -102,25 +103,25 @@ def _details(r: OrbitResult) -> dict:
 
 @dataclass
 class PartitionState:
-    """A partition after its orbit pass; it stays where it was evaluated."""
+    """A partition after its orbit pass; it stays where it was evaluated. Per sample it
+    holds only the merged-ready metrics (no per-token orbit means), the per-sample
+    records and the kept output values the summary reads."""
 
     samples: list
-    results: list[dict[int, OrbitResult]]  # per grid, by index within the partition
+    sums: list[dict[int, GridSums]] = field(default_factory=list)  # per grid, per sample
+    details: dict[int, dict] = field(default_factory=dict)
+    values: dict[int, dict] = field(default_factory=dict)
     skipped: dict[int, str] = field(default_factory=dict)
 
     @property
     def kept(self) -> list[int]:
-        return [i for i in range(len(self.samples)) if all(i in r for r in self.results)]
+        return [i for i in range(len(self.samples)) if all(i in s for s in self.sums)]
 
-    def record(self, domain: Domain, per_sample: bool) -> PartitionRecord:
+    def record(self) -> PartitionRecord:
         kept = self.kept
-        labels = [domain.reference(self.samples[i]) if domain.reference else None for i in kept]
-        sums = None
-        if kept:
-            sums = [reduce(GridSums.merge, [GridSums.of(r[i], domain.samples_are_blocks, lab)
-                                            for i, lab in zip(kept, labels)])
-                    for r in self.results]
-        details = [_details(self.results[0][i]) for i in kept] if per_sample else None
+        sums = [reduce(GridSums.merge, [per[i] for i in kept]) for per in self.sums] \
+            if kept else None
+        details = [self.details[i] for i in kept] if self.details else None
         return PartitionRecord(len(self.samples), kept, sums, details, dict(self.skipped))
 
 
@@ -129,31 +130,38 @@ def _evaluate_partition(model: Callable, domain: Domain, samples: list,
     """The orbit pass of one partition over every grid of ``plan``. With
     ``skip_failures``, a sample whose evaluation fails is recorded with the reason
     instead of stopping the run."""
-    state = PartitionState(list(samples), [])
+    state = PartitionState(list(samples))
     total = len(samples) * sum(g.size for g in plan.grids)
     with tqdm(total=total, desc=plan.desc, unit="copy", disable=not plan.progress,
               file=sys.stderr, leave=False) as bar:
         for k, grid in enumerate(plan.grids):
-            results: dict[int, OrbitResult] = {}
+            sums: dict[int, GridSums] = {}
             for i, sample in enumerate(state.samples):
                 if i in state.skipped:
                     continue
                 try:
-                    results[i] = evaluate_orbit(
+                    r = evaluate_orbit(
                         model, sample, domain.act, grid, outputs=plan.reps, layers=plan.layers,
                         lmax=plan.lmax, chunk_size=plan.chunk_size,
                         split_layer=domain.split_layer, progress=bar.update,
                         keep=plan.keep if k == 0 else ())
+                    labels = domain.reference(sample) if domain.reference and k == 0 else None
+                    sums[i] = GridSums.of(r, domain.samples_are_blocks, labels)
                 except Exception as exc:  # flagged and counted, never silently dropped
                     if not plan.skip_failures:
                         raise
                     state.skipped[i] = f"{type(exc).__name__}: {exc}"
-            state.results.append(results)
+                    continue
+                if k == 0:
+                    state.values[i] = r.values
+                    if plan.per_sample:
+                        state.details[i] = _details(r)
+            state.sums.append(sums)
     return state
 
 
-def _record(state: PartitionState, domain: Domain, per_sample: bool) -> PartitionRecord:
-    return state.record(domain, per_sample)
+def _record(state: PartitionState) -> PartitionRecord:
+    return state.record()
 
 
 def _select_outputs(domain: Domain, samples: list) -> list[str]:
@@ -163,7 +171,7 @@ def _select_outputs(domain: Domain, samples: list) -> list[str]:
 def _summary_part(stage, model: Callable, state: PartitionState, grid: Grid, keep_values: bool,
                   context: Any, previous: Any) -> Any:
     kept = state.kept
-    values = [state.results[0][i].values for i in kept] if keep_values else None
+    values = [state.values[i] for i in kept] if keep_values else None
     return stage.map([state.samples[i] for i in kept], model, grid, values, context, previous)
 
 
@@ -281,11 +289,11 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
         lmax = grid.degree if grid.degree is not None else degree
     grids = (grid, finer_grid(grid, finer_degree)) if check_convergence else (grid,)
     keep = tuple(o for o in domain.keep_outputs if o in reps)
-    plan = _Plan(grids, reps, tuple(layers), lmax, chunk_size, keep, skip_failures,
+    plan = _Plan(grids, reps, tuple(layers), lmax, chunk_size, keep, skip_failures, per_sample,
                  progress and client is None, f"{domain.name} {group} degree {grid.degree}")
     plan_h = run.share(plan)  # grids with their tables: sent once per worker
     states = [run.submit(_evaluate_partition, model_h, domain_h, p, plan_h) for p in parts]
-    records = run.gather([run.submit(_record, s, domain_h, per_sample) for s in states],
+    records = run.gather([run.submit(_record, s) for s in states],
                          f"{domain.name} partitions", progress)
     kept, details, skipped, offset, sums = [], [], {}, 0, None
     for rec in records:
