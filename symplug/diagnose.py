@@ -171,6 +171,8 @@ def _select_outputs(domain: Domain, samples: list) -> list[str]:
 def _summary_part(stage, model: Callable, state: PartitionState, grid: Grid, keep_values: bool,
                   context: Any, previous: Any) -> Any:
     kept = state.kept
+    if not kept:  # a partition whose every sample failed (or an empty one) adds no part
+        return None
     values = [state.values[i] for i in kept] if keep_values else None
     return stage.map([state.samples[i] for i in kept], model, grid, values, context, previous)
 
@@ -356,7 +358,7 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
         for stage in domain.summary:  # parts stay with their partitions for the next stage
             parts = [run.submit(_summary_part, stage, model_h, s, grid, bool(keep), context, p)
                      for s, p in zip(states, parts)]
-            context = stage.reduce(run.gather(parts), context)
+            context = stage.reduce([p for p in run.gather(parts) if p is not None], context)
         out["summary"] = context
     out["findings"] = [f.to_dict() for f in findings(out)]
     return out

@@ -165,3 +165,28 @@ def test_cli_diagnose_on_a_local_cluster_and_a_scheduler(client, jets_file, tmp_
     assert main(["diagnose", "jets", "--model", "reference", "--data", str(jets_file),
                  "--workers", "2", "--max-samples", "2"]) == 2
     assert "--max-samples" in capsys.readouterr().err
+
+
+def test_skipped_jets_keep_their_entry_and_file_and_an_all_bad_partition_is_an_error(
+        client, tmp_path):
+    from symplug_jets.taggers import REFERENCE
+
+    jets = read_root(REFERENCE.with_name("tagger_test.root")).subset(np.arange(48))
+    constituents = [p[m] for p, m in zip(jets.p4, jets.mask)]
+    labels = {n: jets.labels[:, k].astype(np.int32) for k, n in enumerate(jets.label_names)}
+    constituents[40] = np.zeros((0, 4))
+    path = tmp_path / "one_bad.root"
+    write_root(path, constituents, labels)
+    options = dict(group="SO2", degree=2, progress=False, check_convergence=False)
+    spread = sj.diagnose(sj.load_tagger("reference"), path, **options)  # one process
+    parts = symplug.diagnose(sj.load_tagger("reference"), jet_partitions([path], step_size=16),
+                             jets_domain(), client=client, skip_failures=True, **options)
+    expected = [{"entry": 40, "reason": "no constituents", "file": str(path)}]
+    assert spread["summary"]["skipped"] == parts["summary"]["skipped"] == expected
+    assert parts["summary"]["n_jets"] == 47
+    constituents[32:48] = [np.zeros((0, 4))] * 16
+    write_root(tmp_path / "bad_tail.root", constituents, labels)
+    with pytest.raises(symplug.SymplugError, match=r"bad_tail.root: no usable jets in entries 32 to 47"):
+        symplug.diagnose(sj.load_tagger("reference"),
+                         jet_partitions([tmp_path / "bad_tail.root"], step_size=16),
+                         jets_domain(), client=client, **options)

@@ -42,7 +42,7 @@ def blocks(jets: JetSet, size: int = BLOCK) -> list[dict]:
             block["labels"] = jets.labels[sl]
             block["label_names"] = jets.label_names
         if start == 0:
-            block["skipped"] = jets.skipped
+            block["skipped"] = [(i, r, jets.source) for i, r in jets.skipped]
         out.append(block)
     return out
 
@@ -103,7 +103,7 @@ def _scores_part(samples: Sequence[dict], model, grid, orbit_values, context, pr
     return {"score": _signal_score(_scores(model, p4, mask), names, signal),
             "is_signal": (_is_signal(np.concatenate([b["labels"] for b in samples]), names,
                                      signal) if labelled else None),
-            "skipped": [(int(i), r) for b in samples for i, r in b.get("skipped", [])]}
+            "skipped": [(int(i), r, f) for b in samples for i, r, f in b.get("skipped", [])]}
 
 
 def _performance(parts: list[dict], context) -> dict:
@@ -111,7 +111,8 @@ def _performance(parts: list[dict], context) -> dict:
     the working point of the flip rate (eps_S = 0.5, or the median score without labels)."""
     score = np.concatenate([p["score"] for p in parts])
     out = {"n_jets": int(score.shape[0]),
-           "skipped": [{"entry": i, "reason": r} for p in parts for i, r in p["skipped"]]}
+           "skipped": [{"entry": i, "reason": r, "file": f} for p in parts
+                       for i, r, f in p["skipped"]]}
     threshold = float(np.median(score))
     if parts[0]["is_signal"] is not None:
         is_signal = np.concatenate([p["is_signal"] for p in parts])

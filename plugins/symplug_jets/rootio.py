@@ -95,8 +95,7 @@ def read_root(path: str | Path, tree: str = "tree", max_particles: int = 128,
 
 
 def jets_from_arrays(arrays: ak.Array, label_names: Sequence[str], observers: Sequence[str],
-                     path: str | Path, max_particles: int = 128, first_entry: int = 0,
-                     require_jets: bool = True) -> JetSet:
+                     path: str | Path, max_particles: int = 128, first_entry: int = 0) -> JetSet:
     """Padded, validated jets from the branches of entries ``first_entry, ...`` of
     ``path`` (an awkward record array, e.g. one partition of :func:`read_root_dask`)."""
     path = Path(path)
@@ -118,7 +117,7 @@ def jets_from_arrays(arrays: ak.Array, label_names: Sequence[str], observers: Se
                    if label_names else None)
     return _checked(p4, mask, label_array, list(label_names),
                     {n: ak.to_numpy(arrays[n]).astype(np.float64) for n in observers}, path,
-                    first_entry, require_jets)
+                    first_entry)
 
 
 def read_root_dask(paths: Sequence[str | Path], tree: str = "tree", max_particles: int = 128,
@@ -149,14 +148,13 @@ def read_root_dask(paths: Sequence[str | Path], tree: str = "tree", max_particle
     for part, first in zip(lazy.to_delayed(), lazy.divisions[:-1]):
         file = int(np.searchsorted(starts, first, side="right") - 1)
         out.append(dask.delayed(jets_from_arrays)(part, label_names, observers, paths[file],
-                                                  max_particles, int(first - starts[file]),
-                                                  False))
+                                                  max_particles, int(first - starts[file])))
     return out
 
 
 def _checked(p4: np.ndarray, mask: np.ndarray, labels: np.ndarray | None,
              label_names: list[str], observers: dict[str, np.ndarray], path: Path,
-             first_entry: int = 0, require_jets: bool = True) -> JetSet:
+             first_entry: int = 0) -> JetSet:
     """The usable jets, padding zeroed; jets without constituents, with non-finite
     momenta or a constituent of clearly negative mass squared are skipped and counted
     (by entry: ``first_entry`` is the entry of the first row)."""
@@ -174,8 +172,9 @@ def _checked(p4: np.ndarray, mask: np.ndarray, labels: np.ndarray | None,
                   first_entry + np.arange(len(p4)), [], str(path))
     kept = jets.subset(np.array([i for i in range(len(p4)) if i not in reasons], dtype=int))
     kept.skipped = sorted((first_entry + i, r) for i, r in reasons.items())
-    if len(kept) == 0 and require_jets:
-        raise SymplugError(f"{path}: no usable jets ({len(reasons)} skipped; first: "
+    if len(kept) == 0:  # also for a partition: its skipped jets must not vanish unseen
+        raise SymplugError(f"{path}: no usable jets in entries {first_entry} to "
+                           f"{first_entry + len(p4) - 1} ({len(reasons)} skipped; first: "
                            f"{kept.skipped[0][1] if kept.skipped else 'empty'})")
     return kept
 
