@@ -59,10 +59,10 @@ def symplug_load_data(domain: str, path: str) -> list | None:
 def symplug_load_partitions(domain: str, paths: list[str], size: int | None) -> list | None:
     """The samples of ``domain`` in ``paths`` as partitions of about ``size`` units
     (the plugin's: entries of a ROOT file, frames; None: the plugin's default), for a
-    data-parallel diagnosis: a list
-    of ``dask.delayed`` objects that each produce a list of samples, read where they are
-    computed. None if the files are not this plugin's; without a plugin that answers,
-    ``symplug_load_data`` reads the files here and the samples are split.
+    data-parallel diagnosis: a list of ``dask.delayed`` objects that each produce a
+    list of samples, read where they are computed. None if the files are not this
+    plugin's; without a plugin that answers, ``symplug_load_data`` reads the files here
+    and the samples are split.
 
     Example::
 
