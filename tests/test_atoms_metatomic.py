@@ -93,3 +93,70 @@ def test_chunked_symmetrisation_matches_metatomic_ase(model_file, cluster):
     assert abs(theirs.results["energy"] - ours.results["energy"]) < 1e-9
     assert np.abs(theirs.results["forces"] - ours.results["forces"]).max() < 1e-9
     assert np.abs(theirs.results["forces_rot_std"] - ours.results["forces_rot_std"]).max() < 1e-9
+
+
+@pytest.fixture(scope="module")
+def pet_file(tmp_path_factory):
+    from symplug_atoms.export import export_metatomic
+
+    return str(export_metatomic(symplug_atoms.load_model("pet-cu"),
+                                tmp_path_factory.mktemp("pet") / "pet-cu.pt"))
+
+
+def test_exported_pet_matches_the_torch_model(pet_file):
+    """pet-cu exported as a metatomic model: the same energy, forces and stress as the
+    PyTorch model through metatomic-ase (its own neighbour lists, forces by autograd)."""
+    import ase.io
+    from metatomic_ase import MetatomicCalculator
+    from symplug_atoms.torch_model import SHIPPED_DIR, evaluate_copies
+
+    model = symplug_atoms.load_model("pet-cu")
+    assert is_metatomic_file(pet_file)
+    calc = MetatomicCalculator(pet_file)
+    frames = ase.io.read(SHIPPED_DIR / "pet_cu_test.extxyz", ":")
+    picked = [frames[0]] + [a for a in frames if a.pbc.all()][:2] + [max(frames, key=len)]
+    assert any(a.pbc.all() for a in picked) and any(not a.pbc.any() for a in picked)
+    for atoms in picked:
+        ref = evaluate_copies(model, atoms, np.eye(3)[None])
+        a = atoms.copy()
+        a.calc = calc
+        assert abs(a.get_potential_energy() - ref["energy"][0]) < 1e-10
+        assert np.abs(a.get_forces() - ref["forces"][0]).max() < 1e-8
+        if atoms.pbc.all():
+            assert np.abs(a.get_stress(voigt=False) - ref["stress"][0]).max() < 1e-10
+
+
+def test_exported_pet_symmetrised_like_metatomic_ase(pet_file, cluster):
+    """symplug's chunked SymmetrizedCalculator and metatomic-ase's on the exported pet-cu,
+    same rotations: the same average and rotational spread (energy_rot_std, forces_rot_std)."""
+    import torch
+    from ase.calculators.calculator import all_changes
+    from metatomic_ase import MetatomicCalculator
+    from metatomic_ase import SymmetrizedCalculator as MetatomicSymmetrized
+
+    theirs = MetatomicSymmetrized(MetatomicCalculator(pet_file), l_max=2,
+                                  store_rotational_std=True)
+    grid = symplug.Grid("O3", "lebedev", 1, 2, torch.from_numpy(theirs.quadrature_rotations),
+                        torch.from_numpy(theirs.quadrature_weights
+                                         / theirs.quadrature_weights.sum()))
+    ours = symplug_atoms.SymmetrizedCalculator(MetatomicCalculator(pet_file), grid=grid,
+                                               chunk_size=8)
+    a, b = cluster.copy(), cluster.copy()
+    theirs.calculate(a, ["energy", "forces"], all_changes)
+    ours.calculate(b, ["energy", "forces"], all_changes)
+    assert theirs.results["energy_rot_std"] > 1e-6  # the PET is not invariant
+    assert abs(theirs.results["energy"] - ours.results["energy"]) < 1e-10
+    assert abs(theirs.results["energy_rot_std"] - ours.results["energy_rot_std"]) < 1e-10
+    assert np.abs(theirs.results["forces"] - ours.results["forces"]).max() < 1e-10
+    assert np.abs(theirs.results["forces_rot_std"] - ours.results["forces_rot_std"]).max() < 1e-10
+
+
+def test_export_refuses_other_architectures(tmp_path):
+    from symplug_atoms.export import export_metatomic
+    from symplug_atoms.pet import PointEdgeTransformer
+
+    for kwargs in ({"sh_lmax": 1}, {"forces": "pair"}):
+        with pytest.raises(symplug.SymplugError, match="only the default"):
+            export_metatomic(PointEdgeTransformer(**kwargs), tmp_path / "x.pt")
+    with pytest.raises(symplug.SymplugError, match="only a PointEdgeTransformer"):
+        export_metatomic(symplug_atoms.load_model("emt"), tmp_path / "x.pt")
