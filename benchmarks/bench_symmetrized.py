@@ -2,10 +2,13 @@
 (chunked batches) against metatomic-ase's SymmetrizedCalculator (all copies in one
 batch), on the same rotations, for a metatrain PET exported as a metatomic model.
 
-    python benchmarks/bench_symmetrized.py [--model PET.pt] [--l-max 1] [--chunks 1,8]
+    python benchmarks/bench_symmetrized.py [--model PET.pt | --model pet-cu] [--l-max 1]
+        [--chunks 1,8]
 
 Without ``--model`` a PET (d_pet 64, 2 GNN layers) is trained for one epoch with
 ``mtt train`` on the project's EMT Cu data (timings do not depend on its accuracy).
+``--model pet-cu`` exports symplug's shipped reference model (``symplug_atoms.export``)
+to a temporary metatomic file and benchmarks that.
 Each case runs in a fresh subprocess of this light parent (which imports no torch),
 reporting the best of ``--repeat`` wall times and the peak RSS (ru_maxrss) minus that
 of a baseline that loads the model and makes one plain call.
@@ -78,6 +81,13 @@ def train_pet(folder: Path) -> Path:
     return folder / "pet.pt"
 
 
+def export_pet_cu(folder: Path) -> Path:
+    from symplug_atoms import load_model  # imports torch in a child only
+    from symplug_atoms.export import export_metatomic
+
+    return export_metatomic(load_model("pet-cu"), folder / "pet-cu.pt")
+
+
 def run_case(model: Path, structure: str, case: str, args, chunk: int = 1) -> dict:
     out = subprocess.run([sys.executable, "-c", WORKER, str(model), structure, case,
                           str(args.l_max), str(chunk), str(args.threads), str(args.repeat)],
@@ -87,7 +97,8 @@ def run_case(model: Path, structure: str, case: str, args, chunk: int = 1) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, help="an exported metatomic PET (.pt)")
+    parser.add_argument("--model", type=Path, help="an exported metatomic PET (.pt), or "
+                        "pet-cu (symplug's reference model, exported on the fly)")
     parser.add_argument("--l-max", type=int, default=1, help="metatomic-ase's l_max")
     parser.add_argument("--chunks", default="1,8", help="symplug chunk sizes, comma-separated")
     parser.add_argument("--threads", type=int, default=2)
@@ -95,10 +106,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        if args.model is None:
+        if args.model is None or str(args.model) == "pet-cu":
+            make = "train_pet" if args.model is None else "export_pet_cu"
             proc = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
                                    "sys.path.insert(0, 'benchmarks'); import bench_symmetrized as b; "
-                                   f"print(b.train_pet(Path({tmp!r})))"],
+                                   f"print(b.{make}(Path({tmp!r})))"],
                                   check=True, capture_output=True, text=True)
             model = Path(proc.stdout.strip().splitlines()[-1])
         else:

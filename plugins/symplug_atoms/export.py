@@ -10,12 +10,14 @@ same layers as the PyTorch model (in float64) and returns the per-structure ener
 forces and stress come from autograd through metatomic's differentiable distance vectors.
 
 Only the shipped architecture is exported: raw Cartesian edge embedding (``sh_lmax=None``)
-and conservative forces.
+and conservative forces. :meth:`MetatomicPET.atomic_energies` repeats that path of
+``PointEdgeTransformer.forward`` in TorchScript-compatible form (sharing its layers); a
+change there must be made here too (tests/test_atoms_metatomic.py checks that the two
+agree). Importing this module imports metatomic.
 
     from symplug_atoms.export import export_metatomic
     export_metatomic(symplug_atoms.load_model("pet-cu"), "pet-cu.pt")
 """
-
 
 import copy
 import math
