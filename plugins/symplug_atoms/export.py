@@ -10,10 +10,10 @@ same layers as the PyTorch model (in float64) and returns the per-structure ener
 forces and stress come from autograd through metatomic's differentiable distance vectors.
 
 Only the shipped architecture is exported: raw Cartesian edge embedding (``sh_lmax=None``)
-and conservative forces. :meth:`MetatomicPET.atomic_energies` repeats that path of
-``PointEdgeTransformer.forward`` in TorchScript-compatible form (sharing its layers); a
-change there must be made here too (tests/test_atoms_metatomic.py checks that the two
-agree). Importing this module imports metatomic.
+and conservative forces. :meth:`MetatomicPET.atomic_energies` builds the edge tokens as
+``PointEdgeTransformer.forward`` does and runs the same
+:meth:`~symplug_atoms.pet.PointEdgeTransformer.readout` (tests/test_atoms_metatomic.py
+checks that the two agree). Importing this module imports metatomic.
 
     from symplug_atoms.export import export_metatomic
     export_metatomic(symplug_atoms.load_model("pet-cu"), "pet-cu.pt")
@@ -41,18 +41,10 @@ class MetatomicPET(nn.Module):
 
     def __init__(self, pet: PointEdgeTransformer):
         super().__init__()
-        pet = copy.deepcopy(pet).to(torch.float64).eval()
+        self.pet = copy.deepcopy(pet).to(torch.float64).eval()
         self.cutoff = float(pet.cutoff)
         self.cutoff_width = float(pet.cutoff_width)
         self.n_radial = int(pet.n_radial)
-        self.pool_scale = float(pet.pool_scale)
-        self.register_buffer("species_index", pet.species_index.clone())
-        self.center_embedding = pet.center_embedding
-        self.neighbor_embedding = pet.neighbor_embedding
-        self.embedding = pet.embedding
-        self.layers = pet.layers
-        self.heads = pet.heads
-        self.offsets = pet.offsets
         self.nl = NeighborListOptions(cutoff=self.cutoff, full_list=True, strict=True)
 
     def requested_neighbor_lists(self) -> List[NeighborListOptions]:
@@ -90,7 +82,7 @@ class MetatomicPET(nn.Module):
         neighbour-list samples ``pairs`` (E, 5: i, j, cell shift) and distance vectors
         ``vectors`` (E, 3) in A, r_ij = x_j - x_i + S cell."""
         n_atoms = types.shape[0]
-        species = self.species_index[types.to(torch.long)]
+        species = self.pet.species_index[types.to(torch.long)]
         if bool((species < 0).any()):
             raise ValueError("the structure holds atomic types the model does not know")
         pairs = pairs.to(torch.long)
@@ -124,24 +116,11 @@ class MetatomicPET(nn.Module):
         fc = smooth_cutoff(r[:, 0], self.cutoff, self.cutoff_width)
         n = torch.arange(1, self.n_radial + 1, dtype=r.dtype, device=r.device)
         radial = torch.sin(n * math.pi * r / self.cutoff) / r * fc[:, None]
-        embedded = self.embedding(torch.cat([vectors / self.cutoff, radial], dim=-1))
-        edge = (embedded + self.center_embedding(species[centers])
-                + self.neighbor_embedding(species[neighbors]))
-        d = edge.shape[-1]
+        embedded = self.pet.embedding(torch.cat([vectors / self.cutoff, radial], dim=-1))
+        edge = (embedded + self.pet.center_embedding(species[centers])
+                + self.pet.neighbor_embedding(species[neighbors]))
         flat = centers * m + slot
-        tokens = edge.new_zeros(n_atoms * m, d).index_copy(0, flat, edge).reshape(n_atoms, m, d)
-        mask = edge.new_zeros(n_atoms * m).index_fill(0, flat, 1.0).reshape(n_atoms, m)
-        weight = edge.new_zeros(n_atoms * m).index_copy(0, flat, fc).reshape(n_atoms, m)
-        log_fc = torch.log(weight.clamp_min(1e-30))
-        reverse_flat = flat[reverse]
-        energy = self.offsets[species]
-        x = tokens
-        for layer, head in zip(self.layers, self.heads):
-            rev = x.reshape(n_atoms * m, d).new_zeros(n_atoms * m, d).index_copy(
-                0, flat, x.reshape(n_atoms * m, d)[reverse_flat]).reshape(n_atoms, m, d)
-            x = layer(x, rev, log_fc, mask)
-            pooled = (x * weight[..., None]).sum(1) * self.pool_scale
-            energy = energy + head(pooled)[:, 0]
+        energy, _ = self.pet.readout(edge, fc, flat, flat[reverse], species, n_atoms, m)
         return energy
 
 

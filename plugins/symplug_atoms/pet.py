@@ -134,6 +134,30 @@ class PointEdgeTransformer(nn.Module):
             raise ValueError(f"the model knows species {self.config['species']}, not {unknown}")
         return idx
 
+    def readout(self, edge: torch.Tensor, fc: torch.Tensor, flat: torch.Tensor,
+                reverse_flat: torch.Tensor, species: torch.Tensor, n_atoms: int,
+                m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The transformer on edge tokens ``edge`` (E, d) with cutoff weights ``fc``
+        (E,), padded into (N, m) neighbourhoods at the flat slots ``flat`` (E,), each
+        edge's reverse at ``reverse_flat``: atomic energies (N,) (per-species offsets
+        plus every layer's head) and the last layer's tokens (N, m, d). TorchScript-ready
+        (the metatomic export, :mod:`symplug_atoms.export`, calls it too)."""
+        d = edge.shape[-1]
+        tokens = edge.new_zeros(n_atoms * m, d).index_copy(0, flat, edge).reshape(n_atoms, m, d)
+        mask = edge.new_zeros(n_atoms * m).index_fill(0, flat, 1.0).reshape(n_atoms, m)
+        weight = edge.new_zeros(n_atoms * m).index_copy(0, flat, fc).reshape(n_atoms, m)
+        log_fc = torch.log(weight.clamp_min(1e-30))
+        energy = self.offsets[species]
+        x = tokens
+        for layer, head in zip(self.layers, self.heads):
+            rev = x.reshape(n_atoms * m, d).new_zeros(n_atoms * m, d).index_copy(
+                0, flat, x.reshape(n_atoms * m, d)[reverse_flat]).reshape(n_atoms, m, d)
+            x = layer(x, rev, log_fc, mask)
+            pooled = (x * weight[..., None]).sum(1) * self.pool_scale
+            energy = energy + head(pooled)[:, 0]
+        return energy, x
+
+    @torch.jit.unused
     def forward(self, graph: BatchGraph, vectors: torch.Tensor) -> torch.Tensor:
         """Atomic energies (sum N,) for edge vectors (sum E, 3) in A."""
         n_atoms, m = graph.species.shape[0], graph.max_neighbors
@@ -151,21 +175,8 @@ class PointEdgeTransformer(nn.Module):
             embedded = self.embedding(vectors, radial)
         edge = (embedded + self.center_embedding(species[graph.centers])
                 + self.neighbor_embedding(species[graph.neighbors]))
-        d = edge.shape[-1]
         flat = graph.centers * m + graph.slot  # flat slot of each edge
-        tokens = edge.new_zeros(n_atoms * m, d).index_copy(0, flat, edge).reshape(n_atoms, m, d)
-        mask = edge.new_zeros(n_atoms * m).index_fill(0, flat, 1.0).reshape(n_atoms, m)
-        weight = edge.new_zeros(n_atoms * m).index_copy(0, flat, fc).reshape(n_atoms, m)
-        log_fc = torch.log(weight.clamp_min(1e-30))
-        reverse_flat = flat[graph.reverse]  # slot of the reverse edge, per edge
-        energy = self.offsets[species]
-        x = tokens
-        for layer, head in zip(self.layers, self.heads):
-            rev = x.reshape(n_atoms * m, d).new_zeros(n_atoms * m, d).index_copy(
-                0, flat, x.reshape(n_atoms * m, d)[reverse_flat]).reshape(n_atoms, m, d)
-            x = layer(x, rev, log_fc, mask)
-            pooled = (x * weight[..., None]).sum(1) * self.pool_scale
-            energy = energy + head(pooled)[:, 0]
+        energy, x = self.readout(edge, fc, flat, flat[graph.reverse], species, n_atoms, m)
         if self.forces == "pair":
             s = self.force_head(x).reshape(n_atoms * m)[flat]  # scalar per edge
             w = 0.5 * (s + s[graph.reverse]) * fc  # symmetric: w_ij = w_ji
