@@ -72,9 +72,9 @@ def test_bad_metatomic_requests(tmp_path, cluster):
     assert not is_metatomic_file(bad)
 
 
-def test_chunked_symmetrisation_matches_metatomic_ase(model_file, cluster):
-    """Our chunked SymmetrizedCalculator on a metatomic model equals metatomic-ase's
-    (all copies in one batch) on the same rotations."""
+def _symmetrized_both(model_file, atoms, chunk_size: int):
+    """metatomic-ase's SymmetrizedCalculator (l_max 2, all copies in one batch) and ours
+    (chunks of ``chunk_size``) on the same rotations, both after computing ``atoms``."""
     import torch
     from ase.calculators.calculator import all_changes
     from metatomic_ase import MetatomicCalculator
@@ -86,10 +86,16 @@ def test_chunked_symmetrisation_matches_metatomic_ase(model_file, cluster):
                         torch.from_numpy(theirs.quadrature_weights
                                          / theirs.quadrature_weights.sum()))
     ours = symplug_atoms.SymmetrizedCalculator(MetatomicCalculator(model_file), grid=grid,
-                                               chunk_size=7)
-    a, b = cluster.copy(), cluster.copy()
-    theirs.calculate(a, ["energy", "forces"], all_changes)
-    ours.calculate(b, ["energy", "forces"], all_changes)
+                                               chunk_size=chunk_size)
+    theirs.calculate(atoms.copy(), ["energy", "forces"], all_changes)
+    ours.calculate(atoms.copy(), ["energy", "forces"], all_changes)
+    return theirs, ours
+
+
+def test_chunked_symmetrisation_matches_metatomic_ase(model_file, cluster):
+    """Our chunked SymmetrizedCalculator on a metatomic model equals metatomic-ase's
+    (all copies in one batch) on the same rotations."""
+    theirs, ours = _symmetrized_both(model_file, cluster, chunk_size=7)
     assert abs(theirs.results["energy"] - ours.results["energy"]) < 1e-9
     assert np.abs(theirs.results["forces"] - ours.results["forces"]).max() < 1e-9
     assert np.abs(theirs.results["forces_rot_std"] - ours.results["forces_rot_std"]).max() < 1e-9
@@ -129,21 +135,7 @@ def test_exported_pet_matches_the_torch_model(pet_file):
 def test_exported_pet_symmetrised_like_metatomic_ase(pet_file, cluster):
     """symplug's chunked SymmetrizedCalculator and metatomic-ase's on the exported pet-cu,
     same rotations: the same average and rotational spread (energy_rot_std, forces_rot_std)."""
-    import torch
-    from ase.calculators.calculator import all_changes
-    from metatomic_ase import MetatomicCalculator
-    from metatomic_ase import SymmetrizedCalculator as MetatomicSymmetrized
-
-    theirs = MetatomicSymmetrized(MetatomicCalculator(pet_file), l_max=2,
-                                  store_rotational_std=True)
-    grid = symplug.Grid("O3", "lebedev", 1, 2, torch.from_numpy(theirs.quadrature_rotations),
-                        torch.from_numpy(theirs.quadrature_weights
-                                         / theirs.quadrature_weights.sum()))
-    ours = symplug_atoms.SymmetrizedCalculator(MetatomicCalculator(pet_file), grid=grid,
-                                               chunk_size=8)
-    a, b = cluster.copy(), cluster.copy()
-    theirs.calculate(a, ["energy", "forces"], all_changes)
-    ours.calculate(b, ["energy", "forces"], all_changes)
+    theirs, ours = _symmetrized_both(pet_file, cluster, chunk_size=8)
     assert theirs.results["energy_rot_std"] > 1e-6  # the PET is not invariant
     assert abs(theirs.results["energy"] - ours.results["energy"]) < 1e-10
     assert abs(theirs.results["energy_rot_std"] - ours.results["energy_rot_std"]) < 1e-10
