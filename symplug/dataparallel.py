@@ -27,12 +27,16 @@ class Partitions(list):
     producing one. Sample indices count through the partitions in order."""
 
 
-def partition(samples: Sequence[Any], parts: int) -> Partitions:
-    """``samples`` in ``parts`` contiguous partitions of (nearly) equal size."""
+def partition(samples: Sequence[Any], parts: int | None = None, *,
+              size: int | None = None) -> Partitions:
+    """``samples`` in contiguous partitions: ``parts`` of (nearly) equal size, or of
+    ``size`` samples each (the last one shorter)."""
     samples = list(samples)
-    parts = max(1, min(int(parts), len(samples)))
-    size = math.ceil(len(samples) / parts)
-    return Partitions(samples[i:i + size] for i in range(0, len(samples), size))
+    if (parts is None) == (size is None):
+        raise SymplugError("give either a number of partitions or a partition size")
+    if size is None:
+        size = max(1, math.ceil(len(samples) / max(1, min(int(parts), len(samples)))))
+    return Partitions(samples[i:i + int(size)] for i in range(0, len(samples), int(size)))
 
 
 def _is_dask(obj: Any) -> bool:

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 import pluggy
 
 from . import hookspecs
-from .dataparallel import Partitions
+from .dataparallel import Partitions, partition
 from .errors import PluginError, SymplugError
 from .markers import PROJECT_NAME
 from .records import Domain, ReportSection, TrainingTask
@@ -186,9 +186,7 @@ def load_partitions(domain: str, paths: Sequence[str], size: int | None = None) 
                                                           paths=list(paths), size=size):
         if parts is not None:
             return Partitions(parts)
-    size = int(size or 16)
-    samples = [s for path in paths for s in load_data(domain, path)]
-    return Partitions(samples[i:i + size] for i in range(0, len(samples), size))
+    return partition([s for path in paths for s in load_data(domain, path)], size=size or 16)
 
 
 def augment_batch(domain: str, batch: Any, matrices: Any) -> Any:

@@ -102,12 +102,17 @@ class Spectrum:
             raise GridError("this spectrum has no orbit mean to centre with")
         c = self.mean if mean is None else torch.as_tensor(mean, dtype=DTYPE)
         c = torch.broadcast_to(c, self.mean.shape)
+        return replace(self.with_invariant_power(float(((self.mean - c) ** 2).sum())),
+                       mean=self.mean - c)
+
+    def with_invariant_power(self, power: float) -> "Spectrum":
+        """This spectrum with the invariant sector's power replaced by ``power`` (the norm
+        follows; centring changes nothing else), without standard errors."""
         inv = invariant_sector(self.group)
-        shifted = float(((self.mean - c) ** 2).sum())
-        norm2 = self.norm2 - self.power[inv] + shifted
-        power = dict(self.power)
-        power[inv] = shifted
-        return replace(self, power=power, norm2=max(norm2, 0.0), mean=self.mean - c, stderr=None)
+        powers = dict(self.power)
+        powers[inv] = power
+        return replace(self, power=powers, norm2=max(self.norm2 - self.power[inv] + power, 0.0),
+                       stderr=None)
 
     def to_dict(self) -> dict:
         """JSON record: ``{"spectrum": {"l,sigma": fraction}, "truncation", "norm2", ...}``."""
@@ -152,12 +157,7 @@ class FeatureMoments:
 def centered_aggregate(raw: Spectrum, moments: FeatureMoments) -> Spectrum:
     """The data-set spectrum of u - c, c the per-feature data-set mean of the orbit
     means: only the invariant sector and the norm change, B_inv = sum |Pi u - c|^2."""
-    inv = invariant_sector(raw.group)
-    shifted = float(moments.m2.sum())
-    power = dict(raw.power)
-    power[inv] = shifted
-    return replace(raw, power=power, norm2=max(raw.norm2 - raw.power[inv] + shifted, 0.0),
-                   mean=None, stderr=None)
+    return replace(raw.with_invariant_power(float(moments.m2.sum())), mean=None)
 
 
 def aggregate_spectra(spectra: list[Spectrum]) -> Spectrum:

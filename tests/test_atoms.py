@@ -25,13 +25,6 @@ HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    atoms = ase.cluster.Icosahedron("Cu", 2)
-    atoms.rattle(0.05, seed=1)
-    return atoms
-
-
-@pytest.fixture(scope="module")
 def cell():
     atoms = bulk("Cu", cubic=True) * (2, 1, 1)
     atoms.rattle(0.05, seed=2)

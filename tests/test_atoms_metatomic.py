@@ -3,7 +3,6 @@
 
 import math
 
-import ase.cluster
 import numpy as np
 import pytest
 
@@ -12,13 +11,6 @@ import symplug_atoms
 from symplug_atoms.metatomic import MetatomicModel, is_metatomic_file
 
 import metatomic_models as mm
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    atoms = ase.cluster.Icosahedron("Cu", 2)
-    atoms.rattle(0.05, seed=1)
-    return atoms
 
 
 @pytest.fixture(scope="module", params=["non_conservative_force", "non_conservative_forces"])

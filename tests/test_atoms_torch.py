@@ -28,13 +28,6 @@ def cell():
     return atoms
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    atoms = ase.cluster.Icosahedron("Cu", 2)
-    atoms.rattle(0.05, seed=1)
-    return atoms
-
-
 @pytest.mark.parametrize("name", ["cluster", "cell"])
 def test_rotating_the_graph_equals_rebuilding_it(model, name, request):
     """Copies made by rotating positions, cell and shifts on one graph give the same

@@ -34,13 +34,6 @@ def above(spectrum: dict, lmax: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    atoms = ase.cluster.Icosahedron("Cu", 2)
-    atoms.rattle(0.05, seed=1)
-    return atoms
-
-
-@pytest.fixture(scope="module")
 def small():
     """Four Cu atoms, no symmetry."""
     return ase.Atoms("Cu4", positions=[[0, 0, 0], [2.5, 0.1, 0], [0.3, 2.4, 0.2],
