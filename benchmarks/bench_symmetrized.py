@@ -9,9 +9,12 @@ Without ``--model`` a PET (d_pet 64, 2 GNN layers) is trained for one epoch with
 ``mtt train`` on the project's EMT Cu data (timings do not depend on its accuracy).
 ``--model pet-cu`` exports symplug's shipped reference model (``symplug_atoms.export``)
 to a temporary metatomic file and benchmarks that.
-Each case runs in a fresh subprocess of this light parent (which imports no torch),
-reporting the best of ``--repeat`` wall times and the peak RSS (ru_maxrss) minus that
-of a baseline that loads the model and makes one plain call.
+Each case runs in a fresh subprocess of this light parent (which imports no torch).
+After three warm-up plain calls, every timed call starts from a trimmed heap
+(glibc ``malloc_trim(0)``) with the peak-RSS counter reset (``/proc/self/clear_refs``);
+its memory is the peak RSS during the call minus the RSS just before it, so a
+symmetrised call and a plain call are measured alike. Reported: the best time and the
+largest memory of ``--repeat`` calls. Linux with glibc only.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ test_set: 0.1
 """
 
 WORKER = textwrap.dedent('''
-    import json, resource, sys, time
+    import ctypes, json, sys, time
     import numpy as np, torch
     from ase.build import bulk
     from ase.calculators.calculator import all_changes
@@ -47,8 +50,16 @@ WORKER = textwrap.dedent('''
     from metatomic_ase import MetatomicCalculator
     from metatomic_ase import SymmetrizedCalculator as Theirs
     import symplug, symplug_atoms
-    torch.set_num_threads(int(sys.argv[6]))
     model, structure, case, l_max, chunk, threads, repeat = sys.argv[1:8]
+    torch.set_num_threads(int(threads))
+    libc = ctypes.CDLL("libc.so.6")
+
+    def status(field):  # kB -> MiB
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no {field} in /proc/self/status")
+
     atoms = (Icosahedron("Cu", 2) if structure == "ico13"
              else bulk("Cu", "fcc", a=3.61, cubic=True) * (3, 3, 3))
     atoms.rattle(0.02, seed=0)
@@ -58,16 +69,22 @@ WORKER = textwrap.dedent('''
                         torch.from_numpy(theirs.quadrature_weights / theirs.quadrature_weights.sum()))
     calc = {"plain": base, "metatomic-ase": theirs,
             "symplug": symplug_atoms.SymmetrizedCalculator(base, grid=grid,
-                                                           chunk_size=int(chunk))}.get(case)
+                                                           chunk_size=int(chunk))}[case]
     props = ["energy", "forces"] + (["stress"] if atoms.get_pbc().all() else [])
-    base.calculate(atoms.copy(), props, all_changes)  # warm-up (and the baseline's one call)
-    times = []
-    for _ in range(int(repeat) if case != "baseline" else 0):
+    for _ in range(3):  # warm-up: TorchScript's profiling runs
+        base.calculate(atoms.copy(), props, all_changes)
+    times, peaks = [], []
+    for _ in range(int(repeat)):
+        libc.malloc_trim(0)
+        rest = status("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current RSS
         start = time.perf_counter()
         calc.calculate(atoms.copy(), props, all_changes)
         times.append(time.perf_counter() - start)
-    print(json.dumps({"seconds": min(times) if times else None, "copies": len(grid.weights),
-                      "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        peaks.append(status("VmHWM") - rest)
+    print(json.dumps({"seconds": min(times), "peak_mib": max(peaks), "rest_mib": rest,
+                      "copies": len(grid.weights)}))
 ''')
 
 
@@ -102,7 +119,7 @@ def main() -> None:
     parser.add_argument("--l-max", type=int, default=1, help="metatomic-ase's l_max")
     parser.add_argument("--chunks", default="1,8", help="symplug chunk sizes, comma-separated")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,7 +134,6 @@ def main() -> None:
             model = args.model
         rows = []
         for structure in ("ico13", "bulk108"):
-            base = run_case(model, structure, "baseline", args)
             plain = run_case(model, structure, "plain", args)
             cases = [("metatomic-ase", 0)] + [("symplug", int(c)) for c in args.chunks.split(",")]
             for case, chunk in cases:
@@ -125,15 +141,14 @@ def main() -> None:
                 label = f"symplug, chunks of {chunk}" if chunk else "metatomic-ase, one batch"
                 rows.append({"structure": structure, "case": label, "copies": r["copies"],
                              "seconds": r["seconds"], "plain_seconds": plain["seconds"],
-                             "peak_increment_mib": r["maxrss_mib"] - base["maxrss_mib"],
-                             "plain_increment_mib": plain["maxrss_mib"] - base["maxrss_mib"],
-                             "baseline_mib": base["maxrss_mib"]})
-    print("| structure | case | copies | time per symmetrised call | plain call | peak RSS over "
-          "baseline | plain call over baseline |\n|---|---|---|---|---|---|---|")
+                             "peak_mib": r["peak_mib"], "plain_peak_mib": plain["peak_mib"],
+                             "rest_mib": r["rest_mib"]})
+    print("| structure | case | copies | time per symmetrised call | plain call | peak memory "
+          "| plain call's peak | memory ratio |\n|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['structure']} | {r['case']} | {r['copies']} | {r['seconds']:.3f} s | "
-              f"{r['plain_seconds'] * 1000:.1f} ms | {r['peak_increment_mib']:.0f} MiB | "
-              f"{r['plain_increment_mib']:.0f} MiB |")
+              f"{r['plain_seconds'] * 1000:.1f} ms | {r['peak_mib']:.0f} MiB | "
+              f"{r['plain_peak_mib']:.0f} MiB | {r['peak_mib'] / r['plain_peak_mib']:.2f}x |")
     if args.json:
         args.json.write_text(json.dumps({"l_max": args.l_max, "chunks": args.chunks,
                                          "threads": args.threads, "rows": rows}, indent=2))
