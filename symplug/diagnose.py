@@ -125,11 +125,13 @@ class PartitionState:
         return PartitionRecord(len(self.samples), kept, sums, details, dict(self.skipped))
 
 
-def _evaluate_partition(model: Callable, domain: Domain, samples: list,
-                        plan: _Plan) -> PartitionState:
+def _evaluate_partition(model: Callable, domain: Domain, samples: list, plan: _Plan,
+                        where: tuple[int, int | None] = (0, 0)) -> PartitionState:
     """The orbit pass of one partition over every grid of ``plan``. With
     ``skip_failures``, a sample whose evaluation fails is recorded with the reason
-    instead of stopping the run."""
+    instead of stopping the run; without, the error names the sample: its index in the
+    data set when the partition's first index ``where[1]`` is known, else its index in
+    partition ``where[0]``."""
     state = PartitionState(list(samples))
     total = len(samples) * sum(g.size for g in plan.grids)
     with tqdm(total=total, desc=plan.desc, unit="copy", disable=not plan.progress,
@@ -149,7 +151,12 @@ def _evaluate_partition(model: Callable, domain: Domain, samples: list,
                     sums[i] = GridSums.of(r, domain.samples_are_blocks, labels)
                 except Exception as exc:  # flagged and counted, never silently dropped
                     if not plan.skip_failures:
-                        raise
+                        part, start = where
+                        name = (f"sample {start + i}" if start is not None
+                                else f"sample {i} of partition {part}")
+                        reason = str(exc) if isinstance(exc, SymplugError) else \
+                            f"{type(exc).__name__}: {exc}"
+                        raise SymplugError(f"{name}: {reason}") from exc
                     state.skipped[i] = f"{type(exc).__name__}: {exc}"
                     continue
                 if k == 0:
@@ -294,7 +301,10 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
     plan = _Plan(grids, reps, tuple(layers), lmax, chunk_size, keep, skip_failures, per_sample,
                  progress and client is None, f"{domain.name} {group} degree {grid.degree}")
     plan_h = run.share(plan)  # grids with their tables: sent once per worker
-    states = [run.submit(_evaluate_partition, model_h, domain_h, p, plan_h) for p in parts]
+    sizes = [len(p) if isinstance(p, list) else None for p in samples]
+    starts = [None if None in sizes[:k + 1] else sum(sizes[:k]) for k in range(len(sizes))]
+    states = [run.submit(_evaluate_partition, model_h, domain_h, p, plan_h, (k, starts[k]))
+              for k, p in enumerate(parts)]
     records = run.gather([run.submit(_record, s) for s in states],
                          f"{domain.name} partitions", progress)
     kept, details, skipped, offset, sums = [], [], {}, 0, None

@@ -58,7 +58,7 @@ class EquivarianceError:
 
     @property
     def relative(self) -> float:
-        return math.sqrt(self.variance / self.mean_square) if self.mean_square > 0 else 0.0
+        return math.sqrt(self.variance / self.mean_square) if self.mean_square != 0 else 0.0
 
     @property
     def n_components(self) -> int:
@@ -215,7 +215,7 @@ class ErrorSums:
         if self.stderr2 is not None and var > 0:
             # propagate SE of the mean variance to its square root
             stderr = math.sqrt(self.stderr2) / self.n_samples / (2 * math.sqrt(var))
-        return DatasetError(math.sqrt(var), math.sqrt(self.a2 / self.z2) if self.z2 > 0 else 0.0,
+        return DatasetError(math.sqrt(var), math.sqrt(self.a2 / self.z2) if self.z2 != 0 else 0.0,
                             self.n_samples, stderr)
 
     def bias_variance(self) -> "BiasVariance":

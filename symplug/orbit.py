@@ -112,6 +112,16 @@ class OrbitResult:
     values: dict[str, torch.Tensor] = field(default_factory=dict)  # kept outputs, (grid, ...)
 
 
+def _check_finite(values: torch.Tensor, what: str, index: slice) -> None:
+    """Raise naming ``what`` and the first grid element (of the chunk ``index``) whose
+    values hold NaN or inf: a model's non-finite output is an error, never a 0."""
+    bad = ~torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
+    if bool(bad.any()):
+        first = index.start + int(bad.nonzero()[0, 0])
+        raise SymplugError(f"{what} is not finite (NaN or inf) on {int(bad.sum())} of "
+                           f"{values.shape[0]} copies, first on grid element {first}")
+
+
 def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
                    outputs: Mapping[str, str | Representation],
                    layers: Sequence[str] = (), lmax: int | None = None,
@@ -146,6 +156,7 @@ def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
                 if value.shape[0] != copies:
                     raise SymplugError(f"output {name!r} has leading size {value.shape[0]} for "
                                        f"{copies} copies; outputs must be (copies, ...)")
+                _check_finite(value, f"output {name!r}", index)
                 z = acc_a[name].update(value, index)
                 acc_z[name].update(z - refs.setdefault(name, z[0].clone()), index)
                 acc_b[name].update(value, index)
@@ -154,7 +165,9 @@ def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
             for name in layers:
                 if name not in capture.values:
                     raise SymplugError(f"layer {name!r} was not called during the forward pass")
-                acc_b[name].update(split(name, capture.values.pop(name).detach(), copies), index)
+                acts = split(name, capture.values.pop(name).detach(), copies)
+                _check_finite(acts, f"layer {name!r}", index)
+                acc_b[name].update(acts, index)
             if progress is not None:
                 progress(copies)
     return OrbitResult({n: a.result() for n, a in acc_a.items()},

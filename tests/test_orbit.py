@@ -124,6 +124,27 @@ def test_failing_samples_are_flagged_and_counted(clouds):
     assert result["n_samples"] == 2
     assert result["skipped"] == [{"index": 1, "reason": "ValueError: cloud too wide"}]
     assert [s["index"] for s in result["outputs"]["energy"]["per_sample"]] == [0, 2]
-    with pytest.raises(ValueError, match="too wide"):
+    with pytest.raises(symplug.SymplugError, match="^sample 1: ValueError: cloud too wide"):
         symplug.diagnose(FailsOnBigClouds(), samples, example.point_domain(), degree=1,
+                         outputs=["energy"], progress=False)
+
+
+def test_non_finite_outputs_are_failures_not_zeros(clouds):
+    class NaNOnBigClouds(DistanceModel):
+        def forward(self, pos):
+            out = super().forward(pos)
+            return {k: v * float("nan") for k, v in out.items()} if pos.abs().max() > 8.0 else out
+
+    samples = [clouds[1], clouds[0] * 10, clouds[2]]
+    result = symplug.diagnose(NaNOnBigClouds(), samples, example.point_domain(), degree=1,
+                              outputs=["energy"], progress=False, skip_failures=True)
+    assert result["n_samples"] == 2
+    assert [s["index"] for s in result["skipped"]] == [1]
+    grid = symplug.quadrature("O3", 1)
+    assert result["skipped"][0]["reason"] == (
+        f"SymplugError: output 'energy' is not finite (NaN or inf) on {grid.size} of "
+        f"{grid.size} copies, first on grid element 0")
+    assert math.isfinite(result["outputs"]["energy"]["equivariance_rmse"])
+    with pytest.raises(symplug.SymplugError, match="^sample 1: output 'energy' is not finite"):
+        symplug.diagnose(NaNOnBigClouds(), samples, example.point_domain(), degree=1,
                          outputs=["energy"], progress=False)

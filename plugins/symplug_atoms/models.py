@@ -41,7 +41,11 @@ def ase_results(calc: BaseCalculator, atoms: ase.Atoms, properties: Sequence[str
     atoms.calc = calc
     out = {}
     if "energy" in properties:
-        out["energy"] = float(atoms.get_potential_energy())
+        energy = np.asarray(atoms.get_potential_energy(), dtype=np.float64)
+        if energy.size != 1:
+            raise SymplugError(f"calculator {type(calc).__name__} returned energy of shape "
+                               f"{energy.shape}; expected a scalar")
+        out["energy"] = float(energy.reshape(()))
     if "forces" in properties:
         forces = np.asarray(atoms.get_forces(), dtype=np.float64)
         if forces.shape != (len(atoms), 3):
