@@ -2,7 +2,7 @@
 
 Energy: sum over half-list pairs of 0.2 (|d| - 2.55)^2 + eps (d . w)^2 (invariant to
 translations and wrapping, not to rotations). Direct (non-conservative) forces:
-f_i = eps ((r_i - r_mean) . w) w, zero net force.
+f_i = eps ((r_i - r_mean) . w) w + c, with the net force N c fixed in the lab frame.
 """
 
 from typing import Dict, List, Optional
@@ -14,6 +14,7 @@ from metatomic.torch import (AtomisticModel, ModelCapabilities, ModelMetadata, M
 
 EPS = 1e-2
 W = [0.3, -0.5, 0.8]
+NET = [0.04, 0.01, -0.02]  # c (eV/A): a constant per-atom force in the lab frame
 CUTOFF = 3.0
 
 
@@ -21,6 +22,7 @@ class PlantedPairModel(torch.nn.Module):
     def __init__(self, force_name: str = "non_conservative_force"):
         super().__init__()
         self.register_buffer("w", torch.tensor(W, dtype=torch.float64))
+        self.register_buffer("net", torch.tensor(NET, dtype=torch.float64))
         self.eps = EPS
         self.force_name = force_name
         self.nl = NeighborListOptions(cutoff=CUTOFF, full_list=False, strict=True)
@@ -39,7 +41,7 @@ class PlantedPairModel(torch.nn.Module):
             proj = d @ self.w
             energies.append((0.2 * (r - 2.55) ** 2).sum() + self.eps * (proj * proj).sum())
             rel = system.positions - system.positions.mean(dim=0)
-            forces.append(self.eps * (rel @ self.w)[:, None] * self.w[None, :])
+            forces.append(self.eps * (rel @ self.w)[:, None] * self.w[None, :] + self.net)
             n = len(system)
             samples.append(torch.stack([torch.full((n,), i), torch.arange(n)], dim=1))
         result: Dict[str, TensorMap] = {}
