@@ -60,6 +60,12 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from .result import write_json
 
     domain = get_domain(args.domain)
+    if args.declare:
+        pairs = [item.partition("=") for item in args.declare]
+        bad = [item for item, (name, eq, rep) in zip(args.declare, pairs) if not (name and eq and rep)]
+        if bad:
+            raise SymplugError(f"--declare {bad[0]!r}: expected NAME=REP, e.g. dipole=1o")
+        domain = domain.declare({name: rep for name, _, rep in pairs})
     reference = None
     if args.compare_to:  # read before the (long) diagnosis
         try:
@@ -249,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for random grids (default 0)")
     p.add_argument("--lmax", type=int, help="highest l of the spectra (default: the degree)")
     p.add_argument("--outputs", help="comma-separated outputs (default: all declared)")
+    p.add_argument("--declare", action="append", default=[], metavar="NAME=REP",
+                   help="a further model output and its representation, e.g. dipole=1o, "
+                   "polarizability=cartesian2, mtt::target=2,+1 (repeatable; values in the "
+                   "model's units), diagnosed with the domain's default outputs or those of --outputs")
     p.add_argument("--layers", help="comma-separated hidden layers to capture")
     p.add_argument("--finer-degree", type=int, help="degree of the convergence grid "
                    "(default degree + 2)")

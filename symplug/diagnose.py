@@ -245,6 +245,8 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
              client: Any = None, per_sample: bool = True) -> dict:
     """Diagnose ``model`` on ``samples`` of ``domain``; returns the DESIGN §3 result.
 
+    A model with a ``request_outputs(names)`` method is told the output names first.
+
     A per output (data-set equivariance RMSE in the output's units, relative
     error, per-sample values, bias-variance split when the domain supplies
     reference labels), B per output and per layer (raw and data-set centred),
@@ -278,7 +280,7 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
     if group not in domain.groups:
         raise SymplugError(f"group {group} is not offered by domain {domain.name!r} "
                            f"(offers {', '.join(domain.groups)})")
-    model_h, domain_h = run.share(model), run.share(domain)
+    domain_h = run.share(domain)
     parts = [run.load(p) for p in samples]
     if outputs:
         names = list(outputs)
@@ -287,10 +289,15 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
         names = [o for o in domain.outputs if all(o in c for c in chosen)]
     else:
         names = list(domain.outputs)
+    if not outputs:
+        names += [o for o, out in domain.outputs.items() if out.declared and o not in names]
     unknown = [o for o in names if o not in domain.outputs]
     if unknown:
         raise SymplugError(f"domain {domain.name!r} has no output {unknown[0]!r} "
                            f"(outputs: {', '.join(domain.outputs)})")
+    if callable(getattr(model, "request_outputs", None)):
+        model.request_outputs(names)  # models that compute only what is asked for
+    model_h = run.share(model)
     reps = {o: domain.outputs[o].rep for o in names}
     grid = quadrature(group, None if kind == "haar" else degree, kind=kind, n=n, seed=seed,
                       axis=domain.axis)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -14,11 +15,13 @@ from .representations import representation
 
 @dataclass(frozen=True)
 class Output:
-    """A model output: its representation (e.g. ``"1o"``) and unit (e.g. ``"eV/A"``)."""
+    """A model output: its representation (e.g. ``"1o"``) and unit (e.g. ``"eV/A"``);
+    ``declared``: added by the user (:meth:`Domain.declare`), diagnosed by default."""
 
     rep: str
     units: str = ""
     description: str = ""
+    declared: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,19 @@ class Domain:
     summary: tuple["SummaryStage", ...] = ()
     samples_are_blocks: bool = False
     keep_outputs: tuple[str, ...] = ()
+
+    def declare(self, outputs: Mapping[str, str]) -> "Domain":
+        """This domain with further outputs ``{name: representation}``, e.g.
+        ``{"dipole": "1o", "polarizability": "cartesian2", "mtt::target": "2,+1"}``, in
+        the units the model returns them; a declared name replaces a built-in one."""
+        extra = {}
+        for name, rep in outputs.items():
+            try:
+                representation(rep)
+            except SymplugError as exc:
+                raise SymplugError(f"declared output {name!r}: {exc}") from exc
+            extra[name] = Output(rep, "model units", "declared by the user", declared=True)
+        return dataclasses.replace(self, outputs={**self.outputs, **extra})
 
     def validate(self, plugin: str) -> "Domain":
         """Raise :class:`PluginError` naming ``plugin`` if the record breaks the contract."""

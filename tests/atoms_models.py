@@ -77,3 +77,20 @@ class PlantedPairEMT(_Planted):
             virial = self.eps * np.einsum("e,a,eb->ab", proj, self.w, d)
             virial = (virial + virial.T) / 2 / a.get_volume()
         return self.eps / 2 * float(proj @ proj), forces, virial
+
+
+CHARGES = (0.3, -0.2, 0.1)  # e, cycled over the atoms
+NET_DIPOLE = np.array([0.05, -0.02, 0.04])  # e A, fixed in the lab frame
+
+
+class DipoleEMT(EMT):
+    """EMT with a dipole sum_i q_i (r_i - r_com) + c (e A): equivariant but for the
+    lab-fixed c, whose back-rotation g^T c gives A = |c| / sqrt(3)."""
+
+    implemented_properties = EMT.implemented_properties + ["dipole"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        q = np.resize(CHARGES, len(self.atoms))
+        rel = self.atoms.positions - self.atoms.get_center_of_mass()
+        self.results["dipole"] = q @ rel + NET_DIPOLE

@@ -19,7 +19,8 @@ import symplug
 import symplug_atoms
 from symplug_atoms.action import check_frame, transform
 
-from atoms_models import EPS, W, BadShapeEMT, FailingEMT, PlantedEMT
+from atoms_models import (CHARGES, EPS, NET_DIPOLE, W, BadShapeEMT, DipoleEMT, FailingEMT,
+                          PlantedEMT)
 
 HERE = Path(__file__).resolve().parent
 
@@ -68,6 +69,44 @@ def test_emt_is_invariant(cluster, cell):
     assert set(periodic["outputs"]) == {"energy", "forces", "stress"}
     assert periodic["outputs"]["stress"]["units"] == "GPa"
     assert periodic["outputs"]["stress"]["equivariance_rmse"] < 1e-9
+
+
+def test_per_atom_energies_and_dipole(cluster, tmp_path):
+    result = symplug_atoms.diagnose(EMT(), [cluster], outputs=["energy", "energies"], degree=2,
+                                    progress=False)
+    energies = result["outputs"]["energies"]
+    assert energies["units"] == "meV" and energies["rep"] == "0e"
+    assert energies["equivariance_rmse"] / 1000 <= 1e-9  # eV, exactly invariant per atom
+    assert abs(energies["spectrum"]["0,+1"] - 1) < 1e-12
+    # the dipole q . (r - r_com) + c: A = |c| / sqrt(3); raw power |c|^2 in (0,+1) and
+    # |D0|^2 in (1,+1), D0 = q . (r - r_com)
+    c2 = float(NET_DIPOLE @ NET_DIPOLE)
+    d0 = np.resize(CHARGES, len(cluster)) @ (cluster.positions - cluster.get_center_of_mass())
+    result = symplug_atoms.diagnose(DipoleEMT(), [cluster], outputs=["dipole"], degree=2,
+                                    progress=False)
+    dipole = result["outputs"]["dipole"]
+    assert dipole["units"] == "e A" and dipole["rep"] == "1o"
+    assert abs(dipole["equivariance_rmse"] - math.sqrt(c2 / 3)) < 1e-12
+    assert abs(dipole["spectrum"]["0,+1"] - c2 / (c2 + d0 @ d0)) < 1e-12
+    assert abs(dipole["spectrum"]["1,+1"] - d0 @ d0 / (c2 + d0 @ d0)) < 1e-12
+    # the same output declared on the command line (model units), next to the defaults
+    data = tmp_path / "frame.extxyz"
+    ase.io.write(data, [cluster])
+    out = tmp_path / "declared.json"
+    proc = subprocess.run([str(Path(sys.executable).parent / "symplug"), "diagnose", "atoms",
+                           "--model", "atoms_models:DipoleEMT", "--data", str(data),
+                           "--declare", "dipole=1o", "--degree", "2", "--json", str(out),
+                           "--quiet"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(HERE)})
+    assert proc.returncode == 0, proc.stderr
+    declared = json.loads(out.read_text())["outputs"]
+    assert set(declared) == {"energy", "forces", "dipole"}
+    assert declared["dipole"]["units"] == "model units"
+    assert abs(declared["dipole"]["equivariance_rmse"] - math.sqrt(c2 / 3)) < 1e-9  # extxyz
+    proc = subprocess.run([str(Path(sys.executable).parent / "symplug"), "diagnose", "atoms",
+                           "--model", "emt", "--data", str(data), "--declare", "dipole=1x"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "declared output 'dipole'" in proc.stderr
 
 
 def test_planted_anisotropy_scores_the_analytic_value(cluster):
@@ -144,8 +183,10 @@ def test_bad_input_is_named(cluster, cell):
     with pytest.raises(symplug.SymplugError, match="forces of shape \\(13, 2\\)"):
         symplug_atoms.diagnose(BadShapeEMT(), [cluster], degree=1, progress=False,
                                skip_failures=False)
-    with pytest.raises(symplug.SymplugError, match="no output 'dipole'"):
+    with pytest.raises(symplug.SymplugError, match="cannot compute output 'dipole'"):
         symplug_atoms.diagnose(EMT(), [cluster], outputs=["dipole"], degree=1, progress=False)
+    with pytest.raises(symplug.SymplugError, match="no output 'charge'"):
+        symplug_atoms.diagnose(EMT(), [cluster], outputs=["charge"], degree=1, progress=False)
 
 
 def test_failing_structure_is_flagged_and_the_rest_kept(cluster):

@@ -49,6 +49,20 @@ def test_direct_forces_score_the_analytic_value(model_file, cluster):
     assert abs(forces - a_forces) < 1e-9 * a_forces
 
 
+def test_declared_output_through_run_model(model_file, cluster):
+    c2 = float(np.dot(mm.NET_DIPOLE, mm.NET_DIPOLE))
+    result = symplug_atoms.diagnose(MetatomicModel(model_file), [cluster], degree=2,
+                                    declare={mm.DIPOLE: "1o"}, progress=False)
+    assert set(result["outputs"]) == {"energy", "forces", mm.DIPOLE}
+    dipole = result["outputs"][mm.DIPOLE]
+    assert dipole["units"] == "model units"
+    assert abs(dipole["equivariance_rmse"] - math.sqrt(c2 / 3)) < 1e-12
+    with pytest.raises(symplug.SymplugError, match="cannot compute output 'energies'"):
+        # its energy output is per structure only
+        symplug_atoms.diagnose(MetatomicModel(model_file), [cluster], degree=1,
+                               outputs=["energies"], progress=False)
+
+
 def test_conservative_forces_of_the_same_model(model_file, cluster):
     model = MetatomicModel(model_file, forces="conservative")
     assert not model.direct_forces

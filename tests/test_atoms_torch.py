@@ -63,6 +63,9 @@ def test_forces_and_stress_are_derivatives(model, cell):
         strained.append(energy(s))
     fd_stress = (strained[0] - strained[1]) / (2 * h) / cell.get_volume() / ase.units.GPa
     assert abs(float(out["stress"][0, 0, 1]) - fd_stress) < 1e-5
+    # atomic energies (meV) sum to the energy (meV/atom times N)
+    assert out["energies"].shape == (1, len(cell))
+    assert abs(float(out["energies"].sum()) - float(out["energy"][0, 0]) * len(cell)) < 1e-9
 
 
 def test_layers_captured_and_unconstrained(model, cluster):

@@ -4,7 +4,7 @@ B of every output, the bias-variance split against labels the frames carry."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import ase
 import ase.io
@@ -110,10 +110,12 @@ def read_frames(path: str | Path, index: str = ":") -> list[ase.Atoms]:
 
 def diagnose(model: Any, frames: Sequence[ase.Atoms], outputs: Sequence[str] | None = None,
              layers: Sequence[str] = (), group: str = "O3", degree: int = 2,
-             **kwargs) -> dict:
+             declare: Mapping[str, str] | None = None, **kwargs) -> dict:
     """A and B of ``model`` (an ASE calculator, :class:`CalculatorModel` or
     :class:`~symplug_atoms.torch_model.TorchAtomsModel`, whose ``layers`` can be
-    captured by name) on ``frames``.
+    captured by name) on ``frames``. ``declare`` adds outputs beyond energy, per-atom
+    ``energies``, forces, stress and dipole with their representations, e.g.
+    ``{"mtt::dipole": "1o"}`` (diagnosed in the model's units).
 
     Structures whose evaluation fails are flagged under ``"skipped"`` and counted;
     the others are kept. Further keyword arguments go to :func:`symplug.diagnose`.
@@ -126,5 +128,6 @@ def diagnose(model: Any, frames: Sequence[ase.Atoms], outputs: Sequence[str] | N
     for i, frame in enumerate(frames):
         check_frame(frame, f"frame {i}")
     kwargs.setdefault("skip_failures", True)
-    return symplug.diagnose(model, list(frames), atoms_domain(), outputs=outputs, layers=layers,
+    domain = atoms_domain().declare(declare) if declare else atoms_domain()
+    return symplug.diagnose(model, list(frames), domain, outputs=outputs, layers=layers,
                             group=group, degree=degree, **kwargs)

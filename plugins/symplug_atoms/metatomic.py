@@ -1,6 +1,10 @@
 """metatomic models through metatomic-ase's MetatomicCalculator.
 
-The rotated copies of a structure are evaluated in one batched call. Models that
+The rotated copies of a structure are evaluated in one batched call. Energy,
+per-atom energies, forces and stress come from ``MetatomicCalculator.compute_energy``;
+any other output the model declares (a dipole, a spherical target ``l,sigma``; declare
+its representation with ``symplug diagnose atoms --declare NAME=REP``) from
+``run_model``, in the model's units. Models that
 expose direct (non-conservative) forces, as ``non_conservative_force`` or the older
 plural ``non_conservative_forces``, are diagnosed on those forces as the model returns
 them (``forces="direct"``, through ``MetatomicCalculator.run_model(list, outputs)``;
@@ -23,6 +27,7 @@ from .action import RotatedCopies
 from .models import CalculatorModel, to_reporting_units
 
 DIRECT_FORCE_NAMES = ("non_conservative_force", "non_conservative_forces")
+STANDARD = ("energy", "energies", "forces", "stress")  # through compute_energy
 
 
 def is_metatomic_file(path: str | Path) -> bool:
@@ -72,18 +77,32 @@ class MetatomicModel(CalculatorModel):
         self.path = path
         super().__init__(calc, properties)
 
+    def available(self) -> set[str]:
+        """energy, forces, stress, per-atom energies (when the model's energy output is
+        per atom) and every other output the model declares (e.g. ``mtt::dipole``)."""
+        declared = self.calc._model.capabilities().outputs
+        per_atom = "energy" in declared and declared["energy"].sample_kind == "atom"
+        return ({"energy", "forces", "stress"} | ({"energies"} if per_atom else set())
+                | set(declared))
+
     def __call__(self, batch: "RotatedCopies | Sequence") -> dict[str, torch.Tensor]:
         copies = batch.structures() if isinstance(batch, RotatedCopies) else list(batch)
         periodic = all(a.get_pbc().all() for a in copies)
         props = [p for p in self.properties if p != "stress" or periodic]
+        extra = [p for p in props if p not in STANDARD]
+        direct = self.direct_forces and "forces" in props
         try:
             res = {}
-            if self.direct_forces and "forces" in props:
-                res.update(self._run(copies, energy="stress" not in props))
+            if extra or direct:  # raw model outputs, energy too when nothing else needs it
+                res.update(self._run(copies, extra, direct,
+                                     energy=direct and not {"stress", "energies"} & set(props)))
             rest = [p for p in props if p not in res]
-            if rest:  # energy (and stress, from the strain gradient) in one batch
-                computed = self.calc.compute_energy(copies, "stress" in rest or "forces" in rest)
+            if rest:  # energy (and forces, stress from its gradients) in one batch
+                computed = self.calc.compute_energy(copies, "stress" in rest or "forces" in rest,
+                                                    per_atom="energies" in rest)
                 res.update({p: computed[p] for p in rest})
+        except SymplugError:
+            raise
         except Exception as exc:
             raise SymplugError(f"metatomic model {self.path.name} failed on "
                                f"{copies[0].get_chemical_formula()}: "
@@ -95,30 +114,51 @@ class MetatomicModel(CalculatorModel):
             out[p] = torch.from_numpy(np.stack([to_reporting_units(p, v, n) for v in values]))
         return out
 
-    def _run(self, copies: list, energy: bool) -> dict[str, np.ndarray]:
-        """The model's direct forces (B, N, 3) in eV/A as it returns them (net force
-        included) and, if ``energy``, the energies (B,) in eV, from one ``run_model``."""
+    def _run(self, copies: list, names: list[str], direct: bool,
+             energy: bool) -> dict[str, np.ndarray]:
+        """One ``run_model`` call: the outputs ``names`` as the model returns them, its
+        direct forces (B, N, 3) in eV/A if ``direct`` (net force included) and its
+        energies (B,) in eV if ``energy``."""
         from metatomic.torch import ModelOutput
 
-        request = {self.force_output: ModelOutput(unit="eV/Angstrom", sample_kind="atom")}
+        declared = self.calc._model.capabilities().outputs
+        request = {name: ModelOutput(unit=declared[name].unit,
+                                     sample_kind=declared[name].sample_kind) for name in names}
+        if direct:
+            request[self.force_output] = ModelOutput(unit="eV/Angstrom", sample_kind="atom")
         if energy:
             request["energy"] = ModelOutput(unit="eV", sample_kind="system")
         result = self.calc.run_model(copies, request)
-        block = result[self.force_output].block()
-        samples = block.samples.values.to(torch.long).numpy()
-        forces = np.full((len(copies), len(copies[0]), 3), np.nan)
-        forces[samples[:, 0], samples[:, 1]] = block.values.detach().to(torch.float64) \
-            .reshape(-1, 3).numpy()
-        if np.isnan(forces).any():
-            raise SymplugError(f"metatomic model {self.path.name}: output "
-                               f"{self.force_output!r} does not hold a force for every atom")
-        out = {"forces": forces}
+        n_copies, n_atoms = len(copies), len(copies[0])
+        out = {name: self._values(name, result[name], n_copies, n_atoms) for name in names}
+        if direct:
+            out["forces"] = self._values(self.force_output, result[self.force_output],
+                                         n_copies, n_atoms)
         if energy:
-            block = result["energy"].block()
-            energies = np.full(len(copies), np.nan)
-            energies[block.samples.values[:, 0].to(torch.long).numpy()] = \
-                block.values.detach().to(torch.float64).reshape(-1).numpy()
-            out["energy"] = energies
+            out["energy"] = self._values("energy", result["energy"], n_copies, n_atoms)[:, 0]
+        return out
+
+    def _values(self, name: str, tensor_map, n_copies: int, n_atoms: int) -> np.ndarray:
+        """A model output as (B, D) per structure or (B, N, D) per atom: the blocks in key
+        order, each block's values properties-major (``P x (components)``), which is the
+        order of a representation ``"P x rep"`` (e.g. ``"4x2,+1"``)."""
+        parts = []
+        for block in tensor_map.blocks():
+            values = block.values.detach().to(torch.float64)
+            values = values.movedim(-1, 1).reshape(values.shape[0], -1).numpy()
+            system = block.samples.column("system").to(torch.long).numpy()
+            if "atom" in block.samples.names:
+                atom = block.samples.column("atom").to(torch.long).numpy()
+                part = np.full((n_copies, n_atoms, values.shape[1]), np.nan)
+                part[system, atom] = values
+            else:
+                part = np.full((n_copies, values.shape[1]), np.nan)
+                part[system] = values
+            parts.append(part)
+        out = np.concatenate(parts, axis=-1)
+        if np.isnan(out).any():
+            raise SymplugError(f"metatomic model {self.path.name}: output {name!r} does not "
+                               f"hold a value for every {'atom' if out.ndim == 3 else 'copy'}")
         return out
 
     def __repr__(self) -> str:

@@ -2,7 +2,9 @@
 
 :class:`CalculatorModel` maps a list of structures (the transformed copies of
 one input) to symplug outputs in reporting units: ``energy`` in meV/atom,
-``forces`` in meV/A, ``stress`` in GPa (3 x 3, periodic structures only).
+per-atom ``energies`` in meV, ``forces`` in meV/A, ``stress`` in GPa (3 x 3, periodic
+structures only), ``dipole`` in e A; any further output the calculator implements
+(declared with its representation, :meth:`symplug.Domain.declare`) in its own units.
 """
 
 from __future__ import annotations
@@ -21,43 +23,52 @@ from symplug import SymplugError
 
 from .action import RotatedCopies
 
-# reporting unit and factor from ASE units (eV, eV/A, eV/A^3)
-UNITS = {"energy": "meV/atom", "forces": "meV/A", "stress": "GPa"}
-REPS = {"energy": "0e", "forces": "1o", "stress": "cartesian2"}
+# reporting unit and factor from ASE units (eV, eV/A, eV/A^3, e A)
+UNITS = {"energy": "meV/atom", "energies": "meV", "forces": "meV/A", "stress": "GPa",
+         "dipole": "e A"}
+REPS = {"energy": "0e", "energies": "0e", "forces": "1o", "stress": "cartesian2",
+        "dipole": "1o"}
+DEFAULT = ("energy", "forces", "stress")  # what a model computes unless asked otherwise
 STRESS_TO_GPA = 1.0 / units.GPa
 
 
 def to_reporting_units(name: str, value: np.ndarray, n_atoms: int) -> np.ndarray:
-    """Convert an ASE-unit ``energy`` (eV), ``forces`` (eV/A) or 3x3 ``stress`` (eV/A^3)."""
+    """Convert an ASE-unit ``energy`` (eV), ``energies`` (eV), ``forces`` (eV/A) or 3x3
+    ``stress`` (eV/A^3); other outputs keep their units."""
+    value = np.asarray(value, dtype=np.float64)
     if name == "energy":
-        return np.asarray(value, dtype=np.float64).reshape(1) * 1000.0 / n_atoms
-    if name == "forces":
-        return np.asarray(value, dtype=np.float64) * 1000.0
-    return np.asarray(value, dtype=np.float64) * STRESS_TO_GPA
+        return value.reshape(1) * 1000.0 / n_atoms
+    if name in ("energies", "forces"):
+        return value * 1000.0
+    if name == "stress":
+        return value * STRESS_TO_GPA
+    return value
 
 
 def ase_results(calc: BaseCalculator, atoms: ase.Atoms, properties: Sequence[str]) -> dict:
-    """energy (eV), forces (N, 3) and stress (3, 3) of ``atoms`` from ``calc``, shapes checked."""
+    """energy (eV), forces (N, 3), stress (3, 3), per-atom energies (N,) and any other
+    property ``calc`` implements, of ``atoms``, shapes of the standard ones checked."""
     atoms.calc = calc
     out = {}
-    if "energy" in properties:
-        energy = np.asarray(atoms.get_potential_energy(), dtype=np.float64)
-        if energy.size != 1:
-            raise SymplugError(f"calculator {type(calc).__name__} returned energy of shape "
-                               f"{energy.shape}; expected a scalar")
-        out["energy"] = float(energy.reshape(()))
-    if "forces" in properties:
-        forces = np.asarray(atoms.get_forces(), dtype=np.float64)
-        if forces.shape != (len(atoms), 3):
-            raise SymplugError(f"calculator {type(calc).__name__} returned forces of shape "
-                               f"{forces.shape} for {len(atoms)} atoms; expected ({len(atoms)}, 3)")
-        out["forces"] = forces
-    if "stress" in properties:
-        stress = np.asarray(atoms.get_stress(voigt=False), dtype=np.float64)
-        if stress.shape != (3, 3):
-            raise SymplugError(f"calculator {type(calc).__name__} returned stress of shape "
-                               f"{stress.shape}; expected (3, 3)")
-        out["stress"] = stress
+    name = type(calc).__name__
+    for p in properties:
+        if p == "energy":
+            energy = np.asarray(atoms.get_potential_energy(), dtype=np.float64)
+            if energy.size != 1:
+                raise SymplugError(f"calculator {name} returned energy of shape "
+                                   f"{energy.shape}; expected a scalar")
+            out[p] = float(energy.reshape(()))
+        elif p == "stress":
+            out[p] = np.asarray(atoms.get_stress(voigt=False), dtype=np.float64)
+        elif p == "energies":
+            out[p] = np.asarray(atoms.get_potential_energies(), dtype=np.float64)
+        else:
+            out[p] = np.asarray(calc.get_property(p, atoms), dtype=np.float64)
+    expected = {"forces": (len(atoms), 3), "stress": (3, 3), "energies": (len(atoms),)}
+    for p, shape in expected.items():
+        if p in out and out[p].shape != shape:
+            raise SymplugError(f"calculator {name} returned {p} of shape {out[p].shape} "
+                               f"for {len(atoms)} atoms; expected {shape}")
     atoms.calc = None
     return out
 
@@ -70,25 +81,34 @@ class CalculatorModel:
     """An ASE calculator as a symplug model: ``model(copies) -> {output: tensor}`` for
     :class:`RotatedCopies` or a list of structures, copy by copy.
 
-    ``properties`` restricts the outputs; by default all of energy, forces and stress
-    that the calculator implements (stress only when every copy is periodic).
+    ``properties`` names the outputs it computes; by default energy, forces and stress
+    as far as the calculator implements them (stress only when every copy is periodic).
+    :func:`symplug.diagnose` sets them to the outputs diagnosed
+    (:meth:`request_outputs`).
     """
 
     def __init__(self, calc: BaseCalculator, properties: Sequence[str] | None = None):
         if not isinstance(calc, BaseCalculator):
             raise SymplugError(f"expected an ASE calculator, got {type(calc).__name__}")
         self.calc = calc
-        available = supported_properties(calc)
-        if properties is None:
-            self.properties = [p for p in REPS if p in available]
-            return
-        for p in properties:
-            if p not in REPS:
-                raise SymplugError(f"unknown atoms output {p!r}; known: {', '.join(REPS)}")
+        self.properties = ([p for p in DEFAULT if p in self.available()] if properties is None
+                           else self._checked(properties))
+
+    def available(self) -> set[str]:
+        """The output names this model can compute."""
+        return supported_properties(self.calc)
+
+    def request_outputs(self, names: Sequence[str]) -> None:
+        """Compute exactly the outputs ``names`` from now on."""
+        self.properties = self._checked(names)
+
+    def _checked(self, names: Sequence[str]) -> list[str]:
+        available = self.available()
+        for p in names:
             if p not in available:
-                raise SymplugError(f"calculator {type(calc).__name__} does not implement "
-                                   f"{p!r} (it implements {sorted(available)})")
-        self.properties = list(properties)
+                raise SymplugError(f"{self!r} cannot compute output {p!r} (it offers "
+                                   f"{', '.join(sorted(available))})")
+        return list(names)
 
     def __call__(self, batch: "RotatedCopies | Sequence[ase.Atoms]") -> dict[str, torch.Tensor]:
         copies = batch.structures() if isinstance(batch, RotatedCopies) else list(batch)
@@ -109,7 +129,7 @@ class CalculatorModel:
         return {p: torch.from_numpy(np.stack(v)) for p, v in rows.items()}
 
     def __repr__(self) -> str:
-        return f"CalculatorModel({type(self.calc).__name__}, properties={self.properties})"
+        return f"CalculatorModel({type(self.calc).__name__})"
 
 
 SHIPPED = {"emt": ("ase.calculators.emt", "EMT")}

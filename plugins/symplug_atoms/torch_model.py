@@ -5,8 +5,9 @@
 that signature). For an orbit it builds the neighbour graph once, rotates positions
 (about the centre of mass) and cell for every copy, and evaluates all copies of a
 chunk in one batch, so atoms and edges are tokens that correspond across copies.
-Outputs in reporting units: energy (meV/atom), forces (meV/A, autograd), stress
-(GPa, derivative with respect to a symmetric strain; periodic structures).
+Outputs in reporting units: energy (meV/atom), atomic energies ``energies`` (meV),
+forces (meV/A, autograd), stress (GPa, derivative with respect to a symmetric strain;
+periodic structures).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class TorchAtomsModel:
     """
 
     def __init__(self, module: torch.nn.Module, cutoff: float, dtype=torch.float64,
-                 properties=("energy", "forces", "stress")):
+                 properties=("energy", "energies", "forces", "stress")):
         self.module = module.to(dtype).eval()
         self.cutoff, self.dtype, self.properties = float(cutoff), dtype, tuple(properties)
         self._graph: tuple[tuple, Graph] | None = None
@@ -53,7 +54,7 @@ class TorchAtomsModel:
         return self._graph[1]
 
     def energies(self, atoms: ase.Atoms, matrices: torch.Tensor, stress: bool = False):
-        """Total energies (B,) in eV, rotated positions (B, N, 3) and strain (B, 3, 3)."""
+        """Atomic energies (B, N) in eV, rotated positions (B, N, 3) and strain (B, 3, 3)."""
         graph = self.graph(atoms)
         b, n = matrices.shape[0], len(atoms)
         mats = matrices.to(self.dtype)
@@ -72,7 +73,7 @@ class TorchAtomsModel:
         vectors = vectors + torch.einsum("bei,bji->bej", vectors, strain)
         batch = BatchGraph.of([graph] * b)
         atomic = self.module(batch, vectors.reshape(-1, 3)).reshape(b, n)
-        return atomic.sum(1), pos, strain
+        return atomic, pos, strain
 
     def __call__(self, batch: RotatedCopies) -> dict[str, torch.Tensor]:
         if not isinstance(batch, RotatedCopies):
@@ -81,8 +82,9 @@ class TorchAtomsModel:
         periodic = bool(atoms.get_pbc().all())
         want_stress = "stress" in self.properties and periodic
         with torch.enable_grad():
-            energy, pos, strain = self.energies(atoms, batch.matrices, stress=want_stress)
-            out = {"energy": energy[:, None] * 1000.0 / n}
+            atomic, pos, strain = self.energies(atoms, batch.matrices, stress=want_stress)
+            energy = atomic.sum(1)
+            out = {"energy": energy[:, None] * 1000.0 / n, "energies": atomic * 1000.0}
             inputs = [t for t, on in ((pos, "forces" in self.properties), (strain, want_stress))
                       if on and t.requires_grad]
             grads = torch.autograd.grad(energy.sum(), inputs) if inputs else []
