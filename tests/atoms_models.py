@@ -94,3 +94,12 @@ class DipoleEMT(EMT):
         q = np.resize(CHARGES, len(self.atoms))
         rel = self.atoms.positions - self.atoms.get_center_of_mass()
         self.results["dipole"] = q @ rel + NET_DIPOLE
+
+
+def small_pet():
+    """A bare torch module with a ``cutoff`` (for ``load_model("atoms_models:small_pet")``)."""
+    import torch
+    from symplug_atoms.pet import PointEdgeTransformer
+
+    torch.manual_seed(0)
+    return PointEdgeTransformer(d=8, heads=2, n_layers=1, cutoff=3.0)

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 import symplug
 import symplug_atoms
@@ -61,6 +62,19 @@ def test_declared_output_through_run_model(model_file, cluster):
         # its energy output is per structure only
         symplug_atoms.diagnose(MetatomicModel(model_file), [cluster], degree=1,
                                outputs=["energies"], progress=False)
+
+
+def test_a_calculator_instance_is_batched_like_the_file(model_file, cluster):
+    from metatomic_ase import MetatomicCalculator
+
+    from symplug_atoms.models import calculator_model
+
+    model = calculator_model(MetatomicCalculator(model_file))
+    assert isinstance(model, MetatomicModel) and model.direct_forces
+    copies = symplug_atoms.rotated_copies(cluster, symplug.haar("O3", 3, seed=2))
+    ours, theirs = model(copies), MetatomicModel(model_file)(copies)
+    for name in ("energy", "forces"):
+        assert torch.equal(ours[name], theirs[name])
 
 
 def test_conservative_forces_of_the_same_model(model_file, cluster):

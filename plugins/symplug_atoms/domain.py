@@ -16,7 +16,7 @@ import symplug
 from symplug import Domain, Output, SummaryStage, SymplugError
 
 from .action import check_frame, rotated_copies
-from .models import REPS, UNITS, CalculatorModel, to_reporting_units
+from .models import REPS, UNITS, CalculatorModel, calculator_model, to_reporting_units
 
 
 def reference_labels(atoms: ase.Atoms) -> dict[str, torch.Tensor] | None:
@@ -121,7 +121,7 @@ def diagnose(model: Any, frames: Sequence[ase.Atoms], outputs: Sequence[str] | N
     the others are kept. Further keyword arguments go to :func:`symplug.diagnose`.
     """
     if isinstance(model, BaseCalculator):
-        model = CalculatorModel(model)
+        model = calculator_model(model)
     if layers and isinstance(model, CalculatorModel):
         raise SymplugError("hidden layers need a torch model (e.g. TorchAtomsModel); "
                            "ASE calculators expose outputs only")

@@ -43,38 +43,38 @@ def is_metatomic_file(path: str | Path) -> bool:
 
 
 class MetatomicModel(CalculatorModel):
-    """A metatomic model file as a symplug atoms model.
+    """A metatomic model, from its file or a ``MetatomicCalculator``, as a symplug atoms
+    model whose copies are evaluated in batches.
 
     ``forces``: ``"auto"`` (direct forces when the model has them), ``"direct"`` or
     ``"conservative"``.
     """
 
-    def __init__(self, path: str | Path, forces: str = "auto", properties=None):
+    def __init__(self, source, forces: str = "auto", properties=None):
         from metatomic_ase import MetatomicCalculator
 
-        path = Path(path)
-        if not path.exists():
-            raise SymplugError(f"{path}: no such metatomic model file")
-        try:
-            probe = MetatomicCalculator(str(path))
-        except Exception as exc:
-            raise SymplugError(f"{path}: metatomic cannot load it ({type(exc).__name__}: "
-                               f"{exc})") from exc
-        outputs = probe._model.capabilities().outputs
+        if isinstance(source, MetatomicCalculator):
+            calc, self.name = source, "MetatomicCalculator"
+        else:
+            path = Path(source)
+            if not path.exists():
+                raise SymplugError(f"{path}: no such metatomic model file")
+            try:
+                calc = MetatomicCalculator(str(path))
+            except Exception as exc:
+                raise SymplugError(f"{path}: metatomic cannot load it ({type(exc).__name__}: "
+                                   f"{exc})") from exc
+            self.name = path.name
+        outputs = calc._model.capabilities().outputs
         direct = [name for name in outputs if name.split("/")[0] in DIRECT_FORCE_NAMES]
-        has_direct = bool(direct)
         if forces not in ("auto", "direct", "conservative"):
             raise SymplugError(f"forces must be auto, direct or conservative, got {forces!r}")
-        if forces == "direct" and not has_direct:
-            raise SymplugError(f"{path}: the model has no direct force output "
+        if forces == "direct" and not direct:
+            raise SymplugError(f"{self.name}: the model has no direct force output "
                                f"({', '.join(DIRECT_FORCE_NAMES)})")
-        self.direct_forces = has_direct and forces != "conservative"
+        self.direct_forces = bool(direct) and forces != "conservative"
         # the name metatomic-ase's calculator picks: the plain output before its variants
-        self.force_output = min(direct, key=lambda name: ("/" in name, name)) if has_direct \
-            else None
-        calc = (MetatomicCalculator(str(path), non_conservative="forces")
-                if self.direct_forces else probe)
-        self.path = path
+        self.force_output = min(direct, key=lambda name: ("/" in name, name)) if direct else None
         super().__init__(calc, properties)
 
     def available(self) -> set[str]:
@@ -104,7 +104,7 @@ class MetatomicModel(CalculatorModel):
         except SymplugError:
             raise
         except Exception as exc:
-            raise SymplugError(f"metatomic model {self.path.name} failed on "
+            raise SymplugError(f"metatomic model {self.name} failed on "
                                f"{copies[0].get_chemical_formula()}: "
                                f"{type(exc).__name__}: {exc}") from exc
         n = len(copies[0])
@@ -157,10 +157,10 @@ class MetatomicModel(CalculatorModel):
             parts.append(part)
         out = np.concatenate(parts, axis=-1)
         if np.isnan(out).any():
-            raise SymplugError(f"metatomic model {self.path.name}: output {name!r} does not "
+            raise SymplugError(f"metatomic model {self.name}: output {name!r} does not "
                                f"hold a value for every {'atom' if out.ndim == 3 else 'copy'}")
         return out
 
     def __repr__(self) -> str:
         kind = "direct" if self.direct_forces else "conservative"
-        return f"MetatomicModel({self.path.name}, forces={kind})"
+        return f"MetatomicModel({self.name}, forces={kind})"

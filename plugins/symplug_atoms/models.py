@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from typing import Sequence
 
 import ase
@@ -140,7 +141,9 @@ def load_model(spec: str):
     metatomic model, or a checkpoint written by :mod:`symplug_atoms.train`), a metatrain
     ``*.ckpt`` checkpoint (hidden layers available), or
     ``module:attribute`` naming an ASE calculator instance, class or factory (called
-    without arguments)."""
+    without arguments), or a torch module ``module(graph, vectors) -> atomic energies``
+    with a ``cutoff`` attribute (A), e.g. a
+    :class:`~symplug_atoms.pet.PointEdgeTransformer`."""
     from .torch_model import SHIPPED as SHIPPED_TORCH
     from .torch_model import load_reference
 
@@ -169,9 +172,25 @@ def load_model(spec: str):
     obj = target() if inspect.isclass(target) or (callable(target) and not
                                                   isinstance(target, BaseCalculator)) else target
     if isinstance(obj, torch.nn.Module):
-        raise SymplugError(f"{spec!r} is a bare torch module; wrap it as "
-                           "symplug_atoms.torch_model.TorchAtomsModel(module, cutoff) or in an "
+        from .torch_model import TorchAtomsModel
+
+        if isinstance(getattr(obj, "cutoff", None), (int, float)):
+            return TorchAtomsModel(obj, cutoff=float(obj.cutoff))
+        raise SymplugError(f"{spec!r} is a torch module without a numeric 'cutoff' attribute "
+                           "(the neighbour-list radius in A); give it one, or wrap it as "
+                           "symplug_atoms.torch_model.TorchAtomsModel(module, cutoff), or in an "
                            "ASE calculator (e.g. metatomic_ase.MetatomicCalculator)")
     if hasattr(obj, "module") and callable(obj):
         return obj  # already a symplug atoms model (e.g. TorchAtomsModel)
-    return CalculatorModel(obj)
+    return calculator_model(obj)
+
+
+def calculator_model(calc: BaseCalculator) -> CalculatorModel:
+    """``calc`` as a symplug model: batched for a metatomic-ase ``MetatomicCalculator``,
+    copy by copy otherwise."""
+    metatomic_ase = sys.modules.get("metatomic_ase")  # imported by whoever made ``calc``
+    if metatomic_ase is not None and isinstance(calc, metatomic_ase.MetatomicCalculator):
+        from .metatomic import MetatomicModel
+
+        return MetatomicModel(calc)
+    return CalculatorModel(calc)
