@@ -142,6 +142,8 @@ def _evaluate_partition(model: Callable, domain: Domain, samples: list, plan: _P
                 if i in state.skipped:
                     continue
                 try:
+                    if k == 0 and domain.check is not None:
+                        domain.check(sample)
                     r = evaluate_orbit(
                         model, sample, domain.act, grid, outputs=plan.reps, layers=plan.layers,
                         lmax=plan.lmax, chunk_size=plan.chunk_size,

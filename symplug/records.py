@@ -43,6 +43,9 @@ class Domain:
       under ``"summary"`` (e.g. AUC, flip rate and skipped jets for taggers).
     * ``samples_are_blocks``: a sample is a block of items (jets); data-set errors then
       average over items, not blocks.
+    * ``check(sample)`` raises a :class:`SymplugError` naming the problem for an unusable
+      sample (e.g. NaN positions); it runs once per sample before its orbit, so that with
+      ``skip_failures`` the sample is flagged and counted like a failed evaluation.
     * ``keep_outputs``: outputs whose values over the grid the orbit pass keeps for the
       summary, whose stages then get ``orbit_values=[{output: (grid size, ...)}]``, one
       dict per sample, so that they need no second pass over the orbit (e.g. the flip
@@ -61,6 +64,7 @@ class Domain:
     summary: tuple["SummaryStage", ...] = ()
     samples_are_blocks: bool = False
     keep_outputs: tuple[str, ...] = ()
+    check: Callable[[Any], None] | None = None
 
     def declare(self, outputs: Mapping[str, str]) -> "Domain":
         """This domain with further outputs ``{name: representation}``, e.g.

@@ -171,8 +171,13 @@ def test_bad_input_is_named(cluster, cell):
         check_frame(ase.Atoms(), "frame 3")
     bad = cluster.copy()
     bad.positions[4, 1] = np.nan
-    with pytest.raises(symplug.SymplugError, match="frame 0: field 'positions' holds NaN.*atom 4"):
-        symplug_atoms.diagnose(EMT(), [bad], degree=1, progress=False)
+    with pytest.raises(symplug.SymplugError,
+                       match="^sample 0: structure: field 'positions' holds NaN.*atom 4"):
+        symplug_atoms.diagnose(EMT(), [bad], degree=1, progress=False, skip_failures=False)
+    result = symplug_atoms.diagnose(EMT(), [cluster, bad], degree=1, progress=False)
+    assert result["n_samples"] == 1 and result["skipped"] == [
+        {"index": 1, "reason": "SymplugError: structure: field 'positions' holds NaN or inf "
+                               "(atom 4)"}]
     bad = cluster.copy()
     bad.positions[2] = bad.positions[1] + 0.01
     with pytest.raises(symplug.SymplugError, match="atoms 1 and 2 overlap"):
@@ -187,6 +192,26 @@ def test_bad_input_is_named(cluster, cell):
         symplug_atoms.diagnose(EMT(), [cluster], outputs=["dipole"], degree=1, progress=False)
     with pytest.raises(symplug.SymplugError, match="no output 'charge'"):
         symplug_atoms.diagnose(EMT(), [cluster], outputs=["charge"], degree=1, progress=False)
+
+
+def test_bad_frame_in_a_file_is_flagged_or_named(cluster, tmp_path):
+    bad = cluster.copy()
+    bad.positions[2] = bad.positions[1] + 0.01
+    data = tmp_path / "frames.extxyz"
+    ase.io.write(data, [cluster, bad, cluster])
+    out = tmp_path / "skipped.json"
+    symplug_cli = str(Path(sys.executable).parent / "symplug")
+    proc = subprocess.run([symplug_cli, "diagnose", "atoms", "--model", "emt", "--data", str(data),
+                           "--degree", "1", "--skip-failures", "--json", str(out), "--quiet"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["n_samples"] == 2 and [s["index"] for s in result["skipped"]] == [1]
+    assert f"{data} frame 1: atoms 1 and 2 overlap" in result["skipped"][0]["reason"]
+    proc = subprocess.run([symplug_cli, "diagnose", "atoms", "--model", "emt", "--data", str(data),
+                           "--degree", "1", "--quiet"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert f"sample 1: {data} frame 1: atoms 1 and 2 overlap" in proc.stderr
 
 
 def test_failing_structure_is_flagged_and_the_rest_kept(cluster):

@@ -19,6 +19,9 @@ from .action import check_frame, rotated_copies
 from .models import REPS, UNITS, CalculatorModel, calculator_model, to_reporting_units
 
 
+SOURCE = "symplug_source"  # atoms.info key: the file and frame a structure was read from
+
+
 def reference_labels(atoms: ase.Atoms) -> dict[str, torch.Tensor] | None:
     """Labels stored with the structure (e.g. read from extxyz), in reporting units."""
     calc = atoms.calc
@@ -66,7 +69,15 @@ def atoms_domain() -> Domain:
         name="atoms", act=rotated_copies, groups=("O3", "SO3"),
         outputs={name: Output(REPS[name], UNITS[name]) for name in REPS},
         description="ase.Atoms; O(3) about the centre of mass, cells rotate with the atoms",
-        reference=reference_labels, select_outputs=default_outputs, summary=SUMMARY)
+        reference=reference_labels, select_outputs=default_outputs, summary=SUMMARY,
+        check=check_structure)
+
+
+def check_structure(atoms: ase.Atoms) -> None:
+    """:func:`~symplug_atoms.action.check_frame`, naming the structure by its file and
+    frame when :func:`read_frames` read it."""
+    where = atoms.info.get(SOURCE, "structure") if isinstance(atoms, ase.Atoms) else "structure"
+    check_frame(atoms, where)
 
 
 def frame_partitions(paths: Sequence[str | Path], size: int = 16) -> symplug.Partitions:
@@ -84,14 +95,16 @@ def frame_partitions(paths: Sequence[str | Path], size: int = 16) -> symplug.Par
             count = sum(1 for _ in ase.io.iread(path, index=":"))
         except Exception as exc:
             raise SymplugError(f"{path}: ase.io cannot read it ({type(exc).__name__}: {exc})") from exc
-        parts += [dask.delayed(read_frames)(path, f"{start}:{min(start + size, count)}")
+        parts += [dask.delayed(read_frames)(path, f"{start}:{min(start + size, count)}", False)
                   for start in range(0, count, int(size))]
     return symplug.Partitions(parts)
 
 
-def read_frames(path: str | Path, index: str = ":") -> list[ase.Atoms]:
-    """Structures from any file ase.io reads (extxyz, traj, ...), each checked; errors
-    name the frame by its position in the file (also for a slice ``"a:b"``)."""
+def read_frames(path: str | Path, index: str = ":", check: bool = True) -> list[ase.Atoms]:
+    """Structures from any file ase.io reads (extxyz, traj, ...), each checked unless
+    ``check=False`` (the diagnosis checks every structure itself and, with
+    ``skip_failures``, flags a bad one instead of stopping); errors name the frame by its
+    position in the file (also for a slice ``"a:b"``), kept in ``atoms.info["symplug_source"]``."""
     path = Path(path)
     if not path.exists():
         raise SymplugError(f"{path}: no such file")
@@ -104,7 +117,9 @@ def read_frames(path: str | Path, index: str = ":") -> list[ase.Atoms]:
         raise SymplugError(f"{path}: no structures")
     first = int(index.split(":")[0] or 0) if isinstance(index, str) and ":" in index else 0
     for i, frame in enumerate(frames):
-        check_frame(frame, f"{path} frame {first + i}")
+        frame.info[SOURCE] = f"{path} frame {first + i}"
+        if check:
+            check_frame(frame, frame.info[SOURCE])
     return frames
 
 
@@ -125,8 +140,6 @@ def diagnose(model: Any, frames: Sequence[ase.Atoms], outputs: Sequence[str] | N
     if layers and isinstance(model, CalculatorModel):
         raise SymplugError("hidden layers need a torch model (e.g. TorchAtomsModel); "
                            "ASE calculators expose outputs only")
-    for i, frame in enumerate(frames):
-        check_frame(frame, f"frame {i}")
     kwargs.setdefault("skip_failures", True)
     domain = atoms_domain().declare(declare) if declare else atoms_domain()
     return symplug.diagnose(model, list(frames), domain, outputs=outputs, layers=layers,

@@ -21,6 +21,7 @@ import torch
 
 from symplug import MeanTerm, SymplugError, TrainingTask
 
+from .action import check_frame
 from .graph import Graph, build_graph
 from .torch_model import TorchAtomsModel
 from .demo import layer_names
@@ -105,6 +106,8 @@ def training_task(model: TorchAtomsModel, frames: Sequence[ase.Atoms],
         raise SymplugError(f"fine-tuning needs a torch atoms model (pet-cu or a .pt checkpoint "
                            f"of symplug_atoms.train), got {type(model).__name__}")
     cutoff = model.cutoff
+    for i, a in enumerate(frames):
+        check_frame(a, a.info.get("symplug_source", f"frame {i}"))
     items = [Labelled.of(a, cutoff, dtype, f"frame {i}") for i, a in enumerate(frames)]
     module = model.module.to(dtype)  # after the labels are checked: a refusal leaves the model
     layers = tuple(layer_names(module)) if hasattr(module, "embedding") else ()
