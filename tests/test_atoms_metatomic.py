@@ -154,6 +154,13 @@ def test_exported_pet_matches_the_torch_model(pet_file):
         assert np.abs(a.get_forces() - ref["forces"][0]).max() < 1e-8
         if atoms.pbc.all():
             assert np.abs(a.get_stress(voigt=False) - ref["stress"][0]).max() < 1e-10
+    # per-atom energies (meV) through compute_energy(per_atom=True), for rotated copies
+    exported = symplug_atoms.load_model(pet_file)
+    exported.request_outputs(["energy", "energies"])
+    copies = symplug_atoms.rotated_copies(picked[1], symplug.haar("O3", 2, seed=3))
+    torch_out, metatomic_out = model(copies), exported(copies)
+    assert np.abs(metatomic_out["energies"].numpy() - torch_out["energies"].detach().numpy()).max() < 1e-7
+    assert np.abs(metatomic_out["energy"].numpy() - torch_out["energy"].detach().numpy()).max() < 1e-10
 
 
 def test_exported_pet_symmetrised_like_metatomic_ase(pet_file, cluster):

@@ -6,7 +6,8 @@ The exported module asks metatomic for one full, strict neighbour list with the 
 cutoff and turns it into exactly the graph :func:`symplug_atoms.graph.build_graph` builds:
 edges sorted by centre, neighbour and cell shift, padded per centre atom to the largest
 neighbour count, and the reverse edge (j -> i, shift -S) of every edge. It then runs the
-same layers as the PyTorch model (in float64) and returns the per-structure energy in eV;
+same layers as the PyTorch model (in float64) and returns the per-structure energy in eV
+(or the atomic energies, when asked for per-atom energies);
 forces and stress come from autograd through metatomic's differentiable distance vectors.
 
 Only the shipped architecture is exported: raw Cartesian edge embedding (``sh_lmax=None``)
@@ -55,24 +56,32 @@ class MetatomicPET(nn.Module):
         result: Dict[str, TensorMap] = {}
         if "energy" not in outputs:
             return result
-        if outputs["energy"].sample_kind != "system":
-            raise ValueError("this model only gives the per-structure energy")
+        per_atom = outputs["energy"].sample_kind == "atom"
         energies: List[torch.Tensor] = []
+        samples: List[torch.Tensor] = []
         for i, system in enumerate(systems):
             nl = system.get_neighbor_list(self.nl)
             atomic = self.atomic_energies(system.types, nl.samples.values,
                                           nl.values.reshape(-1, 3))
+            atoms = torch.arange(atomic.shape[0], device=atomic.device)
             if selected_atoms is not None:
                 chosen = selected_atoms.values
-                chosen = chosen[chosen[:, 0] == i][:, 1].to(torch.long)
-                atomic = atomic[chosen]
-            energies.append(atomic.sum())
+                atoms = chosen[chosen[:, 0] == i][:, 1].to(torch.long)
+                atomic = atomic[atoms]
+            if per_atom:
+                energies.append(atomic)
+                samples.append(torch.stack([torch.full_like(atoms, i), atoms], dim=1))
+            else:
+                energies.append(atomic.sum().reshape(1))
         device = systems[0].positions.device if len(systems) > 0 else torch.device("cpu")
-        block = TensorBlock(
-            values=torch.stack(energies).reshape(-1, 1),
-            samples=Labels("system", torch.arange(len(systems), device=device).reshape(-1, 1)),
-            components=[],
-            properties=Labels("energy", torch.tensor([[0]], device=device)))
+        if per_atom:
+            labels = Labels(["system", "atom"], torch.cat(samples).to(torch.int32)
+                            if len(samples) > 0 else torch.zeros((0, 2), dtype=torch.int32))
+        else:
+            labels = Labels("system", torch.arange(len(systems), device=device).reshape(-1, 1))
+        block = TensorBlock(values=torch.cat(energies).reshape(-1, 1), samples=labels,
+                            components=[],
+                            properties=Labels("energy", torch.tensor([[0]], device=device)))
         result["energy"] = TensorMap(Labels("_", torch.tensor([[0]], device=device)), [block])
         return result
 
@@ -136,7 +145,7 @@ def export_metatomic(model_or_module, path: str | Path) -> Path:
                            f"conservative forces) can be exported; this one has "
                            f"sh_lmax={pet.sh_lmax!r}, forces={pet.forces!r}")
     module = MetatomicPET(pet)
-    outputs = {"energy": ModelOutput(unit="eV", sample_kind="system")}
+    outputs = {"energy": ModelOutput(unit="eV", sample_kind="atom")}  # per atom or summed
     capabilities = ModelCapabilities(outputs=outputs,
                                      atomic_types=[int(z) for z in pet.config["species"]],
                                      interaction_range=float(pet.cutoff),
