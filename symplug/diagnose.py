@@ -351,8 +351,9 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
             entry["per_sample_spectrum"] = [
                 {"index": i, "spectrum": d["outputs"][name]["spectrum"],
                  "power": d["outputs"][name]["power"]} for i, d in zip(kept, details)]
-        if errors.bias2 is not None:
-            entry["bias_variance"] = errors.bias_variance().to_dict()
+        if errors.labelled:  # over the labelled samples: n_labelled of n_samples
+            entry["bias_variance"] = {**errors.bias_variance().to_dict(),
+                                      "n_labelled": errors.labelled}
         out["outputs"][name] = entry
     out["layers"] = {}
     for name in layers:

@@ -184,14 +184,16 @@ class ErrorSums:
     z2: float
     stderr2: float | None
     variance: float
-    bias2: float | None
+    bias2: float  # sum over the labelled samples
+    labelled: int  # samples with a reference
+    labelled_variance: float  # sum of their orbit variances
 
     @classmethod
     def of(cls, error: EquivarianceError, by_components: bool = False,
            reference: torch.Tensor | None = None) -> "ErrorSums":
         n = error.n_components
         w = n if by_components else 1
-        bias2 = None
+        bias2 = 0.0
         if reference is not None:
             ref = error.rep.flatten(torch.as_tensor(reference, dtype=DTYPE), 0, "reference")
             if ref.shape != error.mean.shape:
@@ -199,7 +201,8 @@ class ErrorSums:
                                 f"{tuple(error.mean.shape)}")
             bias2 = float(((error.mean - ref) ** 2).mean())
         return cls(1, float(w), w * error.variance, error.variance * n, error.mean_square * n,
-                   None if error.stderr is None else error.stderr ** 2, error.variance, bias2)
+                   None if error.stderr is None else error.stderr ** 2, error.variance, bias2,
+                   int(reference is not None), error.variance if reference is not None else 0.0)
 
     def merge(self, other: "ErrorSums") -> "ErrorSums":
         def add(a, b):
@@ -207,7 +210,9 @@ class ErrorSums:
         return ErrorSums(self.n_samples + other.n_samples, self.weight + other.weight,
                          self.weighted_variance + other.weighted_variance, self.a2 + other.a2,
                          self.z2 + other.z2, add(self.stderr2, other.stderr2),
-                         self.variance + other.variance, add(self.bias2, other.bias2))
+                         self.variance + other.variance, self.bias2 + other.bias2,
+                         self.labelled + other.labelled,
+                         self.labelled_variance + other.labelled_variance)
 
     def dataset_error(self) -> "DatasetError":
         var = self.weighted_variance / self.weight
@@ -219,9 +224,10 @@ class ErrorSums:
                             self.n_samples, stderr)
 
     def bias_variance(self) -> "BiasVariance":
-        if self.bias2 is None:
-            raise GridError("the bias-variance split needs a reference for every sample")
-        bias2, var = self.bias2 / self.n_samples, self.variance / self.n_samples
+        """The split over the samples that have a reference (``labelled`` of them)."""
+        if self.labelled == 0:
+            raise GridError("the bias-variance split needs reference labels")
+        bias2, var = self.bias2 / self.labelled, self.labelled_variance / self.labelled
         return BiasVariance(math.sqrt(bias2 + var), math.sqrt(bias2), math.sqrt(var))
 
 

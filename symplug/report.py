@@ -196,6 +196,12 @@ def diagnosis_sections(name: str, result: dict) -> list[ReportSection]:
     if result.get("skipped"):
         head.append(f"{len(result['skipped'])} samples failed and were left out (listed in "
                     f"the JSON under `skipped`).")
+    partial = {o["bias_variance"]["n_labelled"] for o in result["outputs"].values()
+               if o.get("bias_variance", {}).get("n_labelled", result["n_samples"])
+               < result["n_samples"]}
+    if partial:
+        head.append(f"Only {min(partial)} of {result['n_samples']} samples carry reference "
+                    "labels: the split against labels covers those.")
     rows = []
     for out_name, o in result["outputs"].items():
         bv = o.get("bias_variance")

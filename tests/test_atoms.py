@@ -236,6 +236,28 @@ def test_augment_batch_transforms_labels(cell):
     assert np.abs(new.calc.results["stress"] - direct.get_stress()).max() < 1e-12
 
 
+def test_split_against_labels_covers_the_labelled_frames(cluster):
+    labelled, unlabelled = cluster.copy(), cluster.copy()
+    unlabelled.rattle(0.05, seed=3)
+    labelled.calc = EMT()
+    labelled.get_forces()
+    result = symplug_atoms.diagnose(PlantedEMT(), [unlabelled, labelled], degree=2,
+                                    progress=False)
+    for name in ("energy", "forces"):
+        out = result["outputs"][name]
+        split = out["bias_variance"]
+        assert split["n_labelled"] == 1
+        # the orbit-variance part is the labelled frame's own A
+        assert abs(split["equivariance_rmse"] - out["per_sample"][1]["equivariance_rmse"]) \
+            < 1e-12 * split["equivariance_rmse"]
+    assert result["outputs"]["energy"]["equivariance_rmse"] != \
+        result["outputs"]["energy"]["bias_variance"]["equivariance_rmse"]
+    from symplug.report import diagnosis_sections
+
+    text = "\n".join(section.markdown for section in diagnosis_sections("planted", result))
+    assert "Only 1 of 2 samples carry reference labels" in text
+
+
 def test_cli_on_labelled_extxyz(cluster, tmp_path):
     frames = []
     for seed in range(2):
