@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import ase
 import numpy as np
 import torch
-from ase.geometry import get_distances
+from ase.neighborlist import neighbor_list
 
 from symplug import SymplugError
 
@@ -36,13 +36,13 @@ def check_frame(atoms: ase.Atoms, where: str = "structure") -> None:
         if atoms.cell.rank < 3 or (lengths[pbc] < 1e-8).any():
             raise SymplugError(f"{where}: periodic along {pbc.tolist()} but field 'cell' "
                                f"{atoms.cell.array.round(4).tolist()} does not span those directions")
-    if len(atoms) > 1:
-        _, dist = get_distances(pos, cell=atoms.cell, pbc=pbc)
-        np.fill_diagonal(dist, np.inf)
-        i, j = np.unravel_index(int(np.argmin(dist)), dist.shape)
-        if dist[i, j] < MIN_DISTANCE:
-            raise SymplugError(f"{where}: atoms {i} and {j} overlap (distance {dist[i, j]:.3g} A "
-                               f"< {MIN_DISTANCE} A) in field 'positions'")
+    if len(atoms) > 1:  # pairs closer than MIN_DISTANCE, periodic images included: O(N)
+        i, j, dist = neighbor_list("ijd", atoms, MIN_DISTANCE)
+        if len(dist):
+            k = int(np.argmin(dist))
+            raise SymplugError(f"{where}: atoms {min(i[k], j[k])} and {max(i[k], j[k])} overlap "
+                               f"(distance {dist[k]:.3g} A < {MIN_DISTANCE} A) in field "
+                               "'positions'")
 
 
 def transform(atoms: ase.Atoms, g: np.ndarray) -> ase.Atoms:
