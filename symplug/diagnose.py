@@ -247,7 +247,9 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
              client: Any = None, per_sample: bool = True) -> dict:
     """Diagnose ``model`` on ``samples`` of ``domain``; returns the DESIGN §3 result.
 
-    A model with a ``request_outputs(names)`` method is told the output names first.
+    A model with a ``request_outputs(names, optional)`` method is told the output names
+    first and returns those it will compute, leaving out only names in ``optional`` (the
+    domain's defaults when ``outputs`` is not given).
 
     A per output (data-set equivariance RMSE in the output's units, relative
     error, per-sample values, bias-variance split when the domain supplies
@@ -291,6 +293,8 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
         names = [o for o in domain.outputs if all(o in c for c in chosen)]
     else:
         names = list(domain.outputs)
+    optional = set() if outputs else {o for o in names if o in domain.outputs
+                                      and not domain.outputs[o].declared}
     if not outputs:
         names += [o for o, out in domain.outputs.items() if out.declared and o not in names]
     unknown = [o for o in names if o not in domain.outputs]
@@ -298,7 +302,10 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
         raise SymplugError(f"domain {domain.name!r} has no output {unknown[0]!r} "
                            f"(outputs: {', '.join(domain.outputs)})")
     if callable(getattr(model, "request_outputs", None)):
-        model.request_outputs(names)  # models that compute only what is asked for
+        # models that compute only what is asked for; they drop the defaults they lack
+        names = list(model.request_outputs(names, optional))
+        if not names:
+            raise SymplugError(f"the model computes none of the outputs {sorted(optional)}")
     model_h = run.share(model)
     reps = {o: domain.outputs[o].rep for o in names}
     grid = quadrature(group, None if kind == "haar" else degree, kind=kind, n=n, seed=seed,

@@ -103,3 +103,9 @@ def small_pet():
 
     torch.manual_seed(0)
     return PointEdgeTransformer(d=8, heads=2, n_layers=1, cutoff=3.0)
+
+
+class NoStressEMT(EMT):
+    """EMT that does not offer stress."""
+
+    implemented_properties = ["energy", "free_energy", "forces"]

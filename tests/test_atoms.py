@@ -20,7 +20,7 @@ import symplug_atoms
 from symplug_atoms.action import check_frame, transform
 
 from atoms_models import (CHARGES, EPS, NET_DIPOLE, W, BadShapeEMT, DipoleEMT, FailingEMT,
-                          PlantedEMT)
+                          NoStressEMT, PlantedEMT)
 
 HERE = Path(__file__).resolve().parent
 
@@ -67,6 +67,12 @@ def test_emt_is_invariant(cluster, cell):
     assert abs(forces["spectrum"]["1,+1"] - 1) < 1e-9
     periodic = symplug_atoms.diagnose(EMT(), [cell], degree=1, progress=False)
     assert set(periodic["outputs"]) == {"energy", "forces", "stress"}
+    # the default outputs are those the calculator offers; an explicit one it lacks is named
+    no_stress = symplug_atoms.diagnose(NoStressEMT(), [cell], degree=1, progress=False)
+    assert set(no_stress["outputs"]) == {"energy", "forces"}
+    with pytest.raises(symplug.SymplugError, match="cannot compute output 'stress'"):
+        symplug_atoms.diagnose(NoStressEMT(), [cell], outputs=["stress"], degree=1,
+                               progress=False)
     assert periodic["outputs"]["stress"]["units"] == "GPa"
     assert periodic["outputs"]["stress"]["equivariance_rmse"] < 1e-9
 

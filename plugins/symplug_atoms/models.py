@@ -99,9 +99,12 @@ class CalculatorModel:
         """The output names this model can compute."""
         return supported_properties(self.calc)
 
-    def request_outputs(self, names: Sequence[str]) -> None:
-        """Compute exactly the outputs ``names`` from now on."""
-        self.properties = self._checked(names)
+    def request_outputs(self, names: Sequence[str], optional=()) -> list[str]:
+        """Compute the outputs ``names`` from now on, leaving out those in ``optional``
+        that the calculator does not implement; returns the names it will compute."""
+        available = self.available()
+        self.properties = self._checked([p for p in names if p in available or p not in optional])
+        return list(self.properties)
 
     def _checked(self, names: Sequence[str]) -> list[str]:
         available = self.available()
