@@ -147,6 +147,9 @@ def _cmd_md(args: argparse.Namespace) -> int:
         print(f"{name:<14}" + "".join(
             f"{row.get(k):>34.4g}" if isinstance(row.get(k), float) else f"{str(row.get(k)):>34}"
             for k in keys))
+    outer = [name for name, row in rows.items() if row.get("energy_drift_steps") == "outer"]
+    if outer:
+        print(f"drift of {', '.join(outer)}: K + E_avg at the outer (correction) steps only")
     return 0
 
 

@@ -151,27 +151,6 @@ def test_symmetrized_calculator_removes_it(cluster):
     assert sym.results["forces_rot_std"].shape == (n, 3)
 
 
-def test_random_and_mts_modes(cluster):
-    rnd = symplug_atoms.SymmetrizedCalculator(EMT(), mode="random", seed=3)
-    atoms, ref = cluster.copy(), cluster.copy()
-    atoms.calc, ref.calc = rnd, EMT()
-    assert abs(atoms.get_potential_energy() - ref.get_potential_energy()) < 1e-10
-    assert np.abs(atoms.get_forces() - ref.get_forces()).max() < 1e-10
-    mts = symplug_atoms.SymmetrizedCalculator(PlantedEMT(), degree=2, mode="mts", interval=3)
-    full = symplug_atoms.SymmetrizedCalculator(PlantedEMT(), degree=2)
-    moved = cluster.copy()
-    energies = []
-    for _ in range(4):
-        moved.positions[0, 0] += 0.01
-        a, b = moved.copy(), moved.copy()
-        a.calc, b.calc = mts, full
-        energies.append((a.get_potential_energy(), b.get_potential_energy()))
-    assert abs(energies[0][0] - energies[0][1]) < 1e-12  # call 0: full average
-    assert abs(energies[1][0] - energies[1][1]) > 1e-9   # calls 1, 2: held correction
-    assert abs(energies[1][0] - energies[1][1]) < 1e-4
-    assert abs(energies[3][0] - energies[3][1]) < 1e-12  # call 3: recomputed
-
-
 def test_bad_input_is_named(cluster, cell):
     with pytest.raises(symplug.SymplugError, match="empty structure"):
         check_frame(ase.Atoms(), "frame 3")

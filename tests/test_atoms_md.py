@@ -141,20 +141,217 @@ def test_batched_torch_path_equals_copy_by_copy(cluster):
 
 
 def test_md_command_writes_table_figure_and_report(tmp_path, capsys):
-    """``symplug md atoms`` on EMT: exactly invariant, so every variant conserves L = 0."""
+    """``symplug md atoms`` on EMT: exactly invariant, so every variant conserves L = 0;
+    the MTS drift is fitted on the outer steps only, and the output says so."""
     import json
 
     from symplug.cli import main
 
     assert main(["md", "atoms", "--model", "emt", "--structure", "ico13", "--steps", "20",
-                 "--variants", "raw,symmetrized", "--reference", "emt", "--quiet",
+                 "--variants", "raw,symmetrized,mts", "--reference", "emt", "--quiet",
                  "--report", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "md.json").read_text())
-    assert result["kind"] == "md" and set(result["table"]) == {"raw", "symmetrized", "reference"}
+    assert result["kind"] == "md" and set(result["table"]) == {"raw", "symmetrized", "mts",
+                                                                "reference"}
+    assert result["table"]["mts"]["energy_drift_steps"] == "outer"
+    assert result["table"]["raw"]["energy_drift_steps"] == "all"
+    assert result["runs"]["mts"]["outer_step"] == [n % 4 == 0 for n in range(21)]
     for row in result["table"].values():
         assert row["completed_fraction"] == 1.0 and row["angular_momentum_max"] < 1e-10
     assert result["table"]["raw"]["rdf_rms_difference"] < 1e-12  # the same EMT trajectory
     assert (tmp_path / "md.png").stat().st_size > 1000
     report = (tmp_path / "report.md").read_text()
     assert "## MD stability" in report and "figures/md_md.png" in report
-    assert "report.html" in capsys.readouterr().out
+    assert "Drift of mts: K + E_avg at the outer (correction) steps only" in report
+    out = capsys.readouterr().out
+    assert "report.html" in out and "drift of mts: K + E_avg at the outer" in out
+
+
+# --------------------------------------------------------------------------- random and MTS modes
+
+
+def _raw(calc, atoms, stress=False):
+    a = atoms.copy()
+    a.calc = calc
+    return (a.get_potential_energy(), a.get_forces(),
+            a.get_stress(voigt=True) if stress else None)
+
+
+def test_random_mode_applies_a_fresh_rotation_per_call(cluster):
+    """On the planted (non-invariant) model a random-mode call is the raw model on g x
+    mapped back, F = g^T F(g x) (rows F g), for the element the calculator drew from its
+    seed, and differs from the raw call; the next call draws another element."""
+    from symplug_atoms.action import transform
+
+    planted = PlantedEMT(eps=0.05)
+    rnd = SymmetrizedCalculator(PlantedEMT(eps=0.05), mode="random", seed=3)
+    rng = np.random.default_rng(3)  # the calculator's seed logic
+    e_raw, f_raw, _ = _raw(planted, cluster)
+    drawn = []
+    for _ in range(2):
+        rnd.calculate(cluster.copy(), ["energy", "forces"], all_changes)
+        g = symplug.haar("O3", 1, seed=int(rng.integers(2 ** 63)))[0].numpy()
+        drawn.append(g)
+        e_g, f_g, _ = _raw(planted, transform(cluster, g))
+        assert abs(rnd.results["energy"] - e_g) < 1e-12
+        assert np.abs(rnd.results["forces"] - f_g @ g).max() < 1e-12
+        assert abs(rnd.results["energy"] - e_raw) > 1e-3
+        assert np.abs(rnd.results["forces"] - f_raw).max() > 1e-3
+    assert np.abs(drawn[0] - drawn[1]).max() > 0.1
+
+
+def _moves(atoms, n, seed=0, step=0.01):
+    """n configurations along a straight line (a smooth path, as in MD) in a random
+    direction, ``step`` A per atom and coordinate on average."""
+    direction = np.random.default_rng(seed).normal(scale=step, size=atoms.positions.shape)
+    out = []
+    for i in range(n):
+        a = atoms.copy()
+        a.positions += i * direction
+        out.append(a)
+    return out
+
+
+@pytest.fixture(scope="module")
+def planted_cell():
+    atoms = bulk("Cu", cubic=True) * (2, 1, 1)
+    atoms.rattle(0.05, seed=2)
+    return atoms
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_mts_interval_1_is_the_average(cluster, planted_cell, periodic):
+    """interval=1: every configuration is a correction call, k F_avg - 0 F_raw: the
+    average mode's energy, forces, stress and rot_std bit for bit."""
+    planted = PlantedPairEMT if periodic else PlantedEMT
+    atoms = planted_cell if periodic else cluster
+    mts = SymmetrizedCalculator(planted(eps=0.05), degree=1, mode="mts", interval=1)
+    avg = SymmetrizedCalculator(planted(eps=0.05), degree=1)
+    for n, x in enumerate(_moves(atoms, 3)):
+        a, b = x.copy(), x.copy()
+        a.calc, b.calc = mts, avg
+        assert a.get_potential_energy() == b.get_potential_energy()
+        assert np.array_equal(a.get_forces(), b.get_forces())
+        if periodic:
+            assert np.array_equal(a.get_stress(), b.get_stress())
+        for key in ("energy_rot_std", "forces_rot_std") + (("stress_rot_std",) if periodic else ()):
+            assert np.array_equal(mts.results[key], avg.results[key])
+        assert mts.results["mts_correction"] and mts.results["mts_step"] == n
+    assert np.abs(b.get_forces() - _raw(planted(eps=0.05), x)[1]).max() > 1e-3  # not invariant
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_mts_impulse_forces_known_answer(cluster, planted_cell, periodic):
+    """interval=k: forces (and stress) F_raw + k (F_avg - F_raw) on configurations 0, k,
+    2k, F_raw in between; energy E_avg on correction calls, in between the first-order
+    estimate E_raw(x) + dE(x0) - dF(x0) . (x - x0), closer to E_avg(x) than the zero-order
+    E_raw(x) + dE(x0) along this smooth path. Repeated evaluations of one configuration are not new steps;
+    reset() restarts the cycle."""
+    from ase.geometry import find_mic
+
+    k = 3
+    planted = PlantedPairEMT if periodic else PlantedEMT
+    atoms = planted_cell if periodic else cluster
+    mts = SymmetrizedCalculator(planted(eps=0.05), degree=1, mode="mts", interval=k)
+    avg = SymmetrizedCalculator(planted(eps=0.05), degree=1)
+    moving = atoms.copy()
+    moving.calc = mts
+    for n, x in enumerate(_moves(atoms, 2 * k + 2)):
+        moving.positions = x.positions
+        e_raw, f_raw, s_raw = _raw(planted(eps=0.05), x, periodic)
+        e_avg, f_avg, s_avg = _raw(avg, x, periodic)
+        forces = moving.get_forces()
+        energy = moving.get_potential_energy()  # cached: the same evaluation
+        assert mts.results["mts_step"] == n and mts.calls == n + 1
+        if n % k == 0:
+            assert mts.results["mts_correction"] is True
+            assert np.abs(forces - (f_raw + k * (f_avg - f_raw))).max() < 1e-12
+            assert abs(energy - e_avg) < 1e-12
+            if periodic:
+                assert np.abs(moving.get_stress() - (s_raw + k * (s_avg - s_raw))).max() < 1e-12
+            x0, d_e, d_f = x.positions.copy(), e_avg - e_raw, f_avg - f_raw
+            assert np.abs(d_f).max() > 1e-3  # the correction is really there
+        else:
+            assert mts.results["mts_correction"] is False
+            assert np.abs(forces - f_raw).max() < 1e-12
+            if periodic:
+                assert np.abs(moving.get_stress() - s_raw).max() < 1e-12
+            dx = find_mic(x.positions - x0, x.cell, x.pbc)[0] if periodic else x.positions - x0
+            assert abs(energy - (e_raw + d_e - (d_f * dx).sum())) < 1e-12
+            # measured: 0.0015-0.003 of the zero-order error (cluster), 0.04-0.15 (cell)
+            assert abs(energy - e_avg) < 0.3 * abs(e_raw + d_e - e_avg)
+    again = dict(mts.results)  # the same configuration once more, directly
+    mts.calculate(moving.copy(), ["energy", "forces"], all_changes)
+    assert mts.mts_step == 2 * k + 2 and mts.results["mts_step"] == again["mts_step"]
+    assert np.array_equal(mts.results["forces"], again["forces"])
+    mts.reset()
+    moving.positions = atoms.positions
+    moving.get_forces()
+    assert mts.results["mts_correction"] is True and mts.results["mts_step"] == 0
+
+
+def tetrahedral_grid():
+    """The 12 rotations of the tetrahedral group: no invariant in l = 1, 2, so they
+    average the planted (l = 0, 2) term exactly, at 12 copies instead of 140."""
+    perms = [np.eye(3)[list(c)] for c in ((0, 1, 2), (1, 2, 0), (2, 0, 1))]
+    signs = [np.diag(s) for s in ((1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1))]
+    m = np.array([d @ q for d in signs for q in perms])
+    return symplug.Grid("SO3", "tetrahedral", 1, 2, torch.from_numpy(m),
+                        torch.full((12,), 1 / 12, dtype=torch.float64), rule="T (12 rotations)")
+
+
+class ZeroOrderHold(Calculator):
+    """The former mts mode: Delta = average - raw recomputed every k calls and held
+    constant in between (F_raw(x) + Delta F(x0)): not the gradient of any energy."""
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, raw, full, k):
+        super().__init__()
+        self.raw, self.full, self.k, self.n = raw, full, k, 0
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        e, f, _ = _raw(self.raw, self.atoms)
+        correction = self.n % self.k == 0
+        if correction:
+            e_avg, f_avg, _ = _raw(self.full, self.atoms)
+            self.delta = (e_avg - e, f_avg - f)
+        self.n += 1
+        self.results["energy"] = self.results["free_energy"] = e + self.delta[0]
+        self.results["forces"] = f + self.delta[1]
+        self.results["mts_correction"] = correction
+
+
+def test_mts_conserves_k_plus_e_avg_at_outer_steps(cluster):
+    """NVE of the planted model (eps = 0.2 eV/A^2, k = 8) for 0.2 ps: impulse MTS (r-RESPA)
+    conserves K + E_avg at the outer steps to second order in the time step, the old
+    zero-order hold only to first order. Measured (max |K + E_avg - initial|, meV/atom):
+    impulse 0.0221 at dt = 0.5 fs, 0.0056 at 0.25 fs (ratio 3.95); hold 0.307 and 0.153
+    (ratio 2.0)."""
+    eps, k, grid = 0.2, 8, tetrahedral_grid()
+    lebedev = SymmetrizedCalculator(PlantedEMT(eps=eps), degree=2)
+    cheap = SymmetrizedCalculator(PlantedEMT(eps=eps), grid=grid)
+    assert np.abs(_raw(lebedev, cluster)[1] - _raw(cheap, cluster)[1]).max() < 1e-12
+    deviation, summaries = {}, {}
+    for dt in (0.5, 0.25):
+        for name in ("impulse", "hold"):
+            calc = (SymmetrizedCalculator(PlantedEMT(eps=eps), grid=grid, mode="mts", interval=k)
+                    if name == "impulse" else
+                    ZeroOrderHold(PlantedEMT(eps=eps), SymmetrizedCalculator(PlantedEMT(eps=eps),
+                                                                             grid=grid), k))
+            run = run_nve(cluster, calc, steps=int(round(200 / dt)), timestep_fs=dt,
+                          temperature_K=600, seed=1, progress=False)
+            outer = np.asarray(run.outer_step)
+            assert run.failure is None and outer.sum() == len(outer[::k]) and outer[::k].all()
+            e = np.asarray(run.total_energy)[outer] / len(cluster) * 1000
+            deviation[name, dt] = np.abs(e - e[0]).max()
+            summaries[name, dt] = run.summary()
+            t = np.asarray(run.time_ps)[outer]
+            assert summaries[name, dt]["energy_drift_steps"] == "outer"
+            assert abs(summaries[name, dt]["energy_drift_meV_per_atom_per_ps"]
+                       - np.polyfit(t, e, 1)[0]) < 1e-9
+    assert deviation["impulse", 0.5] < 0.05
+    assert deviation["hold", 0.5] > 5 * deviation["impulse", 0.5]
+    assert deviation["impulse", 0.5] / deviation["impulse", 0.25] > 3  # second order
+    assert deviation["hold", 0.5] / deviation["hold", 0.25] < 2.5  # first order

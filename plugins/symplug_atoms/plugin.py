@@ -128,6 +128,10 @@ def symplug_report_sections(result: dict):
                 f"{'periodic' if result['periodic'] else 'isolated'}), {result['steps']} steps "
                 f"of {result['timestep_fs']} fs from {result['temperature_K']} K, seed "
                 f"{result['seed']}.\n\n" + "\n".join(rows))
+        outer = [n for n, row in result["table"].items() if row.get("energy_drift_steps") == "outer"]
+        if outer:
+            text += (f"\n\nDrift of {', '.join(outer)}: K + E_avg at the outer (correction) steps "
+                     "only, the quantity impulse multiple time stepping conserves.")
         return [ReportSection("MD stability", text, {"md.png": plot(result, io.BytesIO()).getvalue()})]
     structures = (result.get("summary") or {}).get("structures")
     if not structures or "outputs" not in result or not all(

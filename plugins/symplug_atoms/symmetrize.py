@@ -13,15 +13,43 @@ Modes for MD:
 * ``"average"``: the full quadrature on every call;
 * ``"random"``: one Haar-random group element per call (seeded): unbiased on
   average, cheap, no rot_std;
-* ``"mts"``: multiple time stepping: the averaged correction (average minus the
-  raw model) is computed every ``interval`` calls and added to the raw model in
-  between (held constant), so only one call in ``interval`` pays for the grid.
+* ``"mts"``: impulse multiple time stepping (r-RESPA / Verlet-I, as i-PI applies it to
+  the symmetrisation correction): the slow force Delta F = F_avg - F_raw is applied only
+  on every ``interval``-th new configuration, scaled by k = ``interval``, and not at all
+  in between, so only one evaluation in k pays for the grid:
+
+      forces = F_raw(x) + k Delta F(x)   on the configurations 0, k, 2k, ... ("correction calls")
+      forces = F_raw(x)                  otherwise
+
+  (stress likewise, as the virial of those forces). Under velocity Verlet with time step
+  dt, the configuration x_{mk} receives two half kicks (end of step mk - 1, start of step
+  mk) of k dt/2 Delta F(x_{mk}): exactly the outer kicks of r-RESPA with outer step
+  k dt around k inner velocity-Verlet steps under the raw model. The integrator is
+  symplectic and time-reversible; at the outer steps (x_{mk}, p_{mk}) are the r-RESPA
+  states, and K + E_avg is conserved there (bounded fluctuations, no drift), provided
+  the raw forces are the gradient of the raw energy. In between, nothing is conserved
+  and the reported energy is an estimate.
+
+  Energy: on correction calls E_avg(x), exactly. In between, E_raw(x) + Delta E(x0) -
+  Delta F(x0) . (x - x0), where x0 is the last correction call's configuration (a
+  first-order Taylor estimate of E_avg(x): Delta F = -grad Delta E; minimum-image
+  displacements in periodic directions; if the cell or the atoms changed, the zero-order
+  E_raw(x) + Delta E(x0)). ``results["mts_correction"]`` says whether the call was a
+  correction call and ``results["mts_step"]`` is the configuration's index in the
+  cycle count, so that MD analysis can use the outer steps only.
+
+  Only calls with a new configuration (positions, cell, numbers, pbc) advance the count;
+  a repeated evaluation of the last configuration (ASE asking again, a direct
+  ``calculate`` on the same atoms) returns the same results. ``reset()`` restarts the
+  cycle: the next configuration is a correction call. With ``interval=1`` every call is
+  a correction call and the results equal ``"average"`` exactly.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from ase.calculators.calculator import BaseCalculator, Calculator, all_changes
+from ase.geometry import find_mic
 
 import symplug
 from symplug import SymplugError
@@ -60,8 +88,10 @@ class SymmetrizedCalculator(Calculator):
         self.group = "O3" if inversion else "SO3"
         self.grid = grid if grid is not None else symplug.quadrature(self.group, degree, kind=kind)
         self.rng = np.random.default_rng(seed)
-        self.calls = 0
-        self._correction: dict[str, np.ndarray] | None = None
+        self.calls = 0  # calculate() calls, every mode
+        self.mts_step = 0  # mts: index of the next new configuration in the cycle
+        self._mts_last: tuple | None = None  # (configuration, results) of the last one
+        self._mts_anchor: tuple | None = None  # (configuration, Delta) of the last correction
         self.implemented_properties = [p for p in self.implemented_properties
                                        if p == "free_energy" or p in supported_properties(calc)]
 
@@ -115,13 +145,7 @@ class SymmetrizedCalculator(Calculator):
             g = symplug.haar(self.group, 1, seed=int(self.rng.integers(2 ** 63))).numpy()
             out = self._average(self.atoms, g, np.ones(1), False)
         else:
-            raw = self._average(self.atoms, np.eye(3)[None], np.ones(1), False)
-            if self._correction is None or self.calls % self.interval == 0:
-                full = self._grid_average(self.atoms)
-                self._correction = {p: full[p] - raw[p] for p in raw}
-                out = full
-            else:
-                out = {p: raw[p] + self._correction[p] for p in raw}
+            out = self._mts(self.atoms)
         self.calls += 1
         self.results["energy"] = self.results["free_energy"] = float(out["energy"])
         self.results["forces"] = out["forces"]
@@ -131,7 +155,64 @@ class SymmetrizedCalculator(Calculator):
         for key in ("energy_rot_std", "forces_rot_std", "stress_rot_std"):
             if key in out:
                 self.results[key] = out[key] if out[key].ndim else float(out[key])
+        if self.mode == "mts":
+            self.results["mts_correction"] = bool(out["mts_correction"])
+            self.results["mts_step"] = int(out["mts_step"])
+
+    def reset(self):
+        """Clear the results; in ``"mts"`` mode also restart the cycle (the next new
+        configuration is a correction call)."""
+        super().reset()
+        self.mts_step, self._mts_last, self._mts_anchor = 0, None, None
+
+    def _mts(self, atoms) -> dict:
+        """Impulse MTS: F_raw + k Delta F on every k-th new configuration, F_raw otherwise."""
+        config = _configuration(atoms)
+        if self._mts_last is not None and _same(config, self._mts_last[0]):
+            # the same configuration again: the same results, not a new step
+            return {p: v.copy() if isinstance(v, np.ndarray) else v
+                    for p, v in self._mts_last[1].items()}
+        k = self.interval
+        raw = self._average(atoms, np.eye(3)[None], np.ones(1), False)
+        out: dict = {"mts_step": self.mts_step,
+                     "mts_correction": self.mts_step % k == 0}
+        if out["mts_correction"]:
+            full = self._grid_average(atoms)
+            self._mts_anchor = (config, {p: full[p] - raw[p] for p in raw})
+            out.update(full)  # energy and rot_std: those of the average
+            for p in ("forces", "stress"):
+                if p in raw:  # F_raw + k (F_avg - F_raw), exactly F_avg for k = 1
+                    out[p] = k * full[p] - (k - 1) * raw[p]
+        else:
+            out.update(raw)
+            out["energy"] = raw["energy"] + self._energy_correction(config)
+        self.mts_step += 1
+        self._mts_last = (config, out)
+        return out
+
+    def _energy_correction(self, config) -> float:
+        """Estimate of Delta E(x) from the last correction call at x0: Delta E(x0) -
+        Delta F(x0) . (x - x0) (minimum image in periodic directions), or Delta E(x0)
+        where the cell, the atoms or the periodicity changed."""
+        (positions0, cell0, numbers0, pbc0), delta = self._mts_anchor
+        positions, cell, numbers, pbc = config
+        if not (np.array_equal(cell, cell0) and np.array_equal(numbers, numbers0)
+                and np.array_equal(pbc, pbc0)):
+            return float(delta["energy"])
+        dx = positions - positions0
+        if pbc.any():
+            dx = find_mic(dx, cell, pbc)[0]
+        return float(delta["energy"] - (delta["forces"] * dx).sum())
 
     def __repr__(self) -> str:
         return (f"SymmetrizedCalculator({type(self.calc).__name__}, {self.grid!r}, "
                 f"mode={self.mode!r})")
+
+
+def _configuration(atoms) -> tuple:
+    return (atoms.get_positions(), atoms.cell.array.copy(), atoms.numbers.copy(),
+            atoms.pbc.copy())
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
