@@ -64,6 +64,14 @@ def test_checkpoint_and_export_agree(pet):
         own = ckpt(RotatedCopies(transform(cell, g.numpy()), torch.eye(3, dtype=torch.float64)[None]))
         assert np.allclose(a["energy"][q], own["energy"][0], atol=1e-9)
         assert np.allclose(a["forces"][q], own["forces"][0], atol=1e-8)
+    # for MD, the checkpoint runs as an ASE calculator of its model exported in memory
+    from symplug_atoms.md import as_calculator
+
+    atoms = cell.copy()
+    atoms.calc = as_calculator(ckpt)
+    energy = atoms.get_potential_energy() * 1000 / len(cell)  # meV/atom
+    identity = ckpt(RotatedCopies(cell, torch.eye(3, dtype=torch.float64)[None]))
+    assert abs(energy - float(identity["energy"][0, 0])) < 1e-6
 
 
 def test_pet_diagnosed_with_hidden_layers(pet):

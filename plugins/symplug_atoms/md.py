@@ -276,6 +276,8 @@ def as_calculator(model) -> BaseCalculator:
         return model.calc
     if isinstance(model, TorchAtomsModel):
         return TorchAtomsCalculator(model)
+    if callable(getattr(model, "calculator", None)):  # e.g. a metatrain checkpoint
+        return model.calculator()
     raise SymplugError(f"cannot run MD with {type(model).__name__}")
 
 

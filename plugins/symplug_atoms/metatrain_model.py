@@ -101,6 +101,13 @@ class MetatrainModel:
             result["stress"] = stress_gpa(torch.stack(grads[len(positions):]), atoms)
         return result
 
+    def calculator(self):
+        """An ASE calculator of the checkpoint's model (for MD): metatomic-ase's
+        ``MetatomicCalculator`` on the model exported in memory, in this model's dtype."""
+        from metatomic_ase import MetatomicCalculator
+
+        return MetatomicCalculator(self.module.export())
+
     def __repr__(self) -> str:
         return f"MetatrainModel({self.path.name})"
 
