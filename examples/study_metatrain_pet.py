@@ -1,6 +1,6 @@
 """A full-size metatrain PET, trained for a few epochs and diagnosed as-is.
 
-    python examples/study_metatrain_pet.py --out docs/study/metatrain_pet
+    python examples/study_metatrain_pet.py --out /tmp/metatrain_pet
 
 Needs the ``metatrain`` extra (``pip install 'symplug[metatrain]'``). Generates the
 EMT Cu data (``symplug_atoms.data.generate(seed)``) and splits it exactly as the
