@@ -203,7 +203,11 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     exported = symplug_atoms.load_model(str(args.out / "pet.pt"))
     rows = {}
+    if not any(groups.values()):
+        raise SystemExit(f"no test frame with <= {args.max_atoms} atoms to diagnose")
     for key, part in groups.items():  # stress only where every frame is periodic
+        if not part:
+            continue
         res = symplug_atoms.diagnose(exported, part, degree=args.degree,
                                      finer_degree=args.finer_degree, progress=False)
         rows[key] = {"atoms": [len(f) for f in part], "outputs": outputs_of(res),
