@@ -10,7 +10,8 @@ Without ``--model`` a PET (d_pet 64, 2 GNN layers) is trained for one epoch with
 ``--model pet-cu`` exports symplug's shipped reference model (``symplug_atoms.export``)
 to a temporary metatomic file and benchmarks that.
 Each case runs in a fresh subprocess of this light parent (which imports no torch).
-After three warm-up plain calls, every timed call starts from a trimmed heap
+After three warm-up plain calls and one warm-up call of the case itself (its batch
+shapes), every timed call starts from a trimmed heap
 (glibc ``malloc_trim(0)``) with the peak-RSS counter reset (``/proc/self/clear_refs``);
 its memory is the peak RSS during the call minus the RSS just before it, so a
 symmetrised call and a plain call are measured alike. Reported: the best time and the
@@ -73,6 +74,7 @@ WORKER = textwrap.dedent('''
     props = ["energy", "forces"] + (["stress"] if atoms.get_pbc().all() else [])
     for _ in range(3):  # warm-up: TorchScript's profiling runs
         base.calculate(atoms.copy(), props, all_changes)
+    calc.calculate(atoms.copy(), props, all_changes)  # and the case's own batch shapes
     times, peaks = [], []
     for _ in range(int(repeat)):
         libc.malloc_trim(0)

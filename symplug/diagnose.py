@@ -247,9 +247,10 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
              client: Any = None, per_sample: bool = True) -> dict:
     """Diagnose ``model`` on ``samples`` of ``domain``; returns the DESIGN §3 result.
 
-    A model with a ``request_outputs(names, optional)`` method is told the output names
-    first and returns those it will compute, leaving out only names in ``optional`` (the
-    domain's defaults when ``outputs`` is not given).
+    A model with a ``for_outputs(outputs, optional)`` method (``outputs``: names to
+    representations) is evaluated as the copy it returns with the names it will compute,
+    which leave out only names in ``optional`` (the domain's defaults when ``outputs`` is
+    not given); ``model`` itself is not changed.
 
     A per output (data-set equivariance RMSE in the output's units, relative
     error, per-sample values, bias-variance split when the domain supplies
@@ -301,9 +302,10 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
     if unknown:
         raise SymplugError(f"domain {domain.name!r} has no output {unknown[0]!r} "
                            f"(outputs: {', '.join(domain.outputs)})")
-    if callable(getattr(model, "request_outputs", None)):
+    if callable(getattr(model, "for_outputs", None)):
         # models that compute only what is asked for; they drop the defaults they lack
-        names = list(model.request_outputs(names, optional))
+        model, names = model.for_outputs({o: domain.outputs[o].rep for o in names}, optional)
+        names = list(names)
         if not names:
             raise SymplugError(f"the model computes none of the outputs {sorted(optional)}")
     model_h = run.share(model)

@@ -69,14 +69,16 @@ class Domain:
     def declare(self, outputs: Mapping[str, str]) -> "Domain":
         """This domain with further outputs ``{name: representation}``, e.g.
         ``{"dipole": "1o", "polarizability": "cartesian2", "mtt::target": "2,+1"}``, in
-        the units the model returns them; a declared name replaces a built-in one."""
+        the units the model returns them; a declared built-in name keeps its units."""
         extra = {}
         for name, rep in outputs.items():
             try:
                 representation(rep)
             except SymplugError as exc:
                 raise SymplugError(f"declared output {name!r}: {exc}") from exc
-            extra[name] = Output(rep, "model units", "declared by the user", declared=True)
+            known = self.outputs.get(name)  # a built-in output keeps its units
+            extra[name] = Output(rep, known.units if known else "model units",
+                                 "declared by the user", declared=True)
         return dataclasses.replace(self, outputs={**self.outputs, **extra})
 
     def validate(self, plugin: str) -> "Domain":

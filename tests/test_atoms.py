@@ -107,7 +107,7 @@ def test_per_atom_energies_and_dipole(cluster, tmp_path):
     assert proc.returncode == 0, proc.stderr
     declared = json.loads(out.read_text())["outputs"]
     assert set(declared) == {"energy", "forces", "dipole"}
-    assert declared["dipole"]["units"] == "model units"
+    assert declared["dipole"]["units"] == "e A"  # a declared built-in keeps its units
     assert abs(declared["dipole"]["equivariance_rmse"] - math.sqrt(c2 / 3)) < 1e-9  # extxyz
     proc = subprocess.run([str(Path(sys.executable).parent / "symplug"), "diagnose", "atoms",
                            "--model", "emt", "--data", str(data), "--declare", "dipole=1x"],
@@ -228,11 +228,17 @@ def test_split_against_labels_covers_the_labelled_frames(cluster):
     labelled.get_forces()
     result = symplug_atoms.diagnose(PlantedEMT(), [unlabelled, labelled], degree=2,
                                     progress=False)
+    alone = symplug_atoms.diagnose(PlantedEMT(), [labelled], degree=2, progress=False)
     for name in ("energy", "forces"):
         out = result["outputs"][name]
-        split = out["bias_variance"]
-        assert split["n_labelled"] == 1
-        # the orbit-variance part is the labelled frame's own A
+        split = dict(out["bias_variance"])
+        assert split.pop("n_labelled") == 1
+        # the split is that of the labelled frame alone: bias and orbit variance
+        expected = dict(alone["outputs"][name]["bias_variance"])
+        assert expected.pop("n_labelled") == 1
+        assert split.keys() == expected.keys()
+        for key, value in expected.items():
+            assert abs(split[key] - value) <= 1e-12 * abs(value)
         assert abs(split["equivariance_rmse"] - out["per_sample"][1]["equivariance_rmse"]) \
             < 1e-12 * split["equivariance_rmse"]
     assert result["outputs"]["energy"]["equivariance_rmse"] != \

@@ -58,6 +58,9 @@ def test_declared_output_through_run_model(model_file, cluster):
     dipole = result["outputs"][mm.DIPOLE]
     assert dipole["units"] == "model units"
     assert abs(dipole["equivariance_rmse"] - math.sqrt(c2 / 3)) < 1e-12
+    with pytest.raises(symplug.SymplugError, match="is Cartesian .components xyz.*not '1,.1'"):
+        symplug_atoms.diagnose(MetatomicModel(model_file), [cluster], degree=1,
+                               declare={mm.DIPOLE: "1,+1"}, progress=False, skip_failures=False)
     with pytest.raises(symplug.SymplugError, match="cannot compute output 'energies'"):
         # its energy output is per structure only
         symplug_atoms.diagnose(MetatomicModel(model_file), [cluster], degree=1,
@@ -69,12 +72,41 @@ def test_a_calculator_instance_is_batched_like_the_file(model_file, cluster):
 
     from symplug_atoms.models import calculator_model
 
-    model = calculator_model(MetatomicCalculator(model_file))
-    assert isinstance(model, MetatomicModel) and model.direct_forces
     copies = symplug_atoms.rotated_copies(cluster, symplug.haar("O3", 3, seed=2))
-    ours, theirs = model(copies), MetatomicModel(model_file)(copies)
-    for name in ("energy", "forces"):
-        assert torch.equal(ours[name], theirs[name])
+    # a calculator is diagnosed as it was built: energy gradient, or direct forces
+    plain = calculator_model(MetatomicCalculator(model_file))
+    direct = calculator_model(MetatomicCalculator(model_file, non_conservative="forces"))
+    assert isinstance(plain, MetatomicModel) and not plain.direct_forces
+    assert isinstance(direct, MetatomicModel) and direct.direct_forces
+    for model, forces in ((plain, "conservative"), (direct, "direct")):
+        ours, theirs = model(copies), MetatomicModel(model_file, forces=forces)(copies)
+        for name in ("energy", "forces"):
+            assert torch.equal(ours[name], theirs[name])
+    # file-based models travel to other processes (dask workers) as their file
+    import pickle
+
+    model, _ = MetatomicModel(model_file).for_outputs({"energy": "0e", mm.DIPOLE: "1o"})
+    again = pickle.loads(pickle.dumps(model))
+    assert again.properties == ["energy", mm.DIPOLE] and again.reps == model.reps
+    assert all(torch.equal(again(copies)[k], v) for k, v in model(copies).items())
+    with pytest.raises(symplug.SymplugError, match="cannot be sent to other processes"):
+        pickle.dumps(plain)
+
+
+def test_md_runs_the_diagnosed_forces(model_file, cluster):
+    from symplug_atoms.md import as_calculator
+
+    direct = MetatomicModel(model_file)
+    out = direct(symplug_atoms.rotated_copies(cluster, torch.eye(3, dtype=torch.float64)[None]))
+    atoms = cluster.copy()
+    atoms.calc = as_calculator(direct)
+    forces = out["forces"][0].numpy() / 1000  # eV/A, net force included
+    # metatomic-ase's MD forces: the direct forces less their mean
+    assert np.abs(atoms.get_forces() - (forces - forces.mean(0))).max() < 1e-12
+    atoms.calc = as_calculator(MetatomicModel(model_file, forces="conservative"))
+    conservative = MetatomicModel(model_file, forces="conservative")(
+        symplug_atoms.rotated_copies(cluster, torch.eye(3, dtype=torch.float64)[None]))
+    assert np.abs(atoms.get_forces() - conservative["forces"][0].numpy() / 1000).max() < 1e-12
 
 
 def test_conservative_forces_of_the_same_model(model_file, cluster):
@@ -155,8 +187,9 @@ def test_exported_pet_matches_the_torch_model(pet_file):
         if atoms.pbc.all():
             assert np.abs(a.get_stress(voigt=False) - ref["stress"][0]).max() < 1e-10
     # per-atom energies (meV) through compute_energy(per_atom=True), for rotated copies
-    exported = symplug_atoms.load_model(pet_file)
-    exported.request_outputs(["energy", "energies"])
+    exported, names = symplug_atoms.load_model(pet_file).for_outputs({"energy": "0e",
+                                                                       "energies": "0e"})
+    assert names == ["energy", "energies"]
     copies = symplug_atoms.rotated_copies(picked[1], symplug.haar("O3", 2, seed=3))
     torch_out, metatomic_out = model(copies), exported(copies)
     assert np.abs(metatomic_out["energies"].numpy() - torch_out["energies"].detach().numpy()).max() < 1e-7

@@ -115,6 +115,8 @@ def training_task(model: TorchAtomsModel, frames: Sequence[ase.Atoms],
     def evaluate(samples, diagnosis):
         was = module.training
         module.eval()
+        for i, a in enumerate(samples):
+            check_frame(a, a.info.get("symplug_source", f"validation frame {i}"))
         with torch.enable_grad():  # forces are energy gradients
             out = errors(module, [Labelled.of(a, cutoff, dtype, f"validation frame {i}")
                                   for i, a in enumerate(samples)])

@@ -272,12 +272,12 @@ def as_calculator(model) -> BaseCalculator:
 
     if isinstance(model, BaseCalculator):
         return model
+    if callable(getattr(model, "calculator", None)):  # metatomic models, metatrain checkpoints
+        return model.calculator()
     if isinstance(model, CalculatorModel):
         return model.calc
     if isinstance(model, TorchAtomsModel):
         return TorchAtomsCalculator(model)
-    if callable(getattr(model, "calculator", None)):  # e.g. a metatrain checkpoint
-        return model.calculator()
     raise SymplugError(f"cannot run MD with {type(model).__name__}")
 
 

@@ -46,36 +46,66 @@ class MetatomicModel(CalculatorModel):
     """A metatomic model, from its file or a ``MetatomicCalculator``, as a symplug atoms
     model whose copies are evaluated in batches.
 
-    ``forces``: ``"auto"`` (direct forces when the model has them), ``"direct"`` or
-    ``"conservative"``.
+    ``forces``: ``"direct"``, ``"conservative"`` or ``"auto"``: for a file, direct forces
+    when the model has them; for a calculator, what it was built for
+    (``non_conservative="forces"`` or not).
     """
 
     def __init__(self, source, forces: str = "auto", properties=None):
         from metatomic_ase import MetatomicCalculator
 
-        if isinstance(source, MetatomicCalculator):
-            calc, self.name = source, "MetatomicCalculator"
-        else:
-            path = Path(source)
-            if not path.exists():
-                raise SymplugError(f"{path}: no such metatomic model file")
-            try:
-                calc = MetatomicCalculator(str(path))
-            except Exception as exc:
-                raise SymplugError(f"{path}: metatomic cannot load it ({type(exc).__name__}: "
-                                   f"{exc})") from exc
-            self.name = path.name
-        outputs = calc._model.capabilities().outputs
-        direct = [name for name in outputs if name.split("/")[0] in DIRECT_FORCE_NAMES]
         if forces not in ("auto", "direct", "conservative"):
             raise SymplugError(f"forces must be auto, direct or conservative, got {forces!r}")
+        self.path: Path | None = None
+        if isinstance(source, MetatomicCalculator):
+            self.name = "MetatomicCalculator"
+            if forces == "auto":
+                forces = "direct" if source._nc_forces else "conservative"
+            # energy and stress come from compute_energy, which must take gradients
+            calc = (MetatomicCalculator(source._model) if source._nc_forces or source._nc_stress
+                    else source)
+        else:
+            self.path = Path(source)
+            self.name = self.path.name
+            if not self.path.exists():
+                raise SymplugError(f"{self.path}: no such metatomic model file")
+            try:
+                calc = MetatomicCalculator(str(self.path))
+            except Exception as exc:
+                raise SymplugError(f"{self.path}: metatomic cannot load it "
+                                   f"({type(exc).__name__}: {exc})") from exc
+        outputs = calc._model.capabilities().outputs
+        direct = [name for name in outputs if name.split("/")[0] in DIRECT_FORCE_NAMES]
         if forces == "direct" and not direct:
             raise SymplugError(f"{self.name}: the model has no direct force output "
                                f"({', '.join(DIRECT_FORCE_NAMES)})")
         self.direct_forces = bool(direct) and forces != "conservative"
         # the name metatomic-ase's calculator picks: the plain output before its variants
         self.force_output = min(direct, key=lambda name: ("/" in name, name)) if direct else None
+        self.reps: dict[str, str] = {}  # declared representations (for_outputs)
         super().__init__(calc, properties)
+
+    def __reduce__(self):
+        """Pickled (e.g. for dask workers) as its file, reloaded there."""
+        if self.path is None:
+            raise SymplugError("a MetatomicModel made from a calculator cannot be sent to "
+                               "other processes; make it from the model file instead")
+        forces = "direct" if self.direct_forces else "conservative"
+        return _reload, (self.path, forces, list(self.properties), dict(self.reps))
+
+    def calculator(self):
+        """The ASE calculator for MD: the model's direct forces when diagnosed on them
+        (metatomic-ase removes their net force), else the energy gradient."""
+        from metatomic_ase import MetatomicCalculator
+
+        if self.direct_forces:
+            return MetatomicCalculator(self.calc._model, non_conservative="forces")
+        return self.calc
+
+    def for_outputs(self, outputs, optional=()):
+        model, names = super().for_outputs(outputs, optional)
+        model.reps = {name: outputs[name] for name in names}
+        return model, names
 
     def available(self) -> set[str]:
         """energy, forces, stress, per-atom energies (when the model's energy output is
@@ -141,26 +171,50 @@ class MetatomicModel(CalculatorModel):
     def _values(self, name: str, tensor_map, n_copies: int, n_atoms: int) -> np.ndarray:
         """A model output as (B, D) per structure or (B, N, D) per atom: the blocks in key
         order, each block's values properties-major (``P x (components)``), which is the
-        order of a representation ``"P x rep"`` (e.g. ``"4x2,+1"``)."""
+        order of a representation ``"P x rep"`` (e.g. ``"4x2,+1"``). Spherical components
+        (``o3_mu``) must be declared as ``l,sigma`` blocks, Cartesian ones (``xyz``) as
+        e3nn irreps or ``cartesian2``."""
         parts = []
         for block in tensor_map.blocks():
+            _check_basis(name, [c.names for c in block.components], self.reps.get(name))
             values = block.values.detach().to(torch.float64)
             values = values.movedim(-1, 1).reshape(values.shape[0], -1).numpy()
             system = block.samples.column("system").to(torch.long).numpy()
-            if "atom" in block.samples.names:
-                atom = block.samples.column("atom").to(torch.long).numpy()
-                part = np.full((n_copies, n_atoms, values.shape[1]), np.nan)
-                part[system, atom] = values
-            else:
-                part = np.full((n_copies, values.shape[1]), np.nan)
-                part[system] = values
+            index = (system, block.samples.column("atom").to(torch.long).numpy()) \
+                if "atom" in block.samples.names else (system,)
+            shape = (n_copies, n_atoms) if len(index) == 2 else (n_copies,)
+            part = np.zeros(shape + (values.shape[1],))
+            covered = np.zeros(shape, dtype=bool)
+            part[index], covered[index] = values, True
+            if not covered.all():
+                raise SymplugError(f"metatomic model {self.name}: output {name!r} does not "
+                                   f"hold a value for every {'atom' if len(index) == 2 else 'copy'}")
             parts.append(part)
-        out = np.concatenate(parts, axis=-1)
-        if np.isnan(out).any():
-            raise SymplugError(f"metatomic model {self.name}: output {name!r} does not "
-                               f"hold a value for every {'atom' if out.ndim == 3 else 'copy'}")
-        return out
+        return np.concatenate(parts, axis=-1)
 
     def __repr__(self) -> str:
         kind = "direct" if self.direct_forces else "conservative"
         return f"MetatomicModel({self.name}, forces={kind})"
+
+
+def _reload(path: Path, forces: str, properties: list[str], reps: dict) -> MetatomicModel:
+    model = MetatomicModel(path, forces, properties)
+    model.reps = reps
+    return model
+
+
+def _check_basis(name: str, components: list[list[str]], rep: str | None) -> None:
+    """Raise if a declared representation ``rep`` does not match the basis of the output's
+    components (metatensor spherical ``o3_mu`` or Cartesian ``xyz``)."""
+    if rep is None or not components:
+        return
+    from symplug.representations import representation
+
+    spherical = all(block.kind == "spherical" for block in representation(rep).blocks)
+    if components == [["o3_mu"]] and not spherical:
+        raise SymplugError(f"output {name!r} is in the spherical basis (components o3_mu): "
+                           f"declare it as l,sigma blocks (e.g. '1,+1'), not {rep!r}")
+    if components[0][0].startswith("xyz") and spherical:
+        raise SymplugError(f"output {name!r} is Cartesian (components "
+                           f"{', '.join(c[0] for c in components)}): declare it as e3nn "
+                           f"irreps (e.g. '1o') or 'cartesian2', not {rep!r}")

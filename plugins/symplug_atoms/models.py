@@ -9,10 +9,11 @@ structures only), ``dipole`` in e A; any further output the calculator implement
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import sys
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import ase
 import numpy as np
@@ -84,8 +85,8 @@ class CalculatorModel:
 
     ``properties`` names the outputs it computes; by default energy, forces and stress
     as far as the calculator implements them (stress only when every copy is periodic).
-    :func:`symplug.diagnose` sets them to the outputs diagnosed
-    (:meth:`request_outputs`).
+    :func:`symplug.diagnose` evaluates a copy that computes the outputs diagnosed
+    (:meth:`for_outputs`).
     """
 
     def __init__(self, calc: BaseCalculator, properties: Sequence[str] | None = None):
@@ -99,12 +100,13 @@ class CalculatorModel:
         """The output names this model can compute."""
         return supported_properties(self.calc)
 
-    def request_outputs(self, names: Sequence[str], optional=()) -> list[str]:
-        """Compute the outputs ``names`` from now on, leaving out those in ``optional``
-        that the calculator does not implement; returns the names it will compute."""
+    def for_outputs(self, outputs: Mapping[str, str], optional=()) -> tuple["CalculatorModel", list[str]]:
+        """A copy of this model that computes ``outputs`` (names and representations),
+        less those in ``optional`` that it cannot compute, and their names."""
         available = self.available()
-        self.properties = self._checked([p for p in names if p in available or p not in optional])
-        return list(self.properties)
+        model = copy.copy(self)
+        model.properties = self._checked([p for p in outputs if p in available or p not in optional])
+        return model, list(model.properties)
 
     def _checked(self, names: Sequence[str]) -> list[str]:
         available = self.available()
