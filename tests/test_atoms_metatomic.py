@@ -216,3 +216,31 @@ def test_export_refuses_other_architectures(tmp_path):
             export_metatomic(PointEdgeTransformer(**kwargs), tmp_path / "x.pt")
     with pytest.raises(symplug.SymplugError, match="only a PointEdgeTransformer"):
         export_metatomic(symplug_atoms.load_model("emt"), tmp_path / "x.pt")
+
+
+def test_blocks_are_flattened_in_key_order_properties_major(model_file):
+    """Two spherical blocks (l = 0 and 1) with 2 properties each, per structure:
+    declared as 2x0,+1 + 2x1,+1, the values are [p0, p1 | p0 (m=-1..1), p1 (m=-1..1)]."""
+    from metatensor.torch import Labels, TensorBlock, TensorMap
+
+    model = MetatomicModel(model_file)
+    model.reps = {"t": "2x0,+1+2x1,+1"}
+    values = [torch.arange(2 * 1 * 2, dtype=torch.float64).reshape(2, 1, 2),
+              100 + torch.arange(2 * 3 * 2, dtype=torch.float64).reshape(2, 3, 2)]
+    blocks = [TensorBlock(values=v, samples=Labels("system", torch.tensor([[1], [0]])),
+                          components=[Labels("o3_mu", torch.arange(-l, l + 1).reshape(-1, 1))],
+                          properties=Labels("n", torch.tensor([[0], [1]])))
+              for l, v in enumerate(values)]
+    tmap = TensorMap(Labels(["o3_lambda", "o3_sigma"], torch.tensor([[0, 1], [1, 1]])), blocks)
+    out = model._values("t", tmap, n_copies=2, n_atoms=5)
+    assert out.shape == (2, 8)
+    for sample, system in enumerate([1, 0]):  # samples are placed by their system index
+        expected = np.concatenate([values[0][sample].T.reshape(-1),
+                                   values[1][sample].T.reshape(-1)])
+        assert np.array_equal(out[system], expected)
+    model.reps = {"t": "2x0e+2x1o"}
+    with pytest.raises(symplug.SymplugError, match="spherical basis .components o3_mu."):
+        model._values("t", tmap, n_copies=2, n_atoms=5)
+    model.reps = {"t": "2x0,+1+2x1,+1"}
+    with pytest.raises(symplug.SymplugError, match="does not hold a value for every copy"):
+        model._values("t", tmap, n_copies=3, n_atoms=5)

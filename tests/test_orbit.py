@@ -148,3 +148,20 @@ def test_non_finite_outputs_are_failures_not_zeros(clouds):
     with pytest.raises(symplug.SymplugError, match="^sample 1: output 'energy' is not finite"):
         symplug.diagnose(NaNOnBigClouds(), samples, example.point_domain(), degree=1,
                          outputs=["energy"], progress=False)
+
+
+def test_non_finite_layers_are_named(clouds):
+    class NaNSideLayer(DistanceModel):
+        def __init__(self):
+            super().__init__()
+            self.side = torch.nn.Linear(1, 2)
+            with torch.no_grad():
+                self.side.weight.fill_(float("nan"))
+
+        def forward(self, pos):
+            self.side(torch.cdist(pos, pos).unsqueeze(-1))  # captured, unused
+            return super().forward(pos)
+
+    with pytest.raises(symplug.SymplugError, match="^sample 0: layer 'side' is not finite"):
+        symplug.diagnose(NaNSideLayer(), clouds[:1], example.point_domain(), degree=1,
+                         outputs=["energy"], layers=["side"], progress=False)
