@@ -78,7 +78,7 @@ class MDRun:
         L = np.asarray(self.angular_momentum)
         tau = np.asarray(self.torque)
         return {"energy_drift_meV_per_atom_per_ps": drift,
-                "energy_drift_steps": "outer" if self.outer_step else "all",
+                "energy_drift_steps": "all" if self.drift_mask().all() else "outer",
                 "completed_fraction": self.steps_done / self.target_steps,
                 "time_to_failure_ps": (float(t[-1]) if self.failure else None),
                 "failure": self.failure,
