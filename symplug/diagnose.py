@@ -70,13 +70,20 @@ class GridSums:
                    {n: FeatureMoments.of(s.mean) for n, s in r.layers.items()})
 
     def merge(self, other: "GridSums") -> "GridSums":
-        def spectra(a: dict, b: dict) -> dict:
-            return {n: aggregate_spectra([a[n], b[n]]) for n in a}
-        return GridSums({n: e.merge(other.errors[n]) for n, e in self.errors.items()},
-                        spectra(self.outputs, other.outputs),
-                        spectra(self.breaking, other.breaking),
-                        spectra(self.layers, other.layers),
-                        {n: m.merge(other.moments[n]) for n, m in self.moments.items()})
+        def union(a: dict, b: dict, merge: Callable) -> dict:
+            """Outputs missing from some samples (``Domain.excluded_outputs``) merge
+            over the samples that have them."""
+            return {n: merge(a[n], b[n]) if n in a and n in b else a.get(n, b.get(n))
+                    for n in {**a, **b}}
+
+        def spectra(x: Spectrum, y: Spectrum) -> Spectrum:
+            return aggregate_spectra([x, y])
+
+        return GridSums(union(self.errors, other.errors, ErrorSums.merge),
+                        union(self.outputs, other.outputs, spectra),
+                        union(self.breaking, other.breaking, spectra),
+                        union(self.layers, other.layers, spectra),
+                        union(self.moments, other.moments, FeatureMoments.merge))
 
 
 @dataclass
@@ -144,11 +151,14 @@ def _evaluate_partition(model: Callable, domain: Domain, samples: list, plan: _P
                 try:
                     if k == 0 and domain.check is not None:
                         domain.check(sample)
+                    excluded = set(domain.excluded_outputs(sample)) \
+                        if domain.excluded_outputs is not None else set()
+                    reps = {n: r for n, r in plan.reps.items() if n not in excluded}
                     r = evaluate_orbit(
-                        model, sample, domain.act, grid, outputs=plan.reps, layers=plan.layers,
+                        model, sample, domain.act, grid, outputs=reps, layers=plan.layers,
                         lmax=plan.lmax, chunk_size=plan.chunk_size,
                         split_layer=domain.split_layer, progress=bar.update,
-                        keep=plan.keep if k == 0 else ())
+                        keep=tuple(o for o in plan.keep if o in reps) if k == 0 else ())
                     labels = domain.reference(sample) if domain.reference and k == 0 else None
                     sums[i] = GridSums.of(r, domain.samples_are_blocks, labels)
                 except Exception as exc:  # flagged and counted, never silently dropped
@@ -291,7 +301,7 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
         names = list(outputs)
     elif domain.select_outputs is not None:
         chosen = run.gather([run.submit(_select_outputs, domain_h, p) for p in parts])
-        names = [o for o in domain.outputs if all(o in c for c in chosen)]
+        names = [o for o in domain.outputs if any(o in c for c in chosen)]
     else:
         names = list(domain.outputs)
     optional = set() if outputs else {o for o in names if o in domain.outputs
@@ -348,6 +358,9 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
         out["skipped"] = [{"index": i, "reason": skipped[i]} for i in sorted(skipped)]
 
     merged = sums[0]
+    absent = [name for name in names if name not in merged.errors]
+    if absent:
+        raise SymplugError(f"output {absent[0]!r} exists for none of the samples diagnosed")
     out["outputs"] = {}
     for name in names:
         errors = merged.errors[name]
@@ -355,11 +368,11 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
                  **errors.dataset_error().to_dict(), **merged.outputs[name].to_dict(),
                  "breaking_spectrum": merged.breaking[name].to_dict()}
         if per_sample:
-            entry["per_sample"] = [{"index": i, **d["errors"][name]}
-                                   for i, d in zip(kept, details)]
+            having = [(i, d) for i, d in zip(kept, details) if name in d["errors"]]
+            entry["per_sample"] = [{"index": i, **d["errors"][name]} for i, d in having]
             entry["per_sample_spectrum"] = [
                 {"index": i, "spectrum": d["outputs"][name]["spectrum"],
-                 "power": d["outputs"][name]["power"]} for i, d in zip(kept, details)]
+                 "power": d["outputs"][name]["power"]} for i, d in having]
         if errors.labelled:  # over the labelled samples: n_labelled of n_samples
             entry["bias_variance"] = {**errors.bias_variance().to_dict(),
                                       "n_labelled": errors.labelled}

@@ -37,8 +37,11 @@ class Domain:
     * ``reference(sample)`` returns exact labels {output: tensor} if the sample
       carries them (for the bias-variance split), else None.
     * ``groups``: the groups that make sense for the domain, default first.
-    * ``select_outputs(samples)`` names the outputs that the samples support when
-      none are asked for (e.g. stress only for periodic structures); default: all.
+    * ``select_outputs(samples)`` names the outputs to diagnose when none are asked for
+      (e.g. stress when some structure is periodic); default: all.
+    * ``excluded_outputs(sample)`` names the outputs that do not exist for this sample
+      (e.g. the stress of a non-periodic structure): an output's A and B are then taken
+      over the samples it exists for (its own ``n_samples``).
     * ``summary``: :class:`SummaryStage` passes whose last result is added to the result
       under ``"summary"`` (e.g. AUC, flip rate and skipped jets for taggers).
     * ``samples_are_blocks``: a sample is a block of items (jets); data-set errors then
@@ -65,6 +68,7 @@ class Domain:
     samples_are_blocks: bool = False
     keep_outputs: tuple[str, ...] = ()
     check: Callable[[Any], None] | None = None
+    excluded_outputs: Callable[[Any], Any] | None = None
 
     def declare(self, outputs: Mapping[str, str]) -> "Domain":
         """This domain with further outputs ``{name: representation}``, e.g.

@@ -20,7 +20,7 @@ import symplug_atoms
 from symplug_atoms.action import check_frame, transform
 
 from atoms_models import (CHARGES, EPS, NET_DIPOLE, W, BadShapeEMT, DipoleEMT, FailingEMT,
-                          NoStressEMT, PlantedEMT)
+                          NoStressEMT, PlantedEMT, PlantedPairEMT)
 
 HERE = Path(__file__).resolve().parent
 
@@ -75,6 +75,23 @@ def test_emt_is_invariant(cluster, cell):
                                progress=False)
     assert periodic["outputs"]["stress"]["units"] == "GPa"
     assert periodic["outputs"]["stress"]["equivariance_rmse"] < 1e-9
+
+
+def test_stress_of_mixed_data_covers_the_periodic_structures(cluster, cell):
+    """Clusters and cells together: stress is diagnosed over the cells only, with the same
+    numbers as the cells alone; energy and forces over all."""
+    mixed = symplug_atoms.diagnose(PlantedPairEMT(), [cluster, cell], degree=2,
+                                   progress=False)
+    alone = symplug_atoms.diagnose(PlantedPairEMT(), [cell], degree=2, progress=False)
+    stress = mixed["outputs"]["stress"]
+    assert stress["n_samples"] == 1 and mixed["outputs"]["energy"]["n_samples"] == 2
+    assert [p["index"] for p in stress["per_sample"]] == [1]
+    assert stress["equivariance_rmse"] > 1e-6  # the planted pair term breaks it
+    for key in ("equivariance_rmse", "relative_error"):
+        assert abs(stress[key] - alone["outputs"]["stress"][key]) <= 1e-12 * stress[key]
+    assert stress["spectrum"] == pytest.approx(alone["outputs"]["stress"]["spectrum"], abs=1e-12)
+    with pytest.raises(symplug.SymplugError, match="'stress' exists for none of the samples"):
+        symplug_atoms.diagnose(EMT(), [cluster], outputs=["stress"], degree=1, progress=False)
 
 
 def test_per_atom_energies_and_dipole(cluster, tmp_path):

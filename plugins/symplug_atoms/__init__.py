@@ -5,7 +5,7 @@ Public API (imported lazily, so that ``symplug plugins`` works without ase)::
     from symplug_atoms import diagnose, SymmetrizedCalculator, CalculatorModel, transform
 
 Outputs and the units symplug reports them in: ``energy`` (0e, meV/atom),
-``forces`` (1o, meV/A), ``stress`` (cartesian2, GPa; periodic structures only).
+``forces`` (1o, meV/A), ``stress`` (cartesian2, GPa; over the periodic structures).
 Group elements act about the centre of mass; periodic cells rotate with the atoms.
 """
 

@@ -43,11 +43,16 @@ def reference_labels(atoms: ase.Atoms) -> dict[str, torch.Tensor] | None:
 
 
 def default_outputs(frames: Sequence[ase.Atoms]) -> list[str]:
-    """energy and forces; stress too when every structure is periodic."""
+    """energy and forces; stress too when some structure is periodic."""
     names = ["energy", "forces"]
-    if all(f.get_pbc().all() for f in frames):
+    if any(f.get_pbc().all() for f in frames):
         names.append("stress")
     return names
+
+
+def excluded_outputs(atoms: ase.Atoms) -> tuple[str, ...]:
+    """Stress exists for periodic structures only: its A and B are taken over those."""
+    return () if atoms.get_pbc().all() else ("stress",)
 
 
 def _structures(frames: Sequence[ase.Atoms], *_) -> list[dict]:
@@ -70,7 +75,7 @@ def atoms_domain() -> Domain:
         outputs={name: Output(REPS[name], UNITS[name]) for name in REPS},
         description="ase.Atoms; O(3) about the centre of mass, cells rotate with the atoms",
         reference=reference_labels, select_outputs=default_outputs, summary=SUMMARY,
-        check=check_structure)
+        check=check_structure, excluded_outputs=excluded_outputs)
 
 
 def check_structure(atoms: ase.Atoms) -> None:

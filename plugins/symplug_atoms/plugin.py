@@ -143,7 +143,8 @@ def symplug_report_sections(result: dict):
     rows = [header, "|---|---|---|" + "---|" * len(names)]
     per_sample = {n: {p["index"]: p for p in result["outputs"][n]["per_sample"]} for n in names}
     for index, s in zip(sorted(per_sample[names[0]]), structures):
-        cells = " | ".join(_cell(per_sample[n][index]["equivariance_rmse"]) for n in names)
+        cells = " | ".join(_cell(per_sample[n][index]["equivariance_rmse"])
+                           if index in per_sample[n] else "-" for n in names)
         rows.append(f"| {index} | {s['formula']}{' (periodic)' if s['periodic'] else ''} | "
                     f"{s['n_atoms']} | {cells} |")
     return [ReportSection("Per structure", "\n".join(rows))]
