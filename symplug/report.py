@@ -196,12 +196,12 @@ def diagnosis_sections(name: str, result: dict) -> list[ReportSection]:
     if result.get("skipped"):
         head.append(f"{len(result['skipped'])} samples failed and were left out (listed in "
                     f"the JSON under `skipped`).")
-    partial = {o["bias_variance"]["n_labelled"] for o in result["outputs"].values()
-               if o.get("bias_variance", {}).get("n_labelled", result["n_samples"])
-               < result["n_samples"]}
+    partial = [f"{name} {o['bias_variance']['n_labelled']} of {o['n_samples']}"
+               for name, o in result["outputs"].items()
+               if o.get("bias_variance", {}).get("n_labelled", o["n_samples"]) < o["n_samples"]]
     if partial:
-        head.append(f"Only {min(partial)} of {result['n_samples']} samples carry reference "
-                    "labels: the split against labels covers those.")
+        head.append(f"Only some samples carry reference labels ({', '.join(partial)}): the "
+                    "split against labels covers those.")
     rows = []
     for out_name, o in result["outputs"].items():
         bv = o.get("bias_variance")

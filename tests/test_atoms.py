@@ -263,7 +263,7 @@ def test_split_against_labels_covers_the_labelled_frames(cluster):
     from symplug.report import diagnosis_sections
 
     text = "\n".join(section.markdown for section in diagnosis_sections("planted", result))
-    assert "Only 1 of 2 samples carry reference labels" in text
+    assert "Only some samples carry reference labels (energy 1 of 2, forces 1 of 2)" in text
 
 
 def test_cli_on_labelled_extxyz(cluster, tmp_path):
