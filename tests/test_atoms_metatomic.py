@@ -93,6 +93,23 @@ def test_a_calculator_instance_is_batched_like_the_file(model_file, cluster):
         pickle.dumps(plain)
 
 
+def test_direct_forces_with_stress_on_a_cell(model_file):
+    from ase.build import bulk
+
+    cell = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+    cell.rattle(0.02, seed=4)
+    copies = symplug_atoms.rotated_copies(cell, symplug.haar("O3", 2, seed=5))
+    direct = MetatomicModel(model_file)(copies)
+    conservative = MetatomicModel(model_file, forces="conservative")(copies)
+    # stress is the strain derivative of the energy either way; forces differ
+    assert direct["stress"].shape == (2, 3, 3)
+    assert torch.allclose(direct["stress"], conservative["stress"], rtol=0, atol=1e-12)
+    assert torch.allclose(direct["energy"], conservative["energy"], rtol=0, atol=1e-12)
+    assert float((direct["forces"] - conservative["forces"]).abs().max()) > 1.0  # meV/A
+    assert torch.allclose(direct["forces"].mean(1) / 1000,
+                          torch.tensor(mm.NET, dtype=torch.float64).expand(2, 3), atol=1e-12)
+
+
 def test_md_runs_the_diagnosed_forces(model_file, cluster):
     from symplug_atoms.md import as_calculator
 

@@ -127,6 +127,16 @@ def test_failing_samples_are_flagged_and_counted(clouds):
     with pytest.raises(symplug.SymplugError, match="^sample 1: ValueError: cloud too wide"):
         symplug.diagnose(FailsOnBigClouds(), samples, example.point_domain(), degree=1,
                          outputs=["energy"], progress=False)
+    # partitions of known size: the index in the data set; lazy ones: within the partition
+    parts = symplug.Partitions([[clouds[1]], [clouds[2], wide]])
+    with pytest.raises(symplug.SymplugError, match="^sample 2: ValueError"):
+        symplug.diagnose(FailsOnBigClouds(), parts, example.point_domain(), degree=1,
+                         outputs=["energy"], progress=False)
+    dask = pytest.importorskip("dask")
+    lazy = symplug.Partitions([[clouds[1]], dask.delayed(list)([clouds[2], wide])])
+    with pytest.raises(symplug.SymplugError, match="^sample 1 of partition 1: ValueError"):
+        symplug.diagnose(FailsOnBigClouds(), lazy, example.point_domain(), degree=1,
+                         outputs=["energy"], progress=False)
 
 
 def test_non_finite_outputs_are_failures_not_zeros(clouds):
