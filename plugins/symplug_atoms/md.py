@@ -15,7 +15,8 @@ runs velocity-Verlet NVE from the same seeded velocities and reports:
   initial one, or an atom whose nearest neighbour moved past ``bond_factor`` times
   the largest initial nearest-neighbour distance;
 * for isolated structures, the angular momentum L = sum m (r - r_com) x v (amu A^2/fs)
-  and the net torque sum (r - r_com) x F (eV): zero initial L and a symmetric model
+  and the net torque sum (r - r_com) x F (eV; for ``mts``, its mean over each cycle of
+  k steps, as the dynamics feels it): zero initial L and a symmetric model
   keep L = 0, so |L(t)| is the direct signature of broken rotational symmetry;
 * the RMS difference of the radial distribution function to a reference run.
 """
@@ -66,6 +67,17 @@ class MDRun:
             return np.asarray(self.outer_step, dtype=bool)
         return np.ones(len(self.total_energy), dtype=bool)
 
+    def effective_torque(self) -> np.ndarray:
+        """The net torques (eV) the dynamics feels: per step, or for MTS runs the mean
+        over each complete cycle (outer step to outer step), since the correction's
+        k-fold kick on outer steps stands for k steps of F_avg - F_raw."""
+        tau = np.asarray(self.torque)
+        outer = self.drift_mask()
+        if len(tau) != len(outer) or outer.all():
+            return tau
+        starts = np.flatnonzero(outer)
+        return np.array([tau[a:b].mean(0) for a, b in zip(starts[:-1], starts[1:])])
+
     @property
     def steps_done(self) -> int:
         return max(len(self.time_ps) - 1, 0)
@@ -76,7 +88,7 @@ class MDRun:
         finite = np.isfinite(e) & self.drift_mask()
         drift = float(np.polyfit(t[finite], e[finite], 1)[0]) if finite.sum() > 2 else math.nan
         L = np.asarray(self.angular_momentum)
-        tau = np.asarray(self.torque)
+        tau = self.effective_torque()
         return {"energy_drift_meV_per_atom_per_ps": drift,
                 "energy_drift_steps": "all" if self.drift_mask().all() else "outer",
                 "completed_fraction": self.steps_done / self.target_steps,
