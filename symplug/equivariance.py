@@ -174,8 +174,8 @@ class ErrorSums:
 
     With weights w = 1 per sample, or w = d (components) ``by_components``: sum w,
     sum w A^2/d, sum A^2, sum int|z|^2, sum of squared Monte Carlo standard errors
-    (None if a sample has none), sum A^2/d, and the summed squared bias against the
-    references (None if a sample has none)."""
+    (None if a sample has none), sum A^2/d; and over the samples with a reference
+    (``labelled`` of them) the summed squared bias and the summed A^2/d."""
 
     n_samples: int
     weight: float

@@ -78,11 +78,10 @@ def atoms_domain() -> Domain:
         check=check_structure, excluded_outputs=excluded_outputs)
 
 
-def check_structure(atoms: ase.Atoms) -> None:
+def check_structure(atoms: ase.Atoms, name: str = "structure") -> None:
     """:func:`~symplug_atoms.action.check_frame`, naming the structure by its file and
-    frame when :func:`read_frames` read it."""
-    where = atoms.info.get(SOURCE, "structure") if isinstance(atoms, ase.Atoms) else "structure"
-    check_frame(atoms, where)
+    frame when :func:`read_frames` read it, else by ``name``."""
+    check_frame(atoms, atoms.info.get(SOURCE, name) if isinstance(atoms, ase.Atoms) else name)
 
 
 def frame_partitions(paths: Sequence[str | Path], size: int = 16) -> symplug.Partitions:
@@ -124,7 +123,7 @@ def read_frames(path: str | Path, index: str = ":", check: bool = True) -> list[
     for i, frame in enumerate(frames):
         frame.info[SOURCE] = f"{path} frame {first + i}"
         if check:
-            check_frame(frame, frame.info[SOURCE])
+            check_structure(frame)
     return frames
 
 

@@ -21,10 +21,10 @@ import torch
 
 from symplug import MeanTerm, SymplugError, TrainingTask
 
-from .action import check_frame
 from .graph import Graph, build_graph
 from .torch_model import TorchAtomsModel
 from .demo import layer_names
+from .domain import check_structure
 from .train import ENERGY_WEIGHT, FORCE_WEIGHT, errors, predict
 
 
@@ -107,7 +107,7 @@ def training_task(model: TorchAtomsModel, frames: Sequence[ase.Atoms],
                            f"of symplug_atoms.train), got {type(model).__name__}")
     cutoff = model.cutoff
     for i, a in enumerate(frames):
-        check_frame(a, a.info.get("symplug_source", f"frame {i}"))
+        check_structure(a, f"frame {i}")
     items = [Labelled.of(a, cutoff, dtype, f"frame {i}") for i, a in enumerate(frames)]
     module = model.module.to(dtype)  # after the labels are checked: a refusal leaves the model
     layers = tuple(layer_names(module)) if hasattr(module, "embedding") else ()
@@ -116,7 +116,7 @@ def training_task(model: TorchAtomsModel, frames: Sequence[ase.Atoms],
         was = module.training
         module.eval()
         for i, a in enumerate(samples):
-            check_frame(a, a.info.get("symplug_source", f"validation frame {i}"))
+            check_structure(a, f"validation frame {i}")
         with torch.enable_grad():  # forces are energy gradients
             out = errors(module, [Labelled.of(a, cutoff, dtype, f"validation frame {i}")
                                   for i, a in enumerate(samples)])
