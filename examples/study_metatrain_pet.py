@@ -40,6 +40,7 @@ import symplug_atoms
 from symplug.result import write_bytes, write_json
 from symplug_atoms.action import transform
 from symplug_atoms.data import generate, write
+from symplug_atoms.train import split
 from study_common import write_study  # examples/ is the script's folder
 
 SHIPPED_TEST = Path(symplug_atoms.__file__).parent / "data" / "pet_cu_test.extxyz"
@@ -59,14 +60,6 @@ def options(epochs: int, batch: int, lr: float, seed: int) -> str:
             f"  training: {{num_epochs: {epochs}, batch_size: {batch}, learning_rate: {lr},\n"
             "             log_interval: 1, checkpoint_interval: 1000}\n"
             f"training_set:\n{sets['train']}validation_set:\n{sets['val']}test_set:\n{sets['test']}")
-
-
-def split(frames, seed: int):
-    """train / val / test as :func:`symplug_atoms.train.train` splits them."""
-    order = np.random.default_rng(seed).permutation(len(frames))
-    n = len(frames) // 10
-    return ([frames[i] for i in order[2 * n:]], [frames[i] for i in order[n:2 * n]],
-            [frames[i] for i in order[:n]])
 
 
 def same_frames(a, b) -> bool:
@@ -184,7 +177,8 @@ def main(argv=None) -> None:
     (args.out / "data").mkdir(exist_ok=True)
     start = time.perf_counter()
     frames = generate(seed=args.seed, progress=False)
-    train_set, val_set, test_set = split(frames, args.seed)
+    train_set, val_set, test_set = ([frames[i] for i in idx]
+                                    for idx in split(len(frames), args.seed))
     shipped = same_frames(test_set, ase.io.read(SHIPPED_TEST, ":"))
     for name, part in (("train", train_set), ("val", val_set), ("test", test_set)):
         write(part, args.out / "data" / f"{name}.extxyz")

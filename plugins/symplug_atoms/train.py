@@ -82,6 +82,14 @@ def errors(model, items: list[Item], seed: int = 1) -> dict[str, float]:
             "forces_rmse_meV_per_A": float(np.sqrt((f_err ** 2).mean()))}
 
 
+def split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the 80/10/10 train, validation and test split of ``n`` structures
+    (seeded permutation; the shipped pet-cu's split with the default seed 0)."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = n_val = n // 10
+    return order[n_test + n_val:], order[n_test:n_test + n_val], order[:n_test]
+
+
 def train(out: Path, epochs: int, seed: int, batch: int, lr: float, d: int, layers: int,
           cutoff: float, sh_lmax: int | None = None, forces: str = "conservative",
           frames: list | None = None, threads: int | None = None) -> dict:
@@ -98,10 +106,7 @@ def train(out: Path, epochs: int, seed: int, batch: int, lr: float, d: int, laye
     source = ("symplug_atoms.data.generate(seed)" if frames is None
               else f"{len(frames)} structures given by the caller")
     frames = generate(seed=seed) if frames is None else frames
-    order = np.random.default_rng(seed).permutation(len(frames))
-    n_test = n_val = len(frames) // 10
-    test_idx, val_idx, train_idx = (order[:n_test], order[n_test:n_test + n_val],
-                                    order[n_test + n_val:])
+    train_idx, val_idx, test_idx = split(len(frames), seed)
     items = [Item(f, cutoff) for f in frames]
     train_items = [items[i] for i in train_idx]
     val_items = [items[i] for i in val_idx]
