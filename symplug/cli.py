@@ -39,13 +39,16 @@ def _cmd_quadrature(args: argparse.Namespace) -> int:
     from .quadrature import quadrature
 
     grid = quadrature(args.group, args.degree, kind=args.kind, n=args.n, seed=args.seed,
-                      axis=args.axis)
+                      axis=args.axis, purpose=args.purpose)
     record = grid.describe()
     if args.json:
         print(json.dumps(record, indent=2))
+    elif grid.monte_carlo:
+        print(f"{grid.group} Monte Carlo: {grid.size} Haar-random elements (seed {grid.seed})")
     else:
-        print(f"{grid.group} {grid.kind}: {grid.size} elements; exact for responses of band "
-              f"<= {grid.degree} (products up to band {grid.exact_degree})\n  rule: {grid.rule}")
+        print(f"{grid.group} {grid.kind} ({grid.purpose}): {grid.size} elements; integrates "
+              f"band {grid.exact_degree} exactly (means of band <= {grid.exact_degree}, second "
+              f"moments and B_l of band <= {grid.moment_degree})\n  rule: {grid.rule}")
     return 0
 
 
@@ -181,6 +184,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def summary_table(result: dict) -> str:
     """A plain-text summary of a diagnosis result."""
+    from .findings import convergence_verdict
+
     grid = result["grid"]
     lines = [f"{result['domain']}: group {result['group']}, {grid['kind']} grid degree "
              f"{grid['degree']} ({grid['size']} elements), {result['n_samples']} samples"]
@@ -202,10 +207,9 @@ def summary_table(result: dict) -> str:
     if result.get("skipped"):
         lines.append(f"skipped {len(result['skipped'])} failed samples: "
                      + "; ".join(f"#{s['index']}: {s['reason']}" for s in result["skipped"][:3]))
-    conv = result.get("convergence") or {}
-    if conv.get("finer_degree") is not None:
-        lines.append(f"convergence: max change {conv['max_abs_change']:.2e} on degree "
-                     f"{conv['finer_degree']} ({conv['worst_quantity']})")
+    verdict = convergence_verdict(result)
+    if verdict:
+        lines.append(verdict)
     for f in result.get("findings") or []:
         where = f" ({f['where']})" if f.get("where") else ""
         lines.append(f"{f['severity']}: {f['code']}{where}: {f['evidence']}\n  remedy: {f['remedy']}")
@@ -228,7 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quadrature", help="size and exactness of a quadrature grid")
     p.add_argument("--group", default="O3", help="O3, SO3, SO2 or O2 (default O3)")
     p.add_argument("--degree", type=int, default=4, help="band limit L (default 4)")
-    p.add_argument("--kind", default="lebedev", help="lebedev, gauss-legendre or haar")
+    p.add_argument("--kind", default="auto", help="auto (the smallest exact rule), finite, "
+                   "lebedev, gauss-legendre or haar")
+    p.add_argument("--purpose", default="diagnosis", choices=("diagnosis", "mean"),
+                   help="diagnosis: second moments and B to band L (exact to 2L, default); "
+                   "mean: the symmetrised prediction alone (exact to L)")
     p.add_argument("--n", type=int, help="number of elements for kind=haar")
     p.add_argument("--seed", type=int, help="seed for kind=haar")
     p.add_argument("--axis", type=float, nargs=3, default=(0.0, 0.0, 1.0),
@@ -253,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partition-size", type=int, metavar="N",
                    help="data-parallel partitions of N units (jets: ROOT entries, default "
                    "100000; atoms: frames, default 16)")
-    p.add_argument("--kind", default="lebedev", help="lebedev, gauss-legendre or haar")
+    p.add_argument("--kind", default="auto", help="auto (the smallest exact rule), finite, "
+                   "lebedev, gauss-legendre or haar")
     p.add_argument("--n", type=int, help="number of elements for kind=haar")
     p.add_argument("--seed", type=int, default=0, help="seed for random grids (default 0)")
     p.add_argument("--lmax", type=int, help="highest l of the spectra (default: the degree)")
@@ -263,8 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "polarizability=cartesian2, mtt::target=2,+1 (repeatable; values in the "
                    "model's units), diagnosed with the domain's default outputs or those of --outputs")
     p.add_argument("--layers", help="comma-separated hidden layers to capture")
-    p.add_argument("--finer-degree", type=int, help="degree of the convergence grid "
-                   "(default degree + 2)")
+    p.add_argument("--finer-degree", type=int, help="check convergence on this finer degree "
+                   "(default: the same rule turned by a random rotation, one grid more)")
     p.add_argument("--no-convergence", action="store_true", help="skip the convergence check")
     p.add_argument("--chunk-size", type=int, default=64, help="copies per model call")
     p.add_argument("--max-samples", type=int, help="use the first N samples only")
@@ -288,8 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timestep", type=float, default=2.0, help="time step in fs (default 2)")
     p.add_argument("--temperature", type=float, default=600.0,
                    help="initial temperature in K (default 600)")
-    p.add_argument("--degree", type=int, default=1,
-                   help="quadrature degree of the symmetrised variants (default 1)")
+    p.add_argument("--degree", type=int, default=2,
+                   help="band L whose mean the symmetrised variants average exactly (default "
+                   "2: the tetrahedral rule, 24 copies with inversion)")
     p.add_argument("--variants", default="raw,symmetrized,random,mts",
                    help="comma-separated: raw, symmetrized, random, mts")
     p.add_argument("--interval", type=int, default=4, help="MTS interval in steps (default 4)")

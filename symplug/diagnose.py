@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from functools import reduce
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from tqdm.auto import tqdm
 
@@ -28,6 +28,11 @@ from .quadrature import Grid, quadrature
 from .records import Domain
 from .spectra import (FeatureMoments, Spectrum, aggregate_spectra, centered_aggregate,
                       sector_key)
+
+# The floor of A's scale in the convergence ranking, relative to the output's magnitude:
+# below it a change of A is round-off (float32 autograd forces of an exactly equivariant
+# model reach a few 1e-6), not what the grid misses.
+ROUND_OFF = 1e-4
 
 
 @dataclass(frozen=True)
@@ -207,54 +212,96 @@ def summarize(domain: Domain, samples: Sequence[Any], model: Callable, grid: Gri
     return context
 
 
-def _summaries(sums: GridSums, layers: Sequence[str]) -> dict:
-    """Flat {quantity: number}, for the convergence comparison."""
-    flat: dict[str, float] = {}
+class Quantity(NamedTuple):
+    """A number compared by the convergence check: its ``value`` and how its change is
+    ranked: relative to max(|value|, ``floor``), or, with ``floor`` None, as it is (a
+    spectrum fraction is already a share of the total power)."""
+
+    value: float
+    floor: float | None = None
+
+
+def _summaries(sums: GridSums, layers: Sequence[str]) -> dict[str, Quantity]:
+    """Flat {quantity: Quantity} for the convergence comparison: A of every output
+    (floored at :data:`ROUND_OFF` of the output's magnitude, so round-off of an
+    equivariant output is not a change) and every spectrum fraction."""
+    flat: dict[str, Quantity] = {}
     for name, errors in sums.errors.items():
-        flat[f"outputs.{name}.equivariance_rmse"] = errors.dataset_error().rmse
+        err = errors.dataset_error()
+        magnitude = err.rmse / err.relative if err.relative > 0 else 0.0
+        flat[f"outputs.{name}.equivariance_rmse"] = Quantity(err.rmse, ROUND_OFF * magnitude)
         for key, frac in sums.outputs[name].fractions.items():
-            flat[f"outputs.{name}.spectrum.{sector_key(key)}"] = frac
+            flat[f"outputs.{name}.spectrum.{sector_key(key)}"] = Quantity(frac)
     for name in layers:
         for key, frac in sums.layers[name].fractions.items():
-            flat[f"layers.{name}.spectrum.{sector_key(key)}"] = frac
+            flat[f"layers.{name}.spectrum.{sector_key(key)}"] = Quantity(frac)
     return flat
 
 
-def finer_grid(grid: Grid, finer_degree: int | None = None) -> Grid:
-    """The grid for the convergence check: ``finer_degree`` (default degree + 2) of
-    the same kind, or 4x the samples with another seed for Monte Carlo."""
+def check_grid(grid: Grid, finer_degree: int | None = None, seed: int = 1) -> Grid:
+    """The grid of the convergence check, one grid more in cost:
+
+    * by default the same rule turned by a Haar-random rotation (``seed``): a response
+      band-limited to the rule's band gives the same numbers on both to round-off, so
+      their difference estimates what the rule misses;
+    * with ``finer_degree``, the rule of that degree (same kind and purpose);
+    * for Monte Carlo, as many elements with another seed.
+    """
     if grid.monte_carlo:
-        seed = None if grid.seed is None else grid.seed + 1
-        return quadrature(grid.group, kind="haar", n=4 * grid.size, seed=seed, axis=grid.axis)
-    degree = grid.degree + 2 if finer_degree is None else int(finer_degree)
-    if degree <= grid.degree:
-        raise SymplugError(f"finer degree {degree} must exceed the grid degree {grid.degree}")
-    return quadrature(grid.group, degree, kind=grid.kind, axis=grid.axis)
+        other = seed if grid.seed is None else grid.seed + seed
+        return quadrature(grid.group, kind="haar", n=grid.size, seed=other, axis=grid.axis,
+                          purpose=grid.purpose)
+    if finer_degree is None:
+        return grid.rotated(seed)
+    if int(finer_degree) <= grid.degree:
+        raise SymplugError(f"finer degree {finer_degree} must exceed the grid degree {grid.degree}")
+    kind = grid.kind if grid.kind in ("lebedev", "gauss-legendre") else "auto"
+    return quadrature(grid.group, int(finer_degree), kind=kind, axis=grid.axis,
+                      purpose=grid.purpose)
 
 
-def convergence(evaluate: Callable[[Grid], dict[str, float]], grid: Grid,
+def convergence(evaluate: Callable[[Grid], dict[str, Quantity | float]], grid: Grid,
                 finer_degree: int | None = None) -> dict:
-    """Evaluate ``evaluate(grid)`` (a flat {quantity: number}) on ``grid`` and on
-    :func:`finer_grid`, and report the largest absolute change (DESIGN §1)."""
-    fine = finer_grid(grid, finer_degree)
-    return _changes(evaluate(grid), evaluate(fine), fine)
+    """Evaluate ``evaluate(grid)`` (a flat {name: :class:`Quantity` or number}; a plain
+    number is compared as it is) on ``grid`` and on :func:`check_grid`, and report the
+    changes, ranked relative to each quantity."""
+    def quantities(values: dict) -> dict[str, Quantity]:
+        return {k: v if isinstance(v, Quantity) else Quantity(float(v)) for k, v in values.items()}
+
+    check = check_grid(grid, finer_degree)
+    return _changes(quantities(evaluate(grid)), quantities(evaluate(check)), check,
+                    _method(grid, finer_degree))
 
 
-def _changes(coarse: dict[str, float], finer: dict[str, float], fine: Grid) -> dict:
-    changes = {k: abs(coarse[k] - finer[k]) for k in coarse}
-    worst = max(changes, key=changes.get) if changes else None
-    return {"finer_degree": fine.degree, "finer_size": fine.size,
-            "max_abs_change": changes[worst] if worst else 0.0, "worst_quantity": worst,
-            "changes": changes}
+def _method(grid: Grid, finer_degree: int | None) -> str:
+    return "resampled" if grid.monte_carlo else "rotated" if finer_degree is None else "finer"
+
+
+def _changes(first: dict[str, Quantity], second: dict[str, Quantity], check: Grid,
+             method: str) -> dict:
+    """The convergence record: absolute and ranked (relative) change of every quantity."""
+    changes = {k: abs(first[k].value - second[k].value) for k in first}
+    relative = {}
+    for k, change in changes.items():
+        floor = first[k].floor  # the larger of both grids' floors: one of them may read 0
+        scale = 1.0 if floor is None else max(abs(first[k].value), abs(second[k].value), floor,
+                                              second[k].floor)
+        relative[k] = change / scale if scale > 0 else 0.0
+    worst = max(relative, key=relative.get) if relative else None
+    return {"method": method, "finer_degree": check.degree, "finer_size": check.size,
+            "check_grid": check.describe(),
+            "max_abs_change": max(changes.values()) if changes else 0.0,
+            "max_rel_change": relative[worst] if worst else 0.0,
+            "worst_quantity": worst, "changes": changes, "relative_changes": relative}
 
 
 def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domain, *,
-             group: str | None = None, degree: int = 4, kind: str = "lebedev",
+             group: str | None = None, degree: int = 4, kind: str = "auto",
              n: int | None = None, seed: int | None = None, lmax: int | None = None,
              outputs: Sequence[str] | None = None, layers: Sequence[str] = (),
              finer_degree: int | None = None, check_convergence: bool = True,
              chunk_size: int = 64, progress: bool = True, skip_failures: bool = False,
-             client: Any = None, per_sample: bool = True) -> dict:
+             client: Any = None, per_sample: bool = True, grid: Grid | None = None) -> dict:
     """Diagnose ``model`` on ``samples`` of ``domain``; returns the DESIGN §3 result.
 
     A model with a ``for_outputs(outputs, optional)`` method (``outputs``: names to
@@ -265,7 +312,11 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
     A per output (data-set equivariance RMSE in the output's units, relative
     error, per-sample values, bias-variance split when the domain supplies
     reference labels), B per output and per layer (raw and data-set centred),
-    and the largest change of all these numbers on a finer grid. ``"findings"``
+    and the change of all these numbers on the convergence grid (:func:`check_grid`:
+    the same rule turned by a random rotation, or ``finer_degree``), ranked relative to
+    each quantity. ``kind="auto"`` takes the smallest rule exact to band 2L; ``grid``
+    (a :class:`~symplug.quadrature.Grid`) replaces ``group``, ``degree``, ``kind``, ``n``
+    and ``seed``, e.g. to match another tool's rotations. ``"findings"``
     holds the failure modes that :func:`symplug.findings.findings` diagnoses.
 
     With ``skip_failures``, a sample whose evaluation raises is left out, listed
@@ -291,7 +342,7 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
                                                                          4 * run.workers)
     if not samples:
         raise SymplugError("no samples to diagnose")
-    group = check_group(group or domain.groups[0])
+    group = check_group(grid.group if grid is not None else group or domain.groups[0])
     if group not in domain.groups:
         raise SymplugError(f"group {group} is not offered by domain {domain.name!r} "
                            f"(offers {', '.join(domain.groups)})")
@@ -320,11 +371,12 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
             raise SymplugError(f"the model computes none of the outputs {sorted(optional)}")
     model_h = run.share(model)
     reps = {o: domain.outputs[o].rep for o in names}
-    grid = quadrature(group, None if kind == "haar" else degree, kind=kind, n=n, seed=seed,
-                      axis=domain.axis)
+    if grid is None:
+        grid = quadrature(group, None if kind == "haar" else degree, kind=kind, n=n, seed=seed,
+                          axis=domain.axis)
     if lmax is None:
-        lmax = grid.degree if grid.degree is not None else degree
-    grids = (grid, finer_grid(grid, finer_degree)) if check_convergence else (grid,)
+        lmax = grid.moment_degree if grid.moment_degree is not None else degree
+    grids = (grid, check_grid(grid, finer_degree)) if check_convergence else (grid,)
     keep = tuple(o for o in domain.keep_outputs if o in reps)
     plan = _Plan(grids, reps, tuple(layers), lmax, chunk_size, keep, skip_failures, per_sample,
                  progress and client is None, f"{domain.name} {group} degree {grid.degree}")
@@ -347,7 +399,8 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
         first = next(iter(skipped.values()), "no samples")
         raise SymplugError(f"every sample failed; the first: {first}")
     if check_convergence:
-        conv = _changes(_summaries(sums[0], layers), _summaries(sums[1], layers), grids[1])
+        conv = _changes(_summaries(sums[0], layers), _summaries(sums[1], layers), grids[1],
+                        _method(grid, finer_degree))
     else:
         conv = {"finer_degree": None, "max_abs_change": None}
     out: dict[str, Any] = {"symplug_version": __version__, "kind": "diagnosis",

@@ -1,9 +1,31 @@
 """Quadrature grids {g_q, w_q} on O(3), SO(3), SO(2) and O(2) with sum w_q = 1.
 
-``degree`` L is the band limit of the *response*: a degree-L grid integrates
-every product of two Wigner-D functions of order <= L (band 2L) exactly, so the
-symmetrised prediction Pi, the equivariance error A and every B_l with l <= L
-are exact for responses band-limited to L (DESIGN §1).
+``degree`` L is the band limit of the *response*; the ``purpose`` says what the grid
+must integrate exactly (docs/design.md, "Quadrature"):
+
+* ``"diagnosis"`` (default): second moments, so every product of two Wigner-D
+  functions of order <= L (band 2L). Pi, A and every B_l with l <= L are then exact
+  for responses band-limited to L.
+* ``"mean"``: the group average of a band-L response (symmetrisation), band L.
+
+Rules and their exact bands (a rule "exact to band b" integrates every Wigner-D
+function D^l with 1 <= l <= b to zero and D^0 to one):
+
+=====================  ===========================================  ===========
+rule                   construction                                  exact band
+=====================  ===========================================  ===========
+finite D2 / T / O / I  the rotation group of the rectangular box,    1 / 2 / 3 / 5
+                       tetrahedron, octahedron, icosahedron (4, 12,
+                       24, 60 elements; scipy ``Rotation.create_group``)
+lebedev                Lebedev order n x K equispaced gamma          min(n, K - 1)
+gauss-legendre         K alpha x (L'+1) Gauss-Legendre x K gamma     K - 1
+SO2 / O2               K equispaced angles about the axis            K - 1
+=====================  ===========================================  ===========
+
+O(3) and O(2) append the improper copies (-R, or R M with M the mirror), weights
+halved; that keeps the band. ``kind="auto"`` picks the smallest positive-weight rule
+for the request. Any rule rotated by a fixed element (:meth:`Grid.rotated`) stays
+exact to the same band, which the convergence check uses.
 """
 
 from __future__ import annotations
@@ -20,7 +42,12 @@ from scipy.spatial.transform import Rotation
 from .errors import GridError
 from .groups import DTYPE, check_group, has_improper, haar, is_planar, mirror, rotations_about
 
-KINDS = ("lebedev", "gauss-legendre", "haar")
+KINDS = ("auto", "finite", "lebedev", "gauss-legendre", "equispaced", "haar")
+PURPOSES = ("diagnosis", "mean")
+
+# The finite rotation groups (scipy names) and the band to which each integrates every
+# Wigner-D function: the first l at which the group has an invariant is band + 1.
+FINITE_GROUPS = (("D2", 1), ("T", 2), ("O", 3), ("I", 5))
 
 # Per-element tables (Wigner bases, rho(g)) are cached on a grid up to this size.
 CACHE_LIMIT_BYTES = 256 * 2 ** 20
@@ -37,10 +64,12 @@ class Grid:
     """A weighted set of group elements.
 
     Attributes: ``matrices`` (N, 3, 3) float64 (improper elements have det -1),
-    ``weights`` (N,) summing to 1, ``group`` name, ``kind``, ``degree`` (band
-    limit L; None for Monte Carlo), ``exact_degree`` (the band the rule
-    integrates exactly, >= 2L; 0 for Monte Carlo), ``axis`` (SO2/O2) and
-    ``rule`` (a one-line description of the construction).
+    ``weights`` (N,) summing to 1, ``group`` name, ``kind``, ``degree`` (the band
+    limit L of the response it was asked for; None for Monte Carlo), ``purpose``
+    (``"diagnosis"`` or ``"mean"``), ``exact_degree`` (the band the rule integrates
+    exactly: >= 2L for a diagnosis, >= L for a mean; 0 for Monte Carlo), ``axis``
+    (SO2/O2), ``rule`` (a one-line description of the construction) and ``seed``
+    (Monte Carlo and rotated rules).
     """
 
     group: str
@@ -52,6 +81,7 @@ class Grid:
     axis: tuple[float, float, float] = (0.0, 0.0, 1.0)
     rule: str = ""
     seed: int | None = None
+    purpose: str = "diagnosis"
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -61,6 +91,12 @@ class Grid:
     @property
     def monte_carlo(self) -> bool:
         return self.kind == "haar"
+
+    @property
+    def moment_degree(self) -> int | None:
+        """The largest l whose second moments (A, B_l) the rule integrates exactly:
+        half its exact band (None for Monte Carlo)."""
+        return None if self.monte_carlo else self.exact_degree // 2
 
     def chunks(self, chunk_size: int) -> Iterator[slice]:
         """Consecutive slices of at most ``chunk_size`` elements."""
@@ -85,29 +121,45 @@ class Grid:
             self._cache[key] = table
         return compute(self.matrices[index]) if table is None else table[index]
 
+    def rotated(self, seed: int | None = 0) -> "Grid":
+        """The same rule turned by one Haar-random proper rotation g0 (seeded):
+        elements g0 g_q, the same weights and exact band. For a response band-limited
+        to the grid's band both grids give the same numbers to round-off; their
+        difference estimates what the rule misses (the convergence check)."""
+        if self.monte_carlo:
+            raise GridError("a Monte Carlo grid has no fixed orientation to turn; draw "
+                            "another seed instead")
+        proper = "SO2" if is_planar(self.group) else "SO3"
+        g0 = haar(proper, 1, seed=seed, axis=self.axis)[0]
+        return Grid(self.group, self.kind, self.degree, self.exact_degree,
+                    (g0 @ self.matrices).contiguous(), self.weights, self.axis,
+                    f"{self.rule}; turned by a Haar-random rotation (seed {seed})", seed,
+                    self.purpose)
+
     def describe(self) -> dict:
-        """The DESIGN §3 ``grid`` record."""
+        """The ``grid`` record of a result (docs/design.md, "Result format")."""
         out = {"kind": self.kind, "degree": self.degree, "size": self.size,
-               "exact_degree": self.exact_degree, "group": self.group, "rule": self.rule}
+               "exact_degree": self.exact_degree, "purpose": self.purpose,
+               "group": self.group, "rule": self.rule}
         if is_planar(self.group):
             out["axis"] = list(self.axis)
-        if self.monte_carlo:
+        if self.monte_carlo or self.seed is not None:
             out["seed"] = self.seed
         return out
 
     def __repr__(self) -> str:
         return (f"Grid(group={self.group!r}, kind={self.kind!r}, degree={self.degree}, "
-                f"size={self.size}, exact_degree={self.exact_degree})")
+                f"purpose={self.purpose!r}, size={self.size}, exact_degree={self.exact_degree})")
 
 
 def lebedev_order(band: int) -> int:
-    """Smallest Lebedev order that integrates spherical harmonics of degree ``band``."""
+    """Smallest positive-weight Lebedev order that integrates spherical harmonics of
+    degree ``band``."""
     for order in LEBEDEV_ORDERS:
         if order >= band:
             return order
     raise GridError(f"no Lebedev rule integrates band {band} (scipy's largest order is "
-                    f"{LEBEDEV_ORDERS[-1]}, i.e. degree <= {LEBEDEV_ORDERS[-1] // 2}); "
-                    "use kind='gauss-legendre'")
+                    f"{LEBEDEV_ORDERS[-1]}); use kind='gauss-legendre'")
 
 
 def _euler_zyz(alpha: np.ndarray, beta: np.ndarray, gamma: np.ndarray) -> torch.Tensor:
@@ -116,9 +168,23 @@ def _euler_zyz(alpha: np.ndarray, beta: np.ndarray, gamma: np.ndarray) -> torch.
     return torch.from_numpy(Rotation.from_euler("ZYZ", angles).as_matrix()).to(DTYPE)
 
 
-def _so3_lebedev(degree: int) -> tuple[torch.Tensor, torch.Tensor, int, str]:
-    order = lebedev_order(2 * degree)
-    k = 2 * degree + 1
+Rule = tuple[torch.Tensor, torch.Tensor, int, str]  # matrices, weights, exact band, text
+
+
+def _so3_finite(band: int) -> Rule | None:
+    """The smallest finite rotation group exact to ``band``, or None (band > 5)."""
+    for name, exact in FINITE_GROUPS:
+        if exact >= band:
+            mats = torch.from_numpy(Rotation.create_group(name).as_matrix()).to(DTYPE)
+            n = mats.shape[0]
+            return (mats, torch.full((n,), 1.0 / n, dtype=DTYPE), exact,
+                    f"rotation group {name} ({n} elements)")
+    return None
+
+
+def _so3_lebedev(band: int) -> Rule:
+    order = lebedev_order(band)
+    k = band + 1
     nodes, w_leb = lebedev_rule(order)  # (3, M), weights sum to 4 pi
     alpha = np.arctan2(nodes[1], nodes[0])
     beta = np.arccos(np.clip(nodes[2], -1.0, 1.0))
@@ -131,41 +197,69 @@ def _so3_lebedev(degree: int) -> tuple[torch.Tensor, torch.Tensor, int, str]:
     return _euler_zyz(a, b, g), torch.from_numpy(weights), min(order, k - 1), rule
 
 
-def _so3_gauss_legendre(degree: int) -> tuple[torch.Tensor, torch.Tensor, int, str]:
-    k = 2 * degree + 1
-    x, w = np.polynomial.legendre.leggauss(degree + 1)  # exact to degree 2L+1 in cos(beta)
+def _so3_gauss_legendre(band: int) -> Rule:
+    k = band + 1
+    x, w = np.polynomial.legendre.leggauss(band // 2 + 1)  # exact to band+1 in cos(beta)
     alpha = 2 * math.pi * np.arange(k) / k
     a, b, g = np.meshgrid(alpha, np.arccos(x), alpha, indexing="ij")
     weights = np.broadcast_to((w / 2)[None, :, None] / (k * k), a.shape)
-    rule = (f"{k} alpha x {degree + 1} Gauss-Legendre cos(beta) x {k} gamma, ZYZ Euler")
+    rule = (f"{k} alpha x {band // 2 + 1} Gauss-Legendre cos(beta) x {k} gamma, ZYZ Euler")
     return (_euler_zyz(a.ravel(), b.ravel(), g.ravel()), torch.from_numpy(weights.ravel().copy()),
-            2 * degree, rule)
+            band, rule)
 
 
-def quadrature(group: str, degree: int | None = None, kind: str = "lebedev",
+def _so3_rule(kind: str, band: int) -> tuple[str, Rule]:
+    """(the kind of rule chosen, the rule) for ``kind`` on SO(3)."""
+    if kind == "equispaced":
+        raise GridError("kind='equispaced' is the rule of SO2/O2; for O3/SO3 use "
+                        "'auto', 'finite', 'lebedev' or 'gauss-legendre'")
+    if kind == "finite":
+        rule = _so3_finite(band)
+        if rule is None:
+            raise GridError(f"no finite rotation group integrates band {band} (the icosahedral "
+                            f"group reaches band {FINITE_GROUPS[-1][1]}); use kind='lebedev'")
+        return kind, rule
+    if kind == "lebedev":
+        return kind, _so3_lebedev(band)
+    if kind == "gauss-legendre":
+        return kind, _so3_gauss_legendre(band)
+    candidates = [(k, r) for k, r in (("finite", _so3_finite(band)), ("lebedev", _so3_lebedev(band)))
+                  if r is not None]
+    return min(candidates, key=lambda c: c[1][1].shape[0])  # "auto": the smallest
+
+
+def quadrature(group: str, degree: int | None = None, kind: str = "auto",
                axis: Sequence[float] = (0.0, 0.0, 1.0), n: int | None = None,
-               seed: int | None = None) -> Grid:
-    """A quadrature on ``group`` that is exact for responses band-limited to ``degree``.
+               seed: int | None = None, purpose: str = "diagnosis") -> Grid:
+    """A quadrature on ``group`` for responses band-limited to ``degree`` L.
 
-    Rules (L = ``degree``; the smallest grid achieving exactness is chosen):
+    ``purpose="diagnosis"`` asks for exactness to band 2L (second moments: A and B_l
+    for l <= L), ``purpose="mean"`` to band L (the symmetrised prediction alone).
+    ``kind``:
 
-    * SO3, ``"lebedev"``: Lebedev nodes of the smallest positive-weight order >= 2L
-      (scipy.integrate.lebedev_rule) give (alpha, beta), times K = 2L+1
-      equispaced gamma (ZYZ Euler angles), weights w_Leb / (4 pi K).
-    * SO3, ``"gauss-legendre"``: (2L+1) alpha x (L+1) Gauss-Legendre nodes in
-      cos(beta) x (2L+1) gamma.
-    * SO2 (about ``axis``): 2L+1 equispaced angles (both kinds).
-    * O3 / O2: the SO3 / SO2 rule followed by its improper copies (-R for O3,
-      R M for O2 with M the mirror e2 -> -e2), all weights halved.
-    * ``"haar"``: ``n`` seeded Haar-random elements with weights 1/n (Monte
-      Carlo; metrics then carry jackknife standard errors). ``degree`` is None.
+    * ``"auto"`` (default): the smallest positive-weight rule for the request (its
+      ``rule`` says which);
+    * ``"finite"``: the smallest of the rotation groups D2, T, O, I exact to the band;
+    * ``"lebedev"``: Lebedev nodes of the smallest positive-weight order >= band
+      (scipy.integrate.lebedev_rule) for (alpha, beta), times K = band + 1 equispaced
+      gamma (ZYZ Euler angles), weights w_Leb / (4 pi K);
+    * ``"gauss-legendre"``: K alpha x (band // 2 + 1) Gauss-Legendre nodes in
+      cos(beta) x K gamma;
+    * ``"haar"``: ``n`` seeded Haar-random elements with weights 1/n (Monte Carlo;
+      metrics then carry jackknife standard errors). ``degree`` is None.
 
-    Degree 0 uses the identity alone (plus its improper copy).
+    SO2/O2 (about ``axis``) use K = band + 1 equispaced angles for every exact kind
+    (recorded as kind ``"equispaced"``). The grid's ``kind`` names the rule chosen.
+    O3/O2 append the improper copies (-R for O3, R M for O2 with M the mirror
+    e2 -> -e2), all weights halved. Degree 0 uses the identity alone (plus its improper
+    copy).
     """
     group = check_group(group)
     kind = str(kind).lower()
     if kind not in KINDS:
         raise GridError(f"unknown quadrature kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if purpose not in PURPOSES:
+        raise GridError(f"unknown grid purpose {purpose!r}; expected one of {', '.join(PURPOSES)}")
     axis_t = tuple(float(v) for v in np.asarray(axis, dtype=float).reshape(3))
     if kind == "haar":
         if n is None or int(n) < 2:
@@ -173,26 +267,27 @@ def quadrature(group: str, degree: int | None = None, kind: str = "lebedev",
         mats = haar(group, int(n), seed=seed, axis=axis_t)
         weights = torch.full((int(n),), 1.0 / int(n), dtype=DTYPE)
         return Grid(group, kind, None, 0, mats, weights, axis_t,
-                    f"{n} Haar-random elements (seed {seed})", seed)
+                    f"{n} Haar-random elements (seed {seed})", seed, purpose)
     if degree is None or int(degree) != degree or int(degree) < 0:
         raise GridError(f"degree must be a non-negative integer band limit, got {degree!r}")
     degree = int(degree)
+    band = 2 * degree if purpose == "diagnosis" else degree
     if degree == 0:
+        kind = "identity"
         mats, weights, exact, rule = (torch.eye(3, dtype=DTYPE)[None], torch.ones(1, dtype=DTYPE),
                                       0, "identity (band 0)")
     elif is_planar(group):
-        k = 2 * degree + 1
+        kind, k = "equispaced", band + 1
         mats = rotations_about(axis_t, torch.arange(k, dtype=DTYPE) * (2 * math.pi / k))
-        weights, exact, rule = torch.full((k,), 1.0 / k, dtype=DTYPE), 2 * degree, \
+        weights, exact, rule = torch.full((k,), 1.0 / k, dtype=DTYPE), band, \
             f"{k} equispaced angles about axis {list(axis_t)}"
-    elif kind == "lebedev":
-        mats, weights, exact, rule = _so3_lebedev(degree)
     else:
-        mats, weights, exact, rule = _so3_gauss_legendre(degree)
+        kind, (mats, weights, exact, rule) = _so3_rule(kind, band)
     if has_improper(group):
         improper = mirror(axis_t) if is_planar(group) else -torch.eye(3, dtype=DTYPE)
         mats = torch.cat([mats, mats @ improper])
         weights = torch.cat([weights, weights]) / 2
         rule += "; plus improper copies (" + ("R M" if is_planar(group) else "-R") + "), weights halved"
     weights = weights / weights.sum()  # remove the last ulp of drift
-    return Grid(group, kind, degree, exact, mats.contiguous(), weights, axis_t, rule)
+    return Grid(group, kind, degree, exact, mats.contiguous(), weights, axis_t, rule,
+                purpose=purpose)

@@ -29,6 +29,7 @@ from typing import Mapping
 import numpy as np
 
 from .errors import SymplugError
+from .findings import convergence_verdict
 from .records import ReportSection
 from .result import write_bytes, write_json, write_tensormap
 from .spectra import parse_sector_key
@@ -185,14 +186,14 @@ def _fmt(value, spec: str = ".3g") -> str:
 
 def diagnosis_sections(name: str, result: dict) -> list[ReportSection]:
     """The core sections of a diagnosis: grid, errors, spectra, findings."""
-    grid, conv = result["grid"], result.get("convergence") or {}
+    grid = result["grid"]
     head = [f"Domain `{result['domain']}`, group {result['group']}, {grid['kind']} grid of "
             f"degree {grid['degree']} ({grid['size']} elements, exact for products up to band "
             f"{grid['exact_degree']}), spectra up to l = {result['lmax']}, "
             f"{result['n_samples']} samples."]
-    if conv.get("finer_degree") is not None:
-        head.append(f"Grid convergence: the largest change of any reported number on the "
-                    f"degree-{conv['finer_degree']} grid is {conv['max_abs_change']:.2e}.")
+    verdict = convergence_verdict(result)
+    if verdict:
+        head.append(verdict[0].upper() + verdict[1:] + ".")
     if result.get("skipped"):
         head.append(f"{len(result['skipped'])} samples failed and were left out (listed in "
                     f"the JSON under `skipped`).")

@@ -179,14 +179,15 @@ class SpectrumAccumulator:
 
     def __init__(self, grid: Grid, lmax: int | None = None):
         if lmax is None:
-            if grid.degree is None:
+            if grid.moment_degree is None:
                 raise GridError("a Monte Carlo grid needs an explicit lmax")
-            lmax = grid.degree
+            lmax = grid.moment_degree
         if int(lmax) < 0:
             raise GridError(f"lmax must be >= 0, got {lmax}")
-        if grid.degree is not None and lmax > grid.degree:
-            raise GridError(f"lmax={lmax} exceeds the degree {grid.degree} of the grid "
-                            f"({grid.rule}); B_l is exact only up to the grid's degree")
+        if grid.moment_degree is not None and lmax > grid.moment_degree:
+            raise GridError(f"lmax={lmax} exceeds the degree {grid.moment_degree} of the grid "
+                            f"({grid.rule}): B_l is exact only up to half its exact band "
+                            f"{grid.exact_degree}")
         self.grid, self.lmax = grid, int(lmax)
         self.planar = is_planar(grid.group)
         self.groups = JACKKNIFE_GROUPS if grid.monte_carlo else 1
@@ -309,7 +310,7 @@ def symmetry_content(values: torch.Tensor, grid: Grid, lmax: int | None = None, 
 
     ``centered=True`` removes ``mean`` first (default: the orbit mean), so the
     invariant sector holds only |Pi u - mean|^2. Raises :class:`GridError` if
-    ``lmax`` exceeds ``grid.degree``.
+    ``lmax`` exceeds ``grid.moment_degree``.
     """
     values = torch.as_tensor(values)
     if values.shape[0] != grid.size:

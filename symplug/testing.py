@@ -56,7 +56,7 @@ def format_report(grid: Grid, errors: Mapping[str, EquivarianceError],
 def assert_equivariant(model_or_values: Callable | torch.Tensor | Mapping[str, torch.Tensor],
                        x: Any = None, *, rep: str | Mapping[str, str] = "0e",
                        max_rmse: float = 1e-6, group: str = "O3", degree: int = 4,
-                       kind: str = "lebedev", grid: Grid | None = None,
+                       kind: str = "auto", grid: Grid | None = None,
                        action: Callable[[Any, torch.Tensor], Any] | None = None,
                        lmax: int | None = None, chunk_size: int = 256) -> dict[str, EquivarianceError]:
     """Fail with a readable report if an output's equivariance RMSE exceeds ``max_rmse``.
@@ -86,7 +86,7 @@ def assert_equivariant(model_or_values: Callable | torch.Tensor | Mapping[str, t
     if missing:
         raise AssertionError(f"no output {missing[0]!r} among {sorted(values)}")
     if lmax is None:
-        lmax = grid.degree if grid.degree is not None else 4
+        lmax = grid.moment_degree if grid.moment_degree is not None else 4
     errors = {n: equivariance_error(values[n], grid, r, name=n) for n, r in reps.items()}
     spectra = {n: breaking_spectrum(values[n], grid, r, lmax) for n, r in reps.items()}
     if any(e.rmse > max_rmse for e in errors.values()):

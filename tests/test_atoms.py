@@ -148,7 +148,10 @@ def test_planted_anisotropy_scores_the_analytic_value(cluster):
 
 def test_symmetrized_calculator_removes_it(cluster):
     a_energy, _, trace = planted_analytic(cluster)
-    sym = symplug_atoms.SymmetrizedCalculator(PlantedEMT(), degree=2)
+    # the planted term is band 2: its mean needs band 2, its rot_std (a second moment)
+    # band 4, i.e. degree 4 (the icosahedral rule, exact to band 5)
+    sym = symplug_atoms.SymmetrizedCalculator(PlantedEMT(), degree=4)
+    assert sym.grid.size == 120 and sym.rot_std_band == 2
     result = symplug_atoms.diagnose(sym, [cluster], degree=1, progress=False,
                                     check_convergence=False)
     n = len(cluster)

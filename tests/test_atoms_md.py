@@ -225,8 +225,8 @@ def test_mts_interval_1_is_the_average(cluster, planted_cell, periodic):
     average mode's energy, forces, stress and rot_std bit for bit."""
     planted = PlantedPairEMT if periodic else PlantedEMT
     atoms = planted_cell if periodic else cluster
-    mts = SymmetrizedCalculator(planted(eps=0.05), degree=1, mode="mts", interval=1)
-    avg = SymmetrizedCalculator(planted(eps=0.05), degree=1)
+    mts = SymmetrizedCalculator(planted(eps=0.05), degree=2, mode="mts", interval=1)
+    avg = SymmetrizedCalculator(planted(eps=0.05), degree=2)
     for n, x in enumerate(_moves(atoms, 3)):
         a, b = x.copy(), x.copy()
         a.calc, b.calc = mts, avg
@@ -252,8 +252,9 @@ def test_mts_impulse_forces_known_answer(cluster, planted_cell, periodic):
     k = 3
     planted = PlantedPairEMT if periodic else PlantedEMT
     atoms = planted_cell if periodic else cluster
-    mts = SymmetrizedCalculator(planted(eps=0.05), degree=1, mode="mts", interval=k)
-    avg = SymmetrizedCalculator(planted(eps=0.05), degree=1)
+    # degree 2: the planted terms are band 2, their mean exact on the T rule
+    mts = SymmetrizedCalculator(planted(eps=0.05), degree=2, mode="mts", interval=k)
+    avg = SymmetrizedCalculator(planted(eps=0.05), degree=2)
     moving = atoms.copy()
     moving.calc = mts
     for n, x in enumerate(_moves(atoms, 2 * k + 2)):
@@ -293,11 +294,9 @@ def test_mts_impulse_forces_known_answer(cluster, planted_cell, periodic):
 def tetrahedral_grid():
     """The 12 rotations of the tetrahedral group: no invariant in l = 1, 2, so they
     average the planted (l = 0, 2) term exactly, at 12 copies instead of 140."""
-    perms = [np.eye(3)[list(c)] for c in ((0, 1, 2), (1, 2, 0), (2, 0, 1))]
-    signs = [np.diag(s) for s in ((1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1))]
-    m = np.array([d @ q for d in signs for q in perms])
-    return symplug.Grid("SO3", "tetrahedral", 1, 2, torch.from_numpy(m),
-                        torch.full((12,), 1 / 12, dtype=torch.float64), rule="T (12 rotations)")
+    grid = symplug.quadrature("SO3", 2, kind="finite", purpose="mean")
+    assert grid.size == 12 and grid.exact_degree == 2
+    return grid
 
 
 class ZeroOrderHold(Calculator):
@@ -330,7 +329,7 @@ def test_mts_conserves_k_plus_e_avg_at_outer_steps(cluster):
     impulse 0.0221 at dt = 0.5 fs, 0.0056 at 0.25 fs (ratio 3.95); hold 0.307 and 0.153
     (ratio 2.0)."""
     eps, k, grid = 0.2, 8, tetrahedral_grid()
-    lebedev = SymmetrizedCalculator(PlantedEMT(eps=eps), degree=2)
+    lebedev = SymmetrizedCalculator(PlantedEMT(eps=eps), degree=2, kind="lebedev")
     cheap = SymmetrizedCalculator(PlantedEMT(eps=eps), grid=grid)
     assert np.abs(_raw(lebedev, cluster)[1] - _raw(cheap, cluster)[1]).max() < 1e-12
     deviation, summaries = {}, {}
@@ -361,3 +360,42 @@ def test_mts_conserves_k_plus_e_avg_at_outer_steps(cluster):
     assert deviation["hold", 0.5] > 5 * deviation["impulse", 0.5]
     assert deviation["impulse", 0.5] / deviation["impulse", 0.25] > 3  # second order
     assert deviation["hold", 0.5] / deviation["hold", 0.25] < 2.5  # first order
+
+
+def test_default_grid_is_the_smallest_rule_for_the_mean(cluster):
+    """degree L asks for the mean of a band-L response: D2, T, O, I (times {E, I}) for
+    L = 1, 2, 3, 5, i.e. 8, 24, 48, 120 copies (metatomic-ase at l_max = L: 36, 60, 84, 308)."""
+    from metatomic_ase._symmetry import _choose_quadrature, _get_quadrature
+
+    sizes = {L: SymmetrizedCalculator(PlantedEMT(), degree=L).grid.size for L in (1, 2, 3, 5)}
+    assert sizes == {1: 8, 2: 24, 3: 48, 5: 120}
+    for L in (1, 3, 5):  # metatomic-ase's rule for the same band, with inversion
+        theirs = len(_get_quadrature(*_choose_quadrature(L), True)[0])
+        assert sizes[L] <= 0.6 * theirs, (L, sizes[L], theirs)
+    calc = SymmetrizedCalculator(PlantedEMT(), degree=3)
+    assert calc.rot_std_band == 1
+    atoms = cluster.copy()
+    atoms.calc = calc
+    atoms.get_forces()
+    assert calc.results["rot_std_band"] == 1
+
+
+def test_rotated_mode_is_exact_to_its_band_on_every_call(cluster):
+    """The planted term is band 2: on the T rule (24 copies, exact to band 2) the mean is
+    exact in every orientation, so each ``"rotated"`` call gives the analytic average,
+    while the rule's orientation (and so its rot_std, a second moment) changes per call."""
+    from atoms_models import EPS, W
+
+    emt = cluster.copy()
+    emt.calc = EMT()
+    d = cluster.positions - cluster.get_center_of_mass()
+    expected_e = emt.get_potential_energy() + EPS * float(W @ W) * float((d * d).sum()) / 3
+    expected_f = emt.get_forces() - 2 / 3 * EPS * float(W @ W) * d
+    calc = SymmetrizedCalculator(PlantedEMT(), degree=2, mode="rotated", seed=4)
+    stds = []
+    for _ in range(2):
+        calc.calculate(cluster.copy(), ["energy", "forces"], all_changes)
+        assert abs(calc.results["energy"] - expected_e) < 1e-10
+        assert np.abs(calc.results["forces"] - expected_f).max() < 1e-10
+        stds.append(calc.results["energy_rot_std"])
+    assert abs(stds[0] - stds[1]) > 1e-9 * stds[0]  # another orientation of the rule

@@ -103,11 +103,15 @@ def test_convergence_reports_the_change_of_a_non_band_limited_quantity():
         spec = symplug.symmetry_content(values, grid, 2)
         return {f"frac{l}": spec.fractions[(l, 1)] for l in range(3)}
 
-    smooth = symplug.convergence(lambda g: evaluate(g, 0.1), symplug.quadrature("O3", 2))
-    rough = symplug.convergence(lambda g: evaluate(g, 6.0), symplug.quadrature("O3", 2))
-    assert smooth["finer_degree"] == 4 and rough["max_abs_change"] > 100 * smooth["max_abs_change"]
-    band2 = symplug.convergence(lambda g: evaluate(g, 0.0), symplug.quadrature("O3", 2))
-    assert band2["max_abs_change"] < 1e-14
+    for finer in (4, None):  # a finer degree, or the same rule turned (the default)
+        grid = symplug.quadrature("O3", 2)
+        smooth = symplug.convergence(lambda g: evaluate(g, 0.1), grid, finer)
+        rough = symplug.convergence(lambda g: evaluate(g, 6.0), grid, finer)
+        assert smooth["method"] == ("finer" if finer else "rotated")
+        assert smooth["finer_degree"] == (finer or 2)
+        assert rough["max_abs_change"] > 100 * smooth["max_abs_change"]
+        band2 = symplug.convergence(lambda g: evaluate(g, 0.0), grid, finer)
+        assert band2["max_abs_change"] < 1e-14
 
 
 def test_failing_samples_are_flagged_and_counted(clouds):

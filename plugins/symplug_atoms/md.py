@@ -40,7 +40,7 @@ from symplug import SymplugError
 
 from .action import check_frame
 
-VARIANTS = ("raw", "symmetrized", "random", "mts")
+VARIANTS = ("raw", "symmetrized", "rotated", "random", "mts")
 
 
 @dataclass
@@ -251,6 +251,8 @@ def variants(model_calc: BaseCalculator, names: list[str], degree: int, interval
     made: dict[str, Callable[[], BaseCalculator]] = {
         "raw": lambda: model_calc,
         "symmetrized": lambda: SymmetrizedCalculator(model_calc, degree=degree),
+        "rotated": lambda: SymmetrizedCalculator(model_calc, degree=degree, mode="rotated",
+                                                 seed=seed),
         "random": lambda: SymmetrizedCalculator(model_calc, mode="random", seed=seed),
         "mts": lambda: SymmetrizedCalculator(model_calc, degree=degree, mode="mts",
                                              interval=interval),

@@ -2,15 +2,22 @@
 
     E = sum_q w_q E(g_q x),  F_i = sum_q w_q g_q^T F_i(g_q x),  S = sum_q w_q g_q^T S(g_q x) g_q
 
-The averaged model is exactly invariant/equivariant up to the grid's band limit,
-and the forces are those of the averaged energy. The weighted orientational
-standard deviations are stored as ``energy_rot_std`` (eV), ``forces_rot_std``
-(N, 3, eV/A) and ``stress_rot_std`` (3, 3, eV/A^3), as metatomic-ase names them:
-a per-call estimate of the symmetry breaking.
+The default grid is the smallest positive-weight rule whose mean is exact for
+responses of band ``degree`` L (``symplug.quadrature(group, L, purpose="mean")``: the
+rotation groups D2, T, O, I times {E, I} for L = 1, 2, 3, 4-5, a Lebedev x (L + 1) rule
+beyond). The averaged model is exactly invariant/equivariant up to that band, and the
+forces are those of the averaged energy. The weighted orientational standard
+deviations are stored as ``energy_rot_std`` (eV), ``forces_rot_std`` (N, 3, eV/A) and
+``stress_rot_std`` (3, 3, eV/A^3), as metatomic-ase names them: a per-call estimate of
+the symmetry breaking, exact for responses of band ``rot_std_band`` (half the grid's
+exact band; stored in ``results`` too).
 
 Modes for MD:
 
 * ``"average"``: the full quadrature on every call;
+* ``"rotated"``: the full quadrature turned by a fresh Haar-random rotation on every
+  call (seeded): exact to band L on every step, and unbiased on average beyond it, so
+  the residual breaking of a fixed grid does not act as a fixed lab-frame field;
 * ``"random"``: one Haar-random group element per call (seeded): unbiased on
   average, cheap, no rot_std;
 * ``"mts"``: impulse multiple time stepping (r-RESPA / Verlet-I, as i-PI applies it to
@@ -58,11 +65,12 @@ from .action import check_frame, transform
 from .models import ase_results, supported_properties
 from .torch_model import TorchAtomsCalculator, evaluate_copies
 
-MODES = ("average", "random", "mts")
+MODES = ("average", "rotated", "random", "mts")
 
 
 class SymmetrizedCalculator(Calculator):
-    """``calc`` averaged over an O(3) (``inversion=True``) or SO(3) quadrature of ``degree``.
+    """``calc`` averaged over an O(3) (``inversion=True``) or SO(3) quadrature whose mean
+    is exact to band ``degree`` (the smallest rule of ``kind``, default ``"auto"``).
 
     ``grid`` (a :class:`symplug.Grid`) replaces the quadrature, e.g. to match another
     tool's rotations. Copies are evaluated ``chunk_size`` at a time in one batch on one neighbour graph
@@ -75,7 +83,7 @@ class SymmetrizedCalculator(Calculator):
 
     def __init__(self, calc: BaseCalculator, degree: int = 2, inversion: bool = True,
                  mode: str = "average", interval: int = 4, seed: int = 0,
-                 kind: str = "lebedev", chunk_size: int = 8, grid=None, **kwargs):
+                 kind: str = "auto", chunk_size: int = 8, grid=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(calc, BaseCalculator):
             raise SymplugError(f"expected an ASE calculator to symmetrise, got {type(calc).__name__}")
@@ -86,7 +94,9 @@ class SymmetrizedCalculator(Calculator):
         self.calc, self.mode, self.interval = calc, mode, int(interval)
         self.chunk_size = int(chunk_size)
         self.group = "O3" if inversion else "SO3"
-        self.grid = grid if grid is not None else symplug.quadrature(self.group, degree, kind=kind)
+        self.grid = grid if grid is not None else symplug.quadrature(self.group, degree, kind=kind,
+                                                                     purpose="mean")
+        self.rot_std_band = self.grid.moment_degree
         self.rng = np.random.default_rng(seed)
         self.calls = 0  # calculate() calls, every mode
         self.mts_step = 0  # mts: index of the next new configuration in the cycle
@@ -133,14 +143,17 @@ class SymmetrizedCalculator(Calculator):
                 out[f"{p}_rot_std"] = np.sqrt(np.clip((w * (x - mean) ** 2).sum(0), 0.0, None))
         return out
 
-    def _grid_average(self, atoms) -> dict:
-        return self._average(atoms, self.grid.matrices.numpy(), self.grid.weights.numpy(), True)
+    def _grid_average(self, atoms, grid=None) -> dict:
+        grid = self.grid if grid is None else grid
+        return self._average(atoms, grid.matrices.numpy(), grid.weights.numpy(), True)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         check_frame(self.atoms, "SymmetrizedCalculator input")
         if self.mode == "average":
             out = self._grid_average(self.atoms)
+        elif self.mode == "rotated":
+            out = self._grid_average(self.atoms, self.grid.rotated(int(self.rng.integers(2 ** 63))))
         elif self.mode == "random":
             g = symplug.haar(self.group, 1, seed=int(self.rng.integers(2 ** 63))).numpy()
             out = self._average(self.atoms, g, np.ones(1), False)
@@ -155,6 +168,7 @@ class SymmetrizedCalculator(Calculator):
         for key in ("energy_rot_std", "forces_rot_std", "stress_rot_std"):
             if key in out:
                 self.results[key] = out[key] if out[key].ndim else float(out[key])
+                self.results["rot_std_band"] = self.rot_std_band
         if self.mode == "mts":
             self.results["mts_correction"] = bool(out["mts_correction"])
             self.results["mts_step"] = int(out["mts_step"])

@@ -22,7 +22,9 @@ from .action import rotate_jets
 
 
 class SymmetrizedTagger:
-    """``tagger(p4, mask) -> scores`` averaged over ``group`` at ``degree`` in ``frame``.
+    """``tagger(p4, mask) -> scores`` averaged over ``group`` in ``frame``, on the smallest
+    rule of ``kind`` whose mean is exact for scores of band ``degree``
+    (``symplug.quadrature(group, degree, purpose="mean")``).
 
     Call it like the tagger: ``(N, P, 4)`` (E, px, py, pz) GeV and ``(N, P)`` mask give
     scores of the tagger's shape, (N,) or (N, C), in float64. ``chunk_size`` copies of
@@ -30,7 +32,7 @@ class SymmetrizedTagger:
     """
 
     def __init__(self, tagger, group: str = "SO2", degree: int = 4, frame: str = "lab",
-                 kind: str = "lebedev", chunk_size: int = 16):
+                 kind: str = "auto", chunk_size: int = 16):
         if not callable(tagger):
             raise SymplugError(f"expected a callable tagger f(p4, mask), got {type(tagger).__name__}")
         if frame not in ("lab", "jet"):
@@ -38,7 +40,7 @@ class SymmetrizedTagger:
         if int(chunk_size) < 1:
             raise SymplugError(f"chunk_size must be >= 1, got {chunk_size}")
         self.tagger, self.frame, self.chunk_size = tagger, frame, int(chunk_size)
-        self.grid = symplug.quadrature(group, degree, kind=kind)
+        self.grid = symplug.quadrature(group, degree, kind=kind, purpose="mean")
 
     def __call__(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         block = {"p4": torch.as_tensor(p4, dtype=torch.float64), "mask": torch.as_tensor(mask)}
