@@ -57,6 +57,7 @@ from __future__ import annotations
 import numpy as np
 from ase.calculators.calculator import BaseCalculator, Calculator, all_changes
 from ase.geometry import find_mic
+from ase.stress import full_3x3_to_voigt_6_stress
 
 import symplug
 from symplug import SymplugError
@@ -162,9 +163,8 @@ class SymmetrizedCalculator(Calculator):
         self.calls += 1
         self.results["energy"] = self.results["free_energy"] = float(out["energy"])
         self.results["forces"] = out["forces"]
-        if "stress" in out:
-            s = out["stress"]
-            self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+        if "stress" in out:  # Voigt form as ASE makes it: off-diagonal pairs averaged
+            self.results["stress"] = full_3x3_to_voigt_6_stress(out["stress"])
         for key in ("energy_rot_std", "forces_rot_std", "stress_rot_std"):
             if key in out:
                 self.results[key] = out[key] if out[key].ndim else float(out[key])
