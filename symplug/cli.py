@@ -194,6 +194,17 @@ def summary_table(result: dict) -> str:
     for name, o in result["outputs"].items():
         lines.append(f"{name:<16}{o['rep']:<12}{o['equivariance_rmse']:>12.4e}  {o['units']:<10}"
                      f"{o['relative_error']:>10.3e}{o['invariant_fraction']:>11.4f}")
+    labelled = {n: o["bias_variance"] for n, o in result["outputs"].items() if "bias_variance" in o}
+    if labelled:  # against the labels, as metatrain's evaluation reports it
+        lines.append(f"{'vs labels':<16}{'equivariance':>13}{'O(3)-avg RMSE':>15}"
+                     f"{'O(3)-avg MAE':>14}{'oriented RMSE':>15}{'share':>8}  grid")
+        for name, bv in labelled.items():
+            share = bv["symmetry_share"]
+            grid = ("-" if "grid_converged" not in bv else
+                    f"{'ok' if bv['grid_converged'] else 'CHANGES'} ({100 * bv['grid_change']:.2g} %)")
+            lines.append(f"{name:<16}{bv['equivariance_rmse']:>13.4g}{bv['symmetrized_rmse']:>15.4g}"
+                         f"{bv['symmetrized_mae']:>14.4g}{bv['random_orientation_rmse']:>15.4g}"
+                         f"{'-' if share is None else format(share, '.1%'):>8}  {grid}")
     if result["layers"]:
         lines.append(f"{'layer':<28}{'invariant':>11}{'centred':>11}{'truncation':>12}")
         for name, layer in result["layers"].items():

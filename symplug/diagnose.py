@@ -33,6 +33,8 @@ from .spectra import (FeatureMoments, Spectrum, aggregate_spectra, centered_aggr
 # below it a change of A is round-off (float32 autograd forces of an exactly equivariant
 # model reach a few 1e-6), not what the grid misses.
 ROUND_OFF = 1e-4
+# The evaluation's convergence flag: A changes by at most 1 % on the check grid.
+EVALUATION_GRID_TOL = 0.01
 
 
 @dataclass(frozen=True)
@@ -429,6 +431,10 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
         if errors.labelled:  # over the labelled samples: n_labelled of n_samples
             entry["bias_variance"] = {**errors.bias_variance().to_dict(),
                                       "n_labelled": errors.labelled}
+            change = (conv.get("relative_changes") or {}).get(f"outputs.{name}.equivariance_rmse")
+            if change is not None:  # as metatrain flags it: A moves by > 1 % on the check
+                entry["bias_variance"]["grid_change"] = change
+                entry["bias_variance"]["grid_converged"] = change <= EVALUATION_GRID_TOL
         out["outputs"][name] = entry
     out["layers"] = {}
     for name in layers:

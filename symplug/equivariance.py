@@ -175,7 +175,8 @@ class ErrorSums:
     With weights w = 1 per sample, or w = d (components) ``by_components``: sum w,
     sum w A^2/d, sum A^2, sum int|z|^2, sum of squared Monte Carlo standard errors
     (None if a sample has none), sum A^2/d; and over the samples with a reference
-    (``labelled`` of them) the summed squared bias and the summed A^2/d."""
+    (``labelled`` of them) the summed squared bias, the summed mean absolute bias per
+    component and the summed A^2/d."""
 
     n_samples: int
     weight: float
@@ -185,6 +186,7 @@ class ErrorSums:
     stderr2: float | None
     variance: float
     bias2: float  # sum over the labelled samples
+    abs_bias: float  # sum over the labelled samples of the mean |Pi - y*| per component
     labelled: int  # samples with a reference
     labelled_variance: float  # sum of their orbit variances
 
@@ -193,16 +195,18 @@ class ErrorSums:
            reference: torch.Tensor | None = None) -> "ErrorSums":
         n = error.n_components
         w = n if by_components else 1
-        bias2 = 0.0
+        bias2 = abs_bias = 0.0
         if reference is not None:
             ref = error.rep.flatten(torch.as_tensor(reference, dtype=DTYPE), 0, "reference")
             if ref.shape != error.mean.shape:
                 raise GridError(f"reference has shape {tuple(ref.shape)}, prediction "
                                 f"{tuple(error.mean.shape)}")
             bias2 = float(((error.mean - ref) ** 2).mean())
+            abs_bias = float((error.mean - ref).abs().mean())
         return cls(1, float(w), w * error.variance, error.variance * n, error.mean_square * n,
                    None if error.stderr is None else error.stderr ** 2, error.variance, bias2,
-                   int(reference is not None), error.variance if reference is not None else 0.0)
+                   abs_bias, int(reference is not None),
+                   error.variance if reference is not None else 0.0)
 
     def merge(self, other: "ErrorSums") -> "ErrorSums":
         def add(a, b):
@@ -211,7 +215,7 @@ class ErrorSums:
                          self.weighted_variance + other.weighted_variance, self.a2 + other.a2,
                          self.z2 + other.z2, add(self.stderr2, other.stderr2),
                          self.variance + other.variance, self.bias2 + other.bias2,
-                         self.labelled + other.labelled,
+                         self.abs_bias + other.abs_bias, self.labelled + other.labelled,
                          self.labelled_variance + other.labelled_variance)
 
     def dataset_error(self) -> "DatasetError":
@@ -228,7 +232,8 @@ class ErrorSums:
         if self.labelled == 0:
             raise GridError("the bias-variance split needs reference labels")
         bias2, var = self.bias2 / self.labelled, self.labelled_variance / self.labelled
-        return BiasVariance(math.sqrt(bias2 + var), math.sqrt(bias2), math.sqrt(var))
+        return BiasVariance(math.sqrt(bias2 + var), math.sqrt(bias2), math.sqrt(var),
+                            self.abs_bias / self.labelled)
 
 
 def error_sums(errors: list[EquivarianceError], by_components: bool = False,
@@ -261,11 +266,23 @@ class BiasVariance:
     total_rmse: float
     symmetrized_rmse: float
     equivariance_rmse: float
+    symmetrized_mae: float
+
+    @property
+    def symmetry_share(self) -> float | None:
+        """equivariance^2 / total^2: the share of the squared error over random
+        orientations that is due to symmetry breaking (None without any error)."""
+        return self.equivariance_rmse ** 2 / self.total_rmse ** 2 if self.total_rmse > 0 else None
 
     def to_dict(self) -> dict:
+        """As metatrain's evaluation reports it: ``random_orientation_rmse`` is the
+        "oriented RMSE" sqrt(eq^2 + avg^2), ``symmetrized_rmse`` and ``symmetrized_mae``
+        the O(3)-averaged RMSE and MAE, ``equivariance_rmse`` the equivariance RMSE."""
         return {"random_orientation_rmse": self.total_rmse,
                 "symmetrized_rmse": self.symmetrized_rmse,
-                "equivariance_rmse": self.equivariance_rmse}
+                "symmetrized_mae": self.symmetrized_mae,
+                "equivariance_rmse": self.equivariance_rmse,
+                "symmetry_share": self.symmetry_share}
 
 
 def bias_variance(errors: list[EquivarianceError], references: list[torch.Tensor]) -> BiasVariance:

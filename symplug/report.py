@@ -142,7 +142,9 @@ def figure_errors(result: dict) -> bytes:
 def spectra_tensormap(result: dict):
     """The spectra of a diagnosis as a metatensor ``TensorMap``.
 
-    Keys ``(o3_lambda, o3_sigma)`` (sigma 0 for SO2 harmonics); samples
+    Keys ``(chi_lambda, chi_sigma)``: the O(3) sector of the orbit content, named as
+    metatomic names it (``o3_lambda, o3_sigma`` name the representation of a target
+    there); sigma 0 for the sectors without parity (SO3, SO2 harmonics). Samples
     ``(system, layer)``: ``system`` is the sample index (-1 for the data-set
     aggregate), ``layer`` indexes ``result["tensormap_layers"]`` (outputs first, as
     ``output:NAME``, then the layers); properties ``feature``: 0 = fraction of the
@@ -170,7 +172,7 @@ def spectra_tensormap(result: dict):
             values=values, samples=samples, components=[],
             properties=metatensor.Labels(["feature"], np.array([[0], [1]], dtype=np.int32))))
         keys.append([l, sigma])
-    return metatensor.TensorMap(metatensor.Labels(["o3_lambda", "o3_sigma"],
+    return metatensor.TensorMap(metatensor.Labels(["chi_lambda", "chi_sigma"],
                                                   np.array(keys, dtype=np.int32)), blocks)
 
 
@@ -205,16 +207,28 @@ def diagnosis_sections(name: str, result: dict) -> list[ReportSection]:
                     "split against labels covers those.")
     rows = []
     for out_name, o in result["outputs"].items():
-        bv = o.get("bias_variance")
-        share = (bv["equivariance_rmse"] ** 2 / bv["random_orientation_rmse"] ** 2
-                 if bv and bv["random_orientation_rmse"] else None)
         rows.append([out_name, f"`{o['rep']}`", o["units"] or "-", _fmt(o["equivariance_rmse"]),
                      _fmt(o["relative_error"]), _fmt(o["invariant_fraction"], ".6f"),
-                     _fmt(o["truncation"], ".1e"),
-                     _fmt(share, ".3f")])
+                     _fmt(o["truncation"], ".1e")])
     text = "\n\n".join(head) + "\n\n" + _table(
-        ["output", "rep", "units", "A (RMSE)", "relative A", "invariant fraction", "truncation",
-         "A^2 / error^2 (vs labels)"], rows)
+        ["output", "rep", "units", "A (RMSE)", "relative A", "invariant fraction", "truncation"],
+        rows)
+    labelled = [(n, o) for n, o in result["outputs"].items() if o.get("bias_variance")]
+    if labelled:
+        text += ("\n\nAgainst the reference labels, as metatrain's evaluation reports it: the "
+                 "oriented RMSE over random orientations is sqrt(equivariance^2 + O(3)-averaged"
+                 "^2); the share is the part of its square due to symmetry breaking; the grid "
+                 "column flags an A that moves by more than 1 % on the check grid.\n\n")
+        text += _table(
+            ["output", "units", "equivariance RMSE", "O(3)-averaged RMSE", "O(3)-averaged MAE",
+             "oriented RMSE", "symmetry share", "grid"],
+            [[n, o["units"] or "-", _fmt(bv["equivariance_rmse"]), _fmt(bv["symmetrized_rmse"]),
+              _fmt(bv["symmetrized_mae"]), _fmt(bv["random_orientation_rmse"]),
+              _fmt(bv["symmetry_share"], ".1%"),
+              "-" if "grid_converged" not in bv else
+              ("converged" if bv["grid_converged"] else "changes")
+              + f" ({100 * bv['grid_change']:.2g} %)"]
+             for n, o in labelled for bv in [o["bias_variance"]]])
     figures = {"errors.png": figure_errors(result), "spectra.png": figure_spectra(result)}
     if result.get("layers"):
         text += "\n\n" + _table(

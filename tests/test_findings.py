@@ -282,3 +282,30 @@ def test_finding_record():
                            "remedy": "r", "where": None}
     with pytest.raises(symplug.SymplugError, match="severity 'fatal'"):
         Finding("x", "fatal", "e", "r")
+
+
+def test_evaluation_against_labels_in_metatrains_terms(clouds):
+    """Energy = clean + c + eps P2(cos): the O(3) average is clean + c, so against the
+    clean labels the O(3)-averaged RMSE and MAE are |c|, the equivariance RMSE is
+    eps / sqrt(5) (<P2^2> = 1/5), the oriented RMSE sqrt(c^2 + eps^2 / 5), and the share
+    of its square due to symmetry breaking eps^2/5 / (c^2 + eps^2/5). P2 is band 2: the
+    check grid agrees, and the 1 % flag says so."""
+    c, eps = -0.03, 0.2
+
+    class Offset(torch.nn.Module):
+        def forward(self, pos):
+            return {"energy": clean_energy(pos) + c + eps * BREAKING["P2"](pos)}
+
+    labels = domain(lambda pos: {"energy": clean_energy(pos)[0]})
+    result = run(Offset(), clouds, dom=labels, outputs=["energy"])
+    bv = result["outputs"]["energy"]["bias_variance"]
+    eq2 = eps ** 2 / 5
+    assert abs(bv["symmetrized_rmse"] - abs(c)) < 1e-12
+    assert abs(bv["symmetrized_mae"] - abs(c)) < 1e-12
+    assert abs(bv["equivariance_rmse"] - math.sqrt(eq2)) < 1e-12
+    assert abs(bv["random_orientation_rmse"] - math.sqrt(c * c + eq2)) < 1e-12
+    assert abs(bv["symmetry_share"] - eq2 / (c * c + eq2)) < 1e-12
+    assert bv["grid_converged"] is True and bv["grid_change"] < 1e-9
+    from symplug.cli import summary_table
+    table = summary_table(result)
+    assert "O(3)-avg MAE" in table and f"{eq2 / (c * c + eq2):.1%}" in table
