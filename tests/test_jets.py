@@ -101,6 +101,29 @@ def test_rotations_and_boosts_keep_masses(jets):
     assert np.allclose(m2(boosted), m2(jets.p4), atol=1e-7)
 
 
+def test_boosts_are_the_analytic_lorentz_transformations(jets):
+    """Along z: E' = ch E + sh pz, pz' = sh E + ch pz, pT unchanged; along the jet
+    axis n: the same with p.n, and the jet's transverse momentum to n unchanged;
+    zero padding stays zero."""
+    y = 0.8
+    ch, sh = np.cosh(y), np.sinh(y)
+    p4 = jets.p4
+    beam = sj.boost(p4, y, "beam")
+    e, px, py, pz = np.moveaxis(p4, -1, 0)
+    expected = np.stack([ch * e + sh * pz, px, py, sh * e + ch * pz], axis=-1)
+    assert np.abs(beam - expected).max() < 1e-12 * np.abs(p4).max()
+    n = p4[..., 1:].sum(1)
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    par = np.einsum("jpi,ji->jp", p4[..., 1:], n)
+    along = sj.boost(p4, y, "jet")
+    assert np.abs(along[..., 0] - (ch * e + sh * par)).max() < 1e-12 * np.abs(p4).max()
+    par_new = np.einsum("jpi,ji->jp", along[..., 1:], n)
+    assert np.abs(par_new - (sh * e + ch * par)).max() < 1e-12 * np.abs(p4).max()
+    perp = lambda q, pa: q[..., 1:] - pa[..., None] * n[:, None, :]  # noqa: E731
+    assert np.abs(perp(along, par_new) - perp(p4, par)).max() < 1e-12 * np.abs(p4).max()
+    assert (along[~jets.mask.astype(bool)] == 0).all()
+
+
 def test_predictions_file_in_weaver_layout(jets, tmp_path):
     tagger = sj.load_tagger("mass")
     score = tagger({"p4": __import__("torch").from_numpy(jets.p4),

@@ -7,12 +7,18 @@ are (SO2/O2 about the beam axis z is an exact symmetry of collider data); in the
 is the jet axis, so SO2 becomes the rotation about each jet's own axis. Lorentz
 boosts (non-compact) act with rapidity y along the beam or the jet axis.
 Constituent order is kept, so tokens correspond across the orbit.
+
+Boosts of data (numpy) go through scikit-hep ``vector``. The rotations of the orbit stay
+hand-written torch einsums: they act on every copy of a block at once, feed the model
+and, for Lie derivatives, carry autograd, none of which ``vector`` (numpy/awkward
+backends) offers (``benchmarks/bench_vector.py`` compares the two on boosts).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import vector
 
 from symplug.groups import axis_frame
 
@@ -41,22 +47,28 @@ def rotate_jets(block: dict, matrices: torch.Tensor, frame: str = "lab") -> dict
     return {"p4": out, "mask": mask, "copies": int(mats.shape[0]), "jets": int(p4.shape[0])}
 
 
-def boost(p4: np.ndarray, rapidity: float, axis: str = "beam") -> np.ndarray:
-    """Constituents boosted by ``rapidity`` along the beam (z) or each jet's axis."""
+def momenta(p4: np.ndarray) -> vector.MomentumNumpy4D:
+    """(..., 4) (E, px, py, pz) GeV as scikit-hep ``vector`` 4-momenta."""
     p4 = np.asarray(p4, dtype=np.float64)
+    return vector.array({"E": p4[..., 0], "px": p4[..., 1], "py": p4[..., 2], "pz": p4[..., 3]})
+
+
+def boost(p4: np.ndarray, rapidity: float, axis: str = "beam") -> np.ndarray:
+    """Constituents (J, P, 4) boosted by ``rapidity`` along the beam (z) or each jet's
+    axis (the direction of its summed 3-momentum); padding (zero 4-vectors) stays zero."""
+    p4 = np.asarray(p4, dtype=np.float64)
+    beta = np.tanh(rapidity)
     if axis == "beam":
-        n = np.broadcast_to(np.array([0.0, 0.0, 1.0]), (p4.shape[0], 3))
+        out = momenta(p4).boostZ(beta=beta)
     elif axis == "jet":
         total = p4[..., 1:].sum(axis=1)
         n = total / np.linalg.norm(total, axis=1, keepdims=True)
+        b = np.broadcast_to(beta * n[:, None, :], p4[..., 1:].shape)
+        out = momenta(p4).boost_beta3(vector.array({"x": b[..., 0], "y": b[..., 1],
+                                                    "z": b[..., 2]}))
     else:
         raise ValueError(f"boost axis must be 'beam' or 'jet', got {axis!r}")
-    e, p = p4[..., 0], p4[..., 1:]
-    par = np.einsum("jpi,ji->jp", p, n)
-    ch, sh = np.cosh(rapidity), np.sinh(rapidity)
-    e_new = ch * e + sh * par
-    p_new = p + ((ch - 1.0) * par + sh * e)[..., None] * n[:, None, :]
-    return np.concatenate([e_new[..., None], p_new], axis=-1)
+    return np.stack([out.E, out.px, out.py, out.pz], axis=-1)
 
 
 def rotate_each(batch: dict, matrices: torch.Tensor, frame: str = "lab") -> dict:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import vector
 from tqdm.auto import tqdm
 
 from symplug import SymplugError
@@ -48,18 +49,8 @@ def _pythia(process: str, seed: int, pt_min: float, pt_max: float):
     return p
 
 
-def _eta_phi(px, py, pz):
-    pt = np.hypot(px, py)
-    return np.arcsinh(pz / pt), np.arctan2(py, px)
-
-
-def _delta_r(eta1, phi1, eta2, phi2):
-    dphi = (phi1 - phi2 + np.pi) % (2 * np.pi) - np.pi
-    return np.hypot(eta1 - eta2, dphi)
-
-
-def _top_partons(event) -> list[list[tuple[float, float]]]:
-    """(eta, phi) of each top and its b, q, q' (last copies), per hadronic top."""
+def _top_partons(event) -> list[list[vector.VectorObject3D]]:
+    """The 3-momenta of each top and its b, q, q' (last copies), per hadronic top."""
     tops = []
     for i in range(event.size()):
         prt = event[i]
@@ -73,7 +64,8 @@ def _top_partons(event) -> list[list[tuple[float, float]]]:
             elif dp.idAbs() == 24:
                 partons += [event[w].index() for w in dp.daughterList() if event[w].idAbs() <= 5]
         if len(partons) == 4:
-            tops.append([_eta_phi(event[k].px(), event[k].py(), event[k].pz()) for k in partons])
+            tops.append([vector.obj(px=event[k].px(), py=event[k].py(), pz=event[k].pz())
+                         for k in partons])
     return tops
 
 
@@ -107,9 +99,9 @@ def generate(n_jets: int, process: str, seed: int = 0, pt_min: float = 550.0,
         for jet in sorted(sequence.inclusive_jets(pt_min), key=lambda j: -j.pt())[:2]:
             if not (pt_min <= jet.pt() < pt_max and abs(jet.eta()) < 2.0):
                 continue
-            if process == "top" and not any(
-                    all(_delta_r(eta, phi, jet.eta(), jet.phi_std()) < R for eta, phi in top)
-                    for top in tops):
+            axis = vector.obj(pt=jet.pt(), eta=jet.eta(), phi=jet.phi_std())
+            if process == "top" and not any(all(parton.deltaR(axis) < R for parton in top)
+                                            for top in tops):
                 continue
             cons = np.array([[c.e(), c.px(), c.py(), c.pz()] for c in jet.constituents()])
             jets.append(cons)

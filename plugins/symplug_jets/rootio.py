@@ -21,6 +21,8 @@ import uproot
 
 from symplug import SymplugError
 
+from .action import momenta
+
 P4_BRANCHES = ("part_energy", "part_px", "part_py", "part_pz")
 MASS2_TOLERANCE = 1e-3  # GeV^2, relative to E^2: m^2 < -tol * E^2 is unphysical
 
@@ -164,7 +166,8 @@ def _checked(p4: np.ndarray, mask: np.ndarray, labels: np.ndarray | None,
     finite = np.isfinite(p4).all(axis=(1, 2))
     for i in np.nonzero(~finite)[0]:
         reasons.setdefault(int(i), "non-finite constituent momenta")
-    m2 = p4[..., 0] ** 2 - (p4[..., 1:] ** 2).sum(-1)
+    with np.errstate(invalid="ignore"):  # non-finite jets are counted above
+        m2 = momenta(p4).tau2
     negative = ((m2 < -MASS2_TOLERANCE * p4[..., 0] ** 2 - 1e-9) & mask).any(axis=1) & finite
     for i in np.nonzero(negative)[0]:
         reasons.setdefault(int(i), "constituent with negative mass squared")
