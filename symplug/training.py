@@ -251,7 +251,8 @@ def track_document(domain: str, group: str, grid: dict, epochs: list[dict]) -> d
 
 
 def track_tensormap(track: dict):
-    """The layer spectra of a track as a metatensor TensorMap: keys (o3_lambda, o3_sigma),
+    """The layer spectra of a track as a metatensor TensorMap: keys (chi_lambda, chi_sigma),
+    the sector of the orbit content as metatomic names it (sigma 0 without parity),
     samples (entry, epoch, layer) with ``entry`` the position in ``track["epochs"]`` (two
     tracked checkpoints may share an epoch) and ``layer`` the index into its layer names,
     properties ``centered`` (0: raw fraction, 1: data-set centred fraction)."""
@@ -279,7 +280,8 @@ def track_tensormap(track: dict):
             values=torch.tensor(values, dtype=torch.float64),
             samples=Labels(["entry", "epoch", "layer"], torch.tensor(rows, dtype=torch.int32)),
             components=[], properties=Labels(["centered"], torch.tensor([[0], [1]], dtype=torch.int32))))
-    return TensorMap(Labels(["o3_lambda", "o3_sigma"], torch.tensor(keys, dtype=torch.int32)), blocks)
+    return TensorMap(Labels(["chi_lambda", "chi_sigma"], torch.tensor(keys, dtype=torch.int32)),
+                     blocks)
 
 
 def write_track(track: dict, out: str | Path) -> dict[str, Path]:

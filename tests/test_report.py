@@ -46,7 +46,7 @@ def test_tensormap_holds_the_exact_spectra(diagnosis):
     names = result["tensormap_layers"]
     assert names == ["output:energy", "output:dipole", "embed", "act"]
     embed = names.index("embed")
-    l1, l0 = tensormap.block(o3_lambda=1, o3_sigma=1), tensormap.block(o3_lambda=0, o3_sigma=1)
+    l1, l0 = tensormap.block(chi_lambda=1, chi_sigma=1), tensormap.block(chi_lambda=0, chi_sigma=1)
     total1 = 0.0
     for s, cloud in enumerate(clouds):
         row = l1.samples.position((s, embed))
@@ -61,7 +61,7 @@ def test_tensormap_holds_the_exact_spectra(diagnosis):
     # a linear layer has no power beyond l = 1 and none in sigma = -1
     rows = [l1.samples.position((s, embed)) for s in (-1, 0, 1, 2)]
     for key, block in tensormap.items():
-        if int(key["o3_lambda"]) > 1 or int(key["o3_sigma"]) == -1:
+        if int(key["chi_lambda"]) > 1 or int(key["chi_sigma"]) == -1:
             assert np.abs(block.values[rows]).max() < 1e-12
 
 
@@ -70,7 +70,7 @@ def test_report_files_and_embedded_figures(tmp_path, diagnosis):
     paths = write_report({"points": result}, tmp_path, title="unit")
     assert json.loads(paths["points"].read_text())["outputs"]["dipole"]["rep"] == "1o"
     loaded = metatensor.load(str(paths["points_spectra"]))
-    assert loaded.keys.names == ["o3_lambda", "o3_sigma"]
+    assert loaded.keys.names == ["chi_lambda", "chi_sigma"]
     md = paths["report.md"].read_text()
     a = result["outputs"]["dipole"]["equivariance_rmse"]
     assert f"| dipole | `1o` | e*A | {a:.3g} |" in md

@@ -282,12 +282,12 @@ def test_rng_state_round_trip(tmp_path):
 
 
 def _check_tensormap(folder):
-    """track.mts holds the same fractions as track.json, keyed (o3_lambda, o3_sigma)."""
+    """track.mts holds the same fractions as track.json, keyed (chi_lambda, chi_sigma)."""
     import metatensor.torch as mts
 
     track = json.loads((folder / "track.json").read_text())
     tensor = mts.load(str(folder / "track.mts"))
-    assert tensor.keys.names == ["o3_lambda", "o3_sigma"]
+    assert tensor.keys.names == ["chi_lambda", "chi_sigma"]
     names = list(track["epochs"][0]["layers"])
     checked = 0
     for key, block in tensor.items():
