@@ -91,6 +91,14 @@ def test_a_calculator_instance_is_batched_like_the_file(model_file, cluster):
     assert all(torch.equal(again(copies)[k], v) for k, v in model(copies).items())
     with pytest.raises(symplug.SymplugError, match="cannot be sent to other processes"):
         pickle.dumps(plain)
+    # ... but it is diagnosed in this process like the file (for_outputs copies it)
+    ours = symplug_atoms.diagnose(plain, [cluster], degree=1, progress=False)
+    theirs = symplug_atoms.diagnose(MetatomicModel(model_file, forces="conservative"), [cluster],
+                                    degree=1,
+                                    progress=False)
+    for name in ("energy", "forces"):
+        assert ours["outputs"][name]["equivariance_rmse"] == \
+            theirs["outputs"][name]["equivariance_rmse"]
 
 
 def test_direct_forces_with_stress_on_a_cell(model_file):

@@ -85,6 +85,13 @@ class MetatomicModel(CalculatorModel):
         self.reps: dict[str, str] = {}  # declared representations (for_outputs)
         super().__init__(calc, properties)
 
+    def __copy__(self) -> "MetatomicModel":
+        """A shallow copy in this process (``for_outputs``), also of a model made from a
+        calculator, which :meth:`__reduce__` cannot send to other processes."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
     def __reduce__(self):
         """Pickled (e.g. for dask workers) as its file, reloaded there."""
         if self.path is None:
