@@ -20,6 +20,7 @@ _EXPORTS = {
     "transform": "action", "check_frame": "action", "rotated_copies": "action",
     "CalculatorModel": "models", "load_model": "models",
     "SymmetrizedCalculator": "symmetrize",
+    "symmetrize_metatomic": "symmetrized_export", "export_symmetrized": "symmetrized_export",
     "TorchAtomsModel": "torch_model", "load_reference": "torch_model",
     "PointEdgeTransformer": "pet", "MetatomicModel": "metatomic",
     "MetatrainModel": "metatrain_model",
