@@ -153,6 +153,23 @@ def _cmd_md(args: argparse.Namespace) -> int:
     outer = [name for name, row in rows.items() if row.get("energy_drift_steps") == "outer"]
     if outer:
         print(f"drift of {', '.join(outer)}: K + E_avg at the outer (correction) steps only")
+    # the figures MLIP benchmarks report (docs/atoms.md, "MD stability in community units")
+    community = [("MLIPAudit r", "mlipaudit_drift_ratio", "{:.3g}"),
+                 ("score", "mlipaudit_score", "{:.3f}"),
+                 ("arena done", "mlip_arena_completed_fraction", "{:.3f}"),
+                 ("COM drift A", "com_drift_final_A", "{:.2e}"),
+                 ("Fu fail ps", "fu_time_to_failure_ps", "{:.3f}"),
+                 ("Fu criterion", "fu_failure_criterion", "{}"),
+                 ("max bond dev A", "fu_max_bond_deviation_A", "{:.3f}")]
+    if any("mlipaudit_score" in row for row in rows.values()):
+        print("\nin community units (MLIPAudit, mlip-arena, Fu et al.):")
+        print(f"{'variant':<14}" + "".join(f"{label:>16}" for label, _, _ in community))
+        for name, row in rows.items():
+            print(f"{name:<14}" + "".join(
+                f"{'-' if row.get(k) is None else fmt.format(row[k]):>16}"
+                for _, k, fmt in community))
+        print("Fu fail ps: first time a Fu et al. criterion fired ('-': none within the "
+              "recorded run)")
     return 0
 
 

@@ -399,3 +399,196 @@ def test_rotated_mode_is_exact_to_its_band_on_every_call(cluster):
         assert np.abs(calc.results["forces"] - expected_f).max() < 1e-10
         stds.append(calc.results["energy_rot_std"])
     assert abs(stds[0] - stds[1]) > 1e-9 * stds[0]  # another orientation of the rule
+
+
+# --------------------------------------------------------------------------- community units
+
+
+def test_mlipaudit_drift_ratio_known_answer():
+    """E_tot = E0 + a t exactly and a kinetic energy alternating K0 +- s (population
+    std s): r = |a| T / s; the score is 1 below r = 1 and exp(-3 (r - 1)) above."""
+    from symplug_atoms.md import mlipaudit_drift_ratio, mlipaudit_score
+
+    t = 0.01 * np.arange(200)  # ps: T_run = 1.99 ps
+    a, s = -0.03, 0.02  # eV/ps, eV
+    ke = 1.5 + s * np.where(np.arange(200) % 2, 1.0, -1.0)  # mean 1.5, population std s
+    out = mlipaudit_drift_ratio(t, -10.0 + a * t, ke)
+    assert out["mlipaudit_total_drift_eV"] == pytest.approx(0.03 * 1.99, rel=1e-12)
+    assert out["kinetic_energy_std_eV"] == pytest.approx(s, rel=1e-12)
+    assert out["mlipaudit_drift_ratio"] == pytest.approx(0.03 * 1.99 / 0.02, rel=1e-12)
+    # a fit mask (MTS outer steps): garbage elsewhere does not enter the fit
+    e = -10.0 + a * t
+    fit = np.arange(len(t)) % 4 == 0
+    e_bad = np.where(fit, e, e + 5.0)
+    masked = mlipaudit_drift_ratio(t, e_bad, ke, fit)
+    assert masked["mlipaudit_total_drift_eV"] == pytest.approx(0.03 * 1.96, rel=1e-12)
+    # the score mapping (threshold 1, alpha 3)
+    assert mlipaudit_score(0.3) == 1.0 and mlipaudit_score(0.999) == 1.0
+    assert mlipaudit_score(1.0) == 1.0  # exp(0)
+    assert mlipaudit_score(1.5) == pytest.approx(np.exp(-1.5))
+    assert mlipaudit_score(0.3, failed=True) == 0.0 and mlipaudit_score(None) == 0.0
+    assert mlipaudit_drift_ratio(t[:1], e[:1], ke[:1])["mlipaudit_drift_ratio"] is None
+
+
+def test_com_drift_known_answer():
+    """A centre of mass moving at a constant velocity v: final drift |v| T, the largest
+    the same; frames with a non-finite energy are left out as mlip-arena does."""
+    from symplug_atoms.md import com_drift
+
+    t = np.linspace(0.0, 1.0, 11)
+    v = np.array([0.3, -0.4, 1.2])  # A/ps, |v| = 1.3
+    com = np.array([1.0, 2.0, 3.0]) + t[:, None] * v
+    out = com_drift(com)
+    assert out["com_drift_final_A"] == pytest.approx(1.3, rel=1e-12)
+    assert out["com_drift_max_A"] == pytest.approx(1.3, rel=1e-12)
+    finite = np.ones(len(t), bool)
+    finite[-3:] = False
+    assert com_drift(com, finite)["com_drift_final_A"] == pytest.approx(1.3 * 0.7, rel=1e-12)
+
+
+class UniformField(Calculator):
+    """EMT plus a uniform field pulling every atom with F_i = m_i g: the internal forces
+    sum to zero, so the centre of mass accelerates at exactly g and velocity Verlet
+    (exact for a constant acceleration) moves it by g t^2 / 2."""
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, g):
+        super().__init__()
+        self.g = np.asarray(g, dtype=float)  # eV / (A amu)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        a = self.atoms.copy()
+        a.calc = EMT()
+        m = a.get_masses()[:, None]
+        self.results["energy"] = self.results["free_energy"] = (
+            a.get_potential_energy() - float((m * self.g * a.positions).sum()))
+        self.results["forces"] = a.get_forces() + m * self.g
+
+
+def test_com_drift_of_a_run_in_a_uniform_field(cluster):
+    from ase import units
+
+    g = np.array([0.0, 0.0, 1e-4])  # eV / (A amu)
+    steps, dt = 50, 2.0
+    run = run_nve(cluster, UniformField(g), steps=steps, timestep_fs=dt, temperature_K=300,
+                  seed=0, progress=False)
+    t = steps * dt * units.fs
+    expected = 0.5 * np.linalg.norm(g) * t ** 2  # A
+    row = run.summary()
+    assert row["com_drift_final_A"] == pytest.approx(expected, rel=1e-9)
+    assert row["com_drift_max_A"] == pytest.approx(expected, rel=1e-9)
+    assert row["mlip_arena_completed_fraction"] == 1.0
+
+
+def test_fu_bond_criterion_fires_at_the_known_step():
+    """A trimer whose end atom moves 0.12 A per frame along its bond: the deviation from
+    the initial length is 0.48 A at frame 4 and 0.60 A at frame 5, so Fu et al.'s 0.5 A
+    criterion fires at frame 5 (t = 5 dt); the temperature criterion fires later."""
+    from ase import Atoms
+    from ase import units
+
+    from symplug_atoms.md import bond_lengths, bonds, fu_time_to_failure
+
+    atoms = Atoms("Cu3", positions=[[0, 0, 0], [2.5, 0, 0], [5.0, 0, 0]])
+    pairs = bonds(atoms)
+    assert pairs.tolist() == [[0, 1], [1, 2]]
+    frames = 12
+    pos = np.repeat(atoms.positions[None], frames, 0)
+    pos[:, 2, 0] += 0.12 * np.arange(frames)
+    t = 0.002 * np.arange(frames)  # ps
+    ke = np.full(frames, 1.5 * 3 * units.kB * 600.0)  # 600 K
+    ke[8:] = 1.5 * 3 * units.kB * 2e5  # a spike beyond 1e5 K from frame 8
+    ref = bond_lengths(pos[:1], pairs)[0]
+    out = fu_time_to_failure(t, pos, ke, pairs, ref)
+    assert out["fu_failure_criterion"] == "bond"
+    assert out["fu_time_to_failure_ps"] == pytest.approx(t[5])
+    assert out["fu_stable_time_ps"] == out["fu_time_to_failure_ps"]
+    assert "bond 1-2" in out["fu_failure"]
+    assert out["fu_max_bond_deviation_A"] == pytest.approx(0.60)  # up to the failure
+    # without the stretch the temperature spike is what fires, at frame 8
+    still = np.repeat(atoms.positions[None], frames, 0)
+    hot = fu_time_to_failure(t, still, ke, pairs, ref)
+    assert hot["fu_failure_criterion"] == "temperature"
+    assert hot["fu_time_to_failure_ps"] == pytest.approx(t[8])
+    calm = fu_time_to_failure(t, still, ke[:8], pairs, ref)  # nothing fires
+    assert calm["fu_failure_criterion"] is None and calm["fu_time_to_failure_ps"] is None
+    assert calm["fu_stable_time_ps"] == pytest.approx(t[-1])
+
+
+def test_fu_rdf_criterion_fires_at_the_known_window():
+    """Periodic: the reference is the crystal frame repeated; the run is that frame until
+    frame s, then one scrambled frame repeated. A window of w frames holding m scrambled
+    ones has g = (1 - m/w) g_ref + (m/w) g_scr exactly, so its error is (m/w) E with
+    E = 6 A * mean |g_scr - g_ref|; the first window over the threshold starts at
+    s - w + m*, m* the least m with m E / w > threshold."""
+    from symplug_atoms.md import FU_RDF_BINS, fu_time_to_failure
+
+    crystal = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+    scrambled = crystal.copy()
+    scrambled.rattle(0.4, seed=1)
+    n, volume = len(crystal), crystal.get_volume()
+
+    def g(atoms):  # Fu et al.'s periodic g(r) of one frame, computed independently
+        d = atoms.get_all_distances(mic=True).ravel()
+        hist = np.histogram(d[d != 0], FU_RDF_BINS)[0]
+        shell = 4 / 3 * np.pi * (FU_RDF_BINS[1:] ** 3 - FU_RDF_BINS[:-1] ** 3)
+        return hist / (n ** 2 / volume * shell)
+
+    g_ref = g(crystal)
+    full = np.abs(g(scrambled) - g_ref).mean() * 6.0
+    frames, s, dt = 30, 18, 0.1  # ps per frame: a 1 ps window is w = 10 frames
+    w = 10
+    pos = np.repeat(crystal.positions[None], frames, 0)
+    pos[s:] = scrambled.positions
+    threshold = 0.35 * full  # m* = 4 scrambled frames of 10
+    m_star = int(np.floor(threshold * w / full)) + 1
+    assert m_star == 4
+    t = dt * np.arange(frames)
+    ke = np.full(frames, 1.0)
+    out = fu_time_to_failure(t, pos, ke, np.zeros((0, 2), int), np.zeros(0),
+                             crystal.cell.array, crystal.pbc, rdf_reference=g_ref,
+                             rdf_threshold=threshold)
+    assert out["fu_failure_criterion"] == "rdf"
+    assert out["fu_time_to_failure_ps"] == pytest.approx(t[s - w + m_star])
+    quiet = fu_time_to_failure(t, np.repeat(crystal.positions[None], frames, 0), ke,
+                               np.zeros((0, 2), int), np.zeros(0), crystal.cell.array,
+                               crystal.pbc, rdf_reference=g_ref, rdf_threshold=threshold)
+    assert quiet["fu_failure_criterion"] is None
+
+
+def test_emt_nve_of_cu13_in_community_units(cluster):
+    """EMT NVE of the Cu13 cluster: every step done, r far below MLIPAudit's threshold
+    (score 1), no centre-of-mass drift, no Fu et al. failure against its own mean bond
+    lengths over 0.2 ps; the positions stay out of the result JSON."""
+    result = compare(cluster, {"emt": EMT()}, steps=100, timestep_fs=2.0, temperature_K=600,
+                     seed=1, reference=EMT(), progress=False)
+    row = result["table"]["emt"]
+    assert row["completed_fraction"] == 1 and row["mlip_arena_completed_fraction"] == 1
+    assert row["mlipaudit_drift_ratio"] < 0.01 and row["mlipaudit_score"] == 1.0
+    assert row["com_drift_final_A"] < 1e-10 and row["com_drift_max_A"] < 1e-10
+    assert row["fu_failure_criterion"] is None and row["fu_stable_time_ps"] == pytest.approx(0.2)
+    assert row["fu_bond_reference"] == "reference run mean" and row["fu_n_bonds"] == 42
+    assert 0 < row["fu_max_bond_deviation_A"] < 0.5
+    run = result["runs"]["emt"]
+    assert "positions" not in run and len(run["kinetic_energy"]) == 101
+    assert len(run["center_of_mass"]) == 101
+
+
+def test_md_command_prints_the_community_table(tmp_path, capsys):
+    import json
+
+    from symplug.cli import main
+
+    assert main(["md", "atoms", "--model", "emt", "--structure", "ico13", "--steps", "20",
+                 "--variants", "raw,rotated", "--reference", "emt", "--quiet",
+                 "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "md.json").read_text())
+    for row in result["table"].values():
+        assert row["mlipaudit_score"] == 1.0 and row["fu_failure_criterion"] is None
+    out = capsys.readouterr().out
+    assert "in community units (MLIPAudit, mlip-arena, Fu et al.)" in out
+    assert "MLIPAudit r" in out and "Fu criterion" in out
+    assert [line.split()[0] for line in out.splitlines()[-5:-1]] == ["variant", "raw", "rotated",
+                                                                     "reference"]

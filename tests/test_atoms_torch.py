@@ -109,3 +109,57 @@ def test_shipped_reference_model_reproduces_its_test_errors():
         assert abs(found[key] - value) < 1e-3 * value + 1e-3, key
     with pytest.raises(symplug.SymplugError, match="no such model file"):
         symplug_atoms.load_reference("/nonexistent/model.pt")
+
+
+def test_a_model_in_another_dtype_leaves_the_callers_module_alone():
+    """Building a TorchAtomsModel in a dtype other than the module's converts a copy:
+    the caller's module keeps its dtype and parameters, and a float64 model built on
+    the same module before and after still evaluates in float64 (it did not while the
+    float32 model converted the shared module in place)."""
+    torch.manual_seed(0)
+    module = PointEdgeTransformer(d=8, heads=2, cutoff=4.0).double()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    wide = TorchAtomsModel(module, cutoff=4.0)  # float64: the module itself, no copy
+    narrow = TorchAtomsModel(module, cutoff=4.0, dtype=torch.float32)
+    atoms = ase.cluster.Icosahedron("Cu", 2)
+    copies = RotatedCopies(atoms, torch.eye(3, dtype=torch.float64)[None])
+    out64 = wide(copies)  # failed (float64 inputs, float32 weights) before the fix
+    assert all(p.dtype == torch.float64 for p in module.parameters())
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in before.items())
+    assert wide.module is module and narrow.module is not module
+    assert all(p.dtype == torch.float32 for p in narrow.module.parameters())
+    assert out64["forces"].dtype == torch.float64
+    out32 = narrow(copies)
+    assert out32["forces"].dtype == torch.float32
+    assert torch.allclose(out32["energy"].double(), out64["energy"], rtol=1e-4, atol=1e-3)
+    again = TorchAtomsModel(module, cutoff=4.0)(copies)
+    assert torch.equal(again["energy"], out64["energy"])
+    # the converted copy holds its own parameters: training it leaves the caller's alone
+    with torch.no_grad():
+        next(narrow.module.parameters()).add_(1.0)
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in before.items())
+
+
+def test_in_dtype_converts_floating_tensors_of_a_copy_and_keeps_ties():
+    from symplug_atoms.torch_model import in_dtype
+
+    class Tied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Linear(3, 3)
+            self.b = torch.nn.Linear(3, 3)
+            self.b.weight = self.a.weight  # one parameter in two places
+            self.register_buffer("count", torch.tensor([3, 4]))
+            self.register_buffer("scale", torch.tensor(0.5))
+            self.a.bias.requires_grad_(False)
+
+    module = Tied().float()  # the tests run with float64 as the default dtype
+    same = in_dtype(module, torch.float32)
+    assert same is module  # nothing to convert: shared, no copy
+    wide = in_dtype(module, torch.float64)
+    assert wide is not module and wide.a.weight is wide.b.weight
+    assert wide.a.weight.dtype == wide.scale.dtype == torch.float64
+    assert wide.count.dtype == torch.int64 and not wide.a.bias.requires_grad
+    assert module.a.weight.dtype == module.scale.dtype == torch.float32
+    assert torch.equal(wide.a.weight.float(), module.a.weight)
+    assert wide.count.data_ptr() != module.count.data_ptr()  # a copy, not a view

@@ -35,12 +35,16 @@ class TorchAtomsModel:
     """A torch atomic-energy model as a symplug model on :class:`RotatedCopies`.
 
     ``module`` holds the layers (``.module`` is what symplug hooks); ``cutoff`` is
-    the neighbour-list radius in A; ``dtype`` the evaluation precision.
+    the neighbour-list radius in A; ``dtype`` the evaluation precision. A module whose
+    floating-point parameters and buffers are already in ``dtype`` is used as it is
+    (shared, no copy); otherwise ``.module`` is a converted copy and the caller's module
+    keeps its dtype and weights (see :func:`in_dtype`). Either way ``.module`` is put
+    in eval mode.
     """
 
     def __init__(self, module: torch.nn.Module, cutoff: float, dtype=torch.float64,
                  properties=("energy", "energies", "forces", "stress")):
-        self.module = module.to(dtype).eval()
+        self.module = in_dtype(module, dtype).eval()
         self.cutoff, self.dtype, self.properties = float(cutoff), dtype, tuple(properties)
         self._graph: tuple[tuple, Graph] | None = None
 
@@ -97,6 +101,37 @@ class TorchAtomsModel:
 
     def __repr__(self) -> str:
         return f"TorchAtomsModel({type(self.module).__name__}, cutoff={self.cutoff})"
+
+
+def in_dtype(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """``module`` itself if all its floating-point parameters and buffers are in ``dtype``,
+    otherwise a deep copy with them converted (``Module.to(dtype)`` semantics: integer
+    and boolean tensors keep their dtype; ``requires_grad`` is kept).
+
+    ``Module.to`` converts in place, so converting the caller's module would change the
+    dtype under every other holder of it (a float64 model sharing it would then fail).
+    The copy is made with the converted tensors put into ``copy.deepcopy``'s memo, so
+    each original tensor is read once and converted once: memory is the module plus
+    its converted copy, never a second full-precision copy as ``deepcopy(m).to(dtype)``
+    would make on the way.
+    """
+    import copy
+
+    tensors = [t for t in [*module.parameters(), *module.buffers()]
+               if t.is_floating_point() or t.is_complex()]
+    if all(t.dtype == dtype for t in tensors):
+        return module
+    memo: dict[int, torch.Tensor] = {}
+    for t in tensors:
+        if id(t) in memo:
+            continue
+        converted = t.detach().to(dtype)
+        if converted.data_ptr() == t.data_ptr():  # .to kept the storage: copy it
+            converted = converted.clone()
+        if isinstance(t, torch.nn.Parameter):
+            converted = torch.nn.Parameter(converted, requires_grad=t.requires_grad)
+        memo[id(t)] = converted
+    return copy.deepcopy(module, memo)
 
 
 def evaluate_copies(model: TorchAtomsModel, atoms: ase.Atoms, matrices: np.ndarray) -> dict:
@@ -157,4 +192,4 @@ def load_reference(path: str | Path | None = None) -> TorchAtomsModel:
         module.load_state_dict(saved["state_dict"])
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise SymplugError(f"{path}: not a symplug atoms model checkpoint ({exc})") from exc
-    return TorchAtomsModel(module, cutoff=module.cutoff)
+    return TorchAtomsModel(module.double(), cutoff=module.cutoff)  # ours: convert in place
