@@ -2,18 +2,24 @@
 in one process and data-parallel under ``torchrun`` (gloo, one torch thread per process).
 
     python benchmarks/bench_ddp.py [--runs 1,1x2,2] [--frames 80] [--batch 8] [--epochs 2]
-                                   [--penalty-equivariance 0] [--out DIR]
+                                   [--penalty-equivariance 0] [--data FILE.extxyz]
+                                   [--quick] [--out DIR] [--json FILE]
 
 ``--runs``: P processes of one thread each, or PxT: P processes of T threads.
 
 The data are fresh EMT Cu structures (``symplug_atoms.data.generate(seed=1)``, the first
-``--frames`` with at most 38 atoms; 20 % held out as validation, tracking off). Each
-configuration runs as the real command line (``python -m symplug finetune`` or
-``python -m torch.distributed.run --nproc_per_node P -m symplug finetune``); seconds per
-epoch come from the run's ``log.jsonl`` (after start-up), so the figures leave out
-imports and data loading. The last epoch's mean loss of every run is printed beside
+``--frames`` with at most 38 atoms; 20 % held out as validation, tracking off), or those
+of ``--data``. Each configuration runs as the real command line (``python -m symplug
+finetune`` or ``python -m torch.distributed.run --nproc_per_node P -m symplug finetune``);
+seconds per epoch come from the run's ``log.jsonl`` (after start-up), so the figures
+leave out imports and data loading. The last epoch's mean loss of every run is printed beside
 them (equal to float32 rounding). The load average is printed too: on a shared machine
-it explains more than the code does.
+it explains more than the code does. The runs go to ``--out`` (default: a temporary
+folder, removed at the end); the figures to ``OUT/bench_ddp.json`` and ``--json``.
+
+``--quick`` is a smoke test of the same command lines on tiny inputs: runs ``1,2``, the
+first 8 of the shipped ``pet-cu`` test structures (no data generation), batch 4, one
+epoch. Its timings mean nothing.
 """
 
 from __future__ import annotations
@@ -56,23 +62,50 @@ def run(procs: int, threads: int, data: Path, out: Path, args: argparse.Namespac
             "loss": epochs[-1]["loss"], "load_average": os.getloadavg()}
 
 
+FULL = {"runs": "1,1x2,2", "frames": 80, "batch": 8, "epochs": 2}
+QUICK = {"runs": "1,2", "frames": 8, "batch": 4, "epochs": 1}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", default="1,1x2,2",
-                        help="P or PxT (P processes of T threads; default 1,1x2,2)")
-    parser.add_argument("--frames", type=int, default=80, help="structures (default 80)")
-    parser.add_argument("--batch", type=int, default=8, help="global batch (default 8)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs (default 2)")
+    parser.add_argument("--runs", help="P or PxT (P processes of T threads; default 1,1x2,2; "
+                        "quick 1,2)")
+    parser.add_argument("--frames", type=int, help="structures (default 80; quick 8)")
+    parser.add_argument("--batch", type=int, help="global batch (default 8; quick 4)")
+    parser.add_argument("--epochs", type=int, help="epochs (default 2; quick 1)")
     parser.add_argument("--penalty-equivariance", type=float, default=0.0)
-    parser.add_argument("--out", help="folder for the data and runs (default: temporary)")
+    parser.add_argument("--data", type=Path, help="labelled structures (extxyz) to use instead "
+                        "of generating them (quick: the shipped pet-cu test structures)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: the same command lines on tiny inputs")
+    parser.add_argument("--out", help="folder for the data and runs (default: temporary, "
+                        "removed at the end)")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.out:
+        bench(args, Path(args.out))
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench_ddp_") as tmp:
+            bench(args, Path(tmp))
 
+
+def bench(args: argparse.Namespace, root: Path) -> None:
     from symplug_atoms.data import generate, write
 
-    root = Path(args.out or tempfile.mkdtemp(prefix="bench_ddp_"))
     root.mkdir(parents=True, exist_ok=True)
     data = root / "cu.extxyz"
-    if not data.exists():
+    if args.data is None and args.quick:
+        from symplug_atoms.torch_model import SHIPPED_DIR
+
+        args.data = SHIPPED_DIR / "pet_cu_test.extxyz"
+    if args.data is not None:
+        import ase.io
+
+        write([f for f in ase.io.read(args.data, ":") if len(f) <= 38][: args.frames], data)
+    elif not data.exists():
         write([f for f in generate(seed=1, progress=False) if len(f) <= 38][: args.frames], data)
     print(f"{args.frames} structures, batch {args.batch}, O3 augmentation, penalty "
           f"{args.penalty_equivariance}, {os.cpu_count()} cores, load average "
@@ -92,6 +125,10 @@ def main() -> None:
         print(f"speed-up of {row['processes']} x {row['threads']} (last epoch): "
               f"{base / row['seconds_per_epoch'][-1]:.2f}x")
     (root / "bench_ddp.json").write_text(json.dumps(rows, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps({"benchmark": "bench_ddp", "quick": args.quick,
+                                         "frames": args.frames, "batch": args.batch,
+                                         "epochs": args.epochs, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ It measures, and prints as Markdown tables:
    resolves growth.
 
 Timings use ``torch.set_num_threads(1)`` and the best of ``--repeat`` runs.
+``--quick`` is a smoke test of every part on small settings (O3 Lebedev degree 2 with
+``lmax=2``, one repeat, two small memory grids against one baseline, default allocator
+only, no unchunked contrast); its figures mean nothing.
 Nothing here is hard-coded: every figure printed is measured by this run.
 """
 
@@ -488,16 +491,17 @@ MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
 
 
 def bench_memory(grids: list[tuple[str, int]], chunk: int, n_points: int,
-                 contrast: list[tuple[str, int]], allocators: dict[str, dict[str, str]]
-                 ) -> dict[str, Any]:
-    """Peak-RSS increments of ``evaluate_orbit`` per grid, for each allocator setting;
-    the ``contrast`` grids are also run unchunked (default allocator only)."""
+                 contrast: list[tuple[str, int]], allocators: dict[str, dict[str, str]],
+                 baselines: int = 2) -> dict[str, Any]:
+    """Peak-RSS increments of ``evaluate_orbit`` per grid, for each allocator setting,
+    over the smallest of ``baselines`` baseline runs; the ``contrast`` grids are also
+    run unchunked (default allocator only)."""
     largest = max(grids, key=lambda g: symplug.quadrature("O3", g[1], kind=g[0]).size)
     out: dict[str, Any] = {"chunk_size": chunk, "n_points": n_points, "lmax": 2, "settings": {}}
     for label, env in allocators.items():
-        baselines = [run_worker(f"baseline:{largest[0]}:{largest[1]}", n_points, env)
-                     for _ in range(2)]
-        base = min(b["maxrss_kib"] for b in baselines)
+        base_runs = [run_worker(f"baseline:{largest[0]}:{largest[1]}", n_points, env)
+                     for _ in range(baselines)]
+        base = min(b["maxrss_kib"] for b in base_runs)
         runs = [run_worker(f"{kind}:{degree}:{chunk}", n_points, env) for kind, degree in grids]
         if label == "default":
             runs += [run_worker(f"{kind}:{degree}:all", n_points, env)
@@ -508,7 +512,7 @@ def bench_memory(grids: list[tuple[str, int]], chunk: int, n_points: int,
         incs = [r["increment_kib"] for r in chunked]
         sizes = [r["grid_size"] for r in chunked]
         out["settings"][label] = {
-            "env": env, "baselines_kib": [b["maxrss_kib"] for b in baselines],
+            "env": env, "baselines_kib": [b["maxrss_kib"] for b in base_runs],
             "baseline_kib": base, "runs": runs, "size_ratio": max(sizes) / min(sizes),
             "increment_spread": (max(incs) - min(incs)) / min(incs) if min(incs) > 0 else None}
     return out
@@ -526,21 +530,28 @@ def parse_grid_list(text: str) -> list[tuple[str, int]]:
     return out
 
 
+FULL = {"degree": 4, "lmax": 4,
+        "memory_grids": "gauss-legendre:2,gauss-legendre:3,gauss-legendre:5,lebedev:6"}
+QUICK = {"degree": 2, "lmax": 2, "memory_grids": "gauss-legendre:2,gauss-legendre:3"}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="smoke test: one repeat, fewer sizes, default allocator only, "
-                             "no unchunked memory contrast")
+                        help="smoke test: degree 2, lmax 2, one repeat, fewer sizes, two small "
+                             "memory grids, one baseline, default allocator only, no "
+                             "unchunked memory contrast")
     parser.add_argument("--json", metavar="PATH", help="write all measurements as JSON here")
     parser.add_argument("--repeat", type=int, default=None, help="best of N (default 3; 1 quick)")
     parser.add_argument("--n-points", type=int, default=24, help="points per cloud (default 24)")
-    parser.add_argument("--degree", type=int, default=4, help="O3 Lebedev degree for 1 and 2")
-    parser.add_argument("--lmax", type=int, default=4, help="lmax of B in benchmark 1")
+    parser.add_argument("--degree", type=int,
+                        help="O3 Lebedev degree for 1 and 2 (default 4; 2 quick)")
+    parser.add_argument("--lmax", type=int, help="lmax of B in benchmark 1 (default 4; 2 quick)")
     parser.add_argument("--chunk-size", type=int, default=64)
     parser.add_argument("--memory-grids",
-                        default="gauss-legendre:2,gauss-legendre:3,gauss-legendre:5,lebedev:6",
-                        help="KIND:DEGREE list for the memory benchmark")
+                        help="KIND:DEGREE list for the memory benchmark (default "
+                             f"{FULL['memory_grids']}; quick {QUICK['memory_grids']})")
     parser.add_argument("--contrast-grids", default="gauss-legendre:2,gauss-legendre:5",
                         help="grids also run unchunked in the memory benchmark (not --quick)")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile listing")
@@ -549,6 +560,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.memory_worker:
         memory_worker(args.memory_worker)
         return {}
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
     torch.set_num_threads(1)
     repeat = args.repeat or (1 if args.quick else 3)
@@ -639,7 +653,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         allocators["MALLOC_MMAP_THRESHOLD_=1MiB"] = MALLOC_TUNED
     mem = bench_memory(parse_grid_list(args.memory_grids), args.chunk_size, args.n_points,
                        contrast=[] if args.quick else parse_grid_list(args.contrast_grids),
-                       allocators=allocators)
+                       allocators=allocators, baselines=1 if args.quick else 2)
     report["memory"] = mem
     out.append(f"\n## 3. Peak memory (fresh subprocess per case; e3nn net, {args.n_points} points, "
                "output + hidden layer, lmax=2)\n")

@@ -2,8 +2,13 @@
 (chunked batches) against metatomic-ase's SymmetrizedCalculator (all copies in one
 batch), on the same rotations, for a metatrain PET exported as a metatomic model.
 
-    python benchmarks/bench_symmetrized.py [--model PET.pt | --model pet-cu] [--l-max 1]
-        [--chunks 1,8]
+    python benchmarks/bench_symmetrized.py [--model PET.pt | --model pet-cu] [--l-max 1,3,5]
+        [--chunks 1,8] [--structures ico13,bulk108]
+
+For every band L: metatomic-ase's calculator at ``l_max = L`` (all copies in one batch),
+symplug's on the same rotations, and symplug's on its own default rule for the mean of
+band L (``symplug.quadrature("O3", L, purpose="mean")``: D2, O, I times {E, I} for
+L = 1, 3, 5), each in chunks of ``--chunks`` copies. [--quick]
 
 Without ``--model`` a PET (d_pet 64, 2 GNN layers) is trained for one epoch with
 ``mtt train`` on the project's EMT Cu data (timings do not depend on its accuracy).
@@ -16,6 +21,8 @@ shapes), every timed call starts from a trimmed heap
 its memory is the peak RSS during the call minus the RSS just before it, so a
 symmetrised call and a plain call are measured alike. Reported: the best time and the
 largest memory of ``--repeat`` calls. Linux with glibc only.
+``--quick`` is a smoke test of the same cases on small settings (``--model pet-cu``, the
+Cu13 cluster only, chunks of 8, one repeat, one thread); its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ WORKER = textwrap.dedent('''
     from metatomic_ase import MetatomicCalculator
     from metatomic_ase import SymmetrizedCalculator as Theirs
     import symplug, symplug_atoms
-    model, structure, case, l_max, chunk, threads, repeat = sys.argv[1:8]
+    model, structure, case, l_max, chunk, threads, repeat, their_batch = sys.argv[1:9]
     torch.set_num_threads(int(threads))
     libc = ctypes.CDLL("libc.so.6")
 
@@ -65,12 +72,17 @@ WORKER = textwrap.dedent('''
              else bulk("Cu", "fcc", a=3.61, cubic=True) * (3, 3, 3))
     atoms.rattle(0.02, seed=0)
     base = MetatomicCalculator(model)
-    theirs = Theirs(MetatomicCalculator(model), l_max=int(l_max), store_rotational_std=True)
+    theirs = Theirs(MetatomicCalculator(model), l_max=int(l_max), store_rotational_std=True,
+                    batch_size=int(their_batch) or None)
     grid = symplug.Grid("O3", "lebedev", 1, 2, torch.from_numpy(theirs.quadrature_rotations),
                         torch.from_numpy(theirs.quadrature_weights / theirs.quadrature_weights.sum()))
-    calc = {"plain": base, "metatomic-ase": theirs,
-            "symplug": symplug_atoms.SymmetrizedCalculator(base, grid=grid,
-                                                           chunk_size=int(chunk))}[case]
+    if case == "symplug-own":  # symplug's default: the smallest rule for the mean of band L
+        calc = symplug_atoms.SymmetrizedCalculator(base, degree=int(l_max), chunk_size=int(chunk))
+        grid = calc.grid
+    else:
+        calc = {"plain": base, "metatomic-ase": theirs,
+                "symplug": symplug_atoms.SymmetrizedCalculator(base, grid=grid,
+                                                               chunk_size=int(chunk))}[case]
     props = ["energy", "forces"] + (["stress"] if atoms.get_pbc().all() else [])
     for _ in range(3):  # warm-up: TorchScript's profiling runs
         base.calculate(atoms.copy(), props, all_changes)
@@ -107,9 +119,11 @@ def export_pet_cu(folder: Path) -> Path:
     return export_metatomic(load_model("pet-cu"), folder / "pet-cu.pt")
 
 
-def run_case(model: Path, structure: str, case: str, args, chunk: int = 1) -> dict:
+def run_case(model: Path, structure: str, case: str, args, chunk: int = 1,
+             l_max: int = 1) -> dict:
     out = subprocess.run([sys.executable, "-c", WORKER, str(model), structure, case,
-                          str(args.l_max), str(chunk), str(args.threads), str(args.repeat)],
+                          str(l_max), str(chunk), str(args.threads), str(args.repeat),
+                          str(args.their_batch)],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -118,37 +132,64 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="an exported metatomic PET (.pt), or "
                         "pet-cu (symplug's reference model, exported on the fly)")
-    parser.add_argument("--l-max", type=int, default=1, help="metatomic-ase's l_max")
+    parser.add_argument("--l-max", default="1", help="bands L, comma-separated: metatomic-ase's "
+                        "l_max and the band of symplug's own rule (default 1)")
+    parser.add_argument("--their-batch", type=int, default=8,
+                        help="metatomic-ase's batch_size (0: all copies in one batch, about "
+                        "180 MB per copy on the 108-atom cell; default 8)")
+    parser.add_argument("--structures", default="ico13,bulk108",
+                        help="ico13 and/or bulk108 (default both)")
     parser.add_argument("--chunks", default="1,8", help="symplug chunk sizes, comma-separated")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--quick", action="store_true", help="smoke test: --model pet-cu, "
+                        "the Cu13 cluster only, chunks of 8, one repeat, one thread")
     args = parser.parse_args()
+    structures = tuple(args.structures.split(","))
+    if args.quick:
+        args.model = args.model or Path("pet-cu")
+        args.chunks, args.repeat, args.threads, structures = "8", 1, 1, ("ico13",)
+    bands = [int(b) for b in str(args.l_max).split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         if args.model is None or str(args.model) == "pet-cu":
             make = "train_pet" if args.model is None else "export_pet_cu"
-            proc = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
-                                   "sys.path.insert(0, 'benchmarks'); import bench_symmetrized as b; "
+            here = str(Path(__file__).resolve().parent)
+            proc = subprocess.run([sys.executable, "-B", "-c",  # -B: no __pycache__ here
+                                   "import sys; from pathlib import Path; "
+                                   f"sys.path.insert(0, {here!r}); import bench_symmetrized as b; "
                                    f"print(b.{make}(Path({tmp!r})))"],
                                   check=True, capture_output=True, text=True)
             model = Path(proc.stdout.strip().splitlines()[-1])
         else:
             model = args.model
         rows = []
-        for structure in ("ico13", "bulk108"):
+        for structure in structures:
             plain = run_case(model, structure, "plain", args)
-            cases = [("metatomic-ase", 0)] + [("symplug", int(c)) for c in args.chunks.split(",")]
-            for case, chunk in cases:
-                r = run_case(model, structure, case, args, chunk)
-                label = f"symplug, chunks of {chunk}" if chunk else "metatomic-ase, one batch"
-                rows.append({"structure": structure, "case": label, "copies": r["copies"],
-                             "seconds": r["seconds"], "plain_seconds": plain["seconds"],
-                             "peak_mib": r["peak_mib"], "plain_peak_mib": plain["peak_mib"],
-                             "rest_mib": r["rest_mib"]})
-    print("| structure | case | copies | time per symmetrised call | plain call | peak memory "
-          "| plain call's peak | memory ratio |\n|---|---|---|---|---|---|---|---|")
+            for band in bands:
+                chunks = [int(c) for c in args.chunks.split(",")]
+                cases = ([("metatomic-ase", 0)] + [("symplug", c) for c in chunks]
+                         + [("symplug-own", c) for c in chunks])
+                theirs = None
+                for case, chunk in cases:
+                    r = run_case(model, structure, case, args, chunk, band)
+                    theirs = r if case == "metatomic-ase" else theirs
+                    label = {"metatomic-ase": f"metatomic-ase, batches of {args.their_batch}"
+                             if args.their_batch else "metatomic-ase, one batch",
+                             "symplug": f"symplug, same rotations, chunks of {chunk}",
+                             "symplug-own": f"symplug, own rule, chunks of {chunk}"}[case]
+                    rows.append({"structure": structure, "band": band, "case": label,
+                                 "copies": r["copies"], "seconds": r["seconds"],
+                                 "plain_seconds": plain["seconds"], "peak_mib": r["peak_mib"],
+                                 "plain_peak_mib": plain["peak_mib"], "rest_mib": r["rest_mib"],
+                                 "speedup": theirs["seconds"] / r["seconds"],
+                                 "copies_ratio": r["copies"] / theirs["copies"]})
+    print("| structure | L | case | copies | copies / metatomic-ase | time per symmetrised call "
+          "| speed-up over metatomic-ase | plain call | peak memory | plain call's peak "
+          "| memory ratio |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['structure']} | {r['case']} | {r['copies']} | {r['seconds']:.3f} s | "
+        print(f"| {r['structure']} | {r['band']} | {r['case']} | {r['copies']} | "
+              f"{r['copies_ratio']:.2f} | {r['seconds']:.3f} s | {r['speedup']:.2f}x | "
               f"{r['plain_seconds'] * 1000:.1f} ms | {r['peak_mib']:.0f} MiB | "
               f"{r['plain_peak_mib']:.0f} MiB | {r['peak_mib'] / r['plain_peak_mib']:.2f}x |")
     if args.json:

@@ -8,6 +8,10 @@
 last stage (its epoch 0 is the stage's last epoch). Prints a Markdown table of A,
 invariant fractions and accuracy per tracked epoch and copies each track.json
 (small) next to the figure.
+
+``--quick`` is a smoke test on the shipped tracks of the atoms reference runs
+(``docs/figures/training_atoms_reference_*.json``), drawn into a temporary folder (or
+``--out``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -39,14 +44,42 @@ def table(label: str, track: dict, offset: int) -> list[str]:
     return rows
 
 
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
+QUICK = (("stage", "no augmentation", "atoms_noaug"), ("run", "O3 augmentation", "atoms_aug"),
+         ("run", "O3 + penalty", "atoms_aug_pen"))
+
+
+def quick(argv, out: Path | None) -> None:
+    """Plot the shipped atoms reference tracks, each copied to ``TMP/RUN/track.json``."""
+    with tempfile.TemporaryDirectory(prefix="plot_training_") as tmp:
+        specs = []
+        for option, label, run in QUICK:
+            (Path(tmp) / run).mkdir()
+            shutil.copy(FIGURES / f"training_atoms_reference_{run}.json",
+                        Path(tmp) / run / "track.json")
+            specs += [f"--{option}", f"{label}={Path(tmp) / run}"]
+        main([*specs, "--out", str(out or Path(tmp) / "figure" / "training_atoms.png"),
+              *argv])
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", action="append", default=[], help="LABEL=FOLDER, in order")
     parser.add_argument("--run", action="append", default=[], help="LABEL=FOLDER after the stages")
     parser.add_argument("--metrics", help="comma-separated accuracy figures to plot "
                         "(default: all but RMSEs)")
-    parser.add_argument("--out", type=Path, required=True, help="figure (PNG)")
+    parser.add_argument("--out", type=Path, help="figure (PNG); required but with --quick")
+    parser.add_argument("--quick", action="store_true", help="smoke test: plot the shipped "
+                        "atoms reference tracks (docs/figures) into a temporary folder")
     args = parser.parse_args(argv)
+    if args.quick:
+        if args.stage or args.run:
+            parser.error("--quick plots the shipped tracks: no --stage or --run")
+        return quick(["--metrics", args.metrics] if args.metrics else [], args.out)
+    if args.out is None:
+        parser.error("the following arguments are required: --out")
+    if not args.stage and not args.run:
+        parser.error("give at least one --stage or --run")
     stages, runs = [_load(s) for s in args.stage], [_load(r) for r in args.run]
     first = (stages or runs)[0][1]
     outputs = list(first["epochs"][0]["outputs"])
