@@ -211,14 +211,14 @@ def summary_table(result: dict) -> str:
     for name, o in result["outputs"].items():
         lines.append(f"{name:<16}{o['rep']:<12}{o['equivariance_rmse']:>12.4e}  {o['units']:<10}"
                      f"{o['relative_error']:>10.3e}{o['invariant_fraction']:>11.4f}")
-    labelled = {n: o["bias_variance"] for n, o in result["outputs"].items() if "bias_variance" in o}
+    labelled = {n: o for n, o in result["outputs"].items() if "bias_variance" in o}
     if labelled:  # against the labels, as metatrain's evaluation reports it
         lines.append(f"{'vs labels':<16}{'equivariance':>13}{'O(3)-avg RMSE':>15}"
                      f"{'O(3)-avg MAE':>14}{'oriented RMSE':>15}{'share':>8}  grid")
-        for name, bv in labelled.items():
-            share = bv["symmetry_share"]
-            grid = ("-" if "grid_converged" not in bv else
-                    f"{'ok' if bv['grid_converged'] else 'CHANGES'} ({100 * bv['grid_change']:.2g} %)")
+        for name, o in labelled.items():
+            bv, share = o["bias_variance"], o["bias_variance"]["symmetry_share"]
+            grid = ("-" if "grid_converged" not in o else
+                    f"{'ok' if o['grid_converged'] else 'CHANGES'} ({100 * o['grid_change']:.2g} %)")
             lines.append(f"{name:<16}{bv['equivariance_rmse']:>13.4g}{bv['symmetrized_rmse']:>15.4g}"
                          f"{bv['symmetrized_mae']:>14.4g}{bv['random_orientation_rmse']:>15.4g}"
                          f"{'-' if share is None else format(share, '.1%'):>8}  {grid}")
@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
-    from .training import add_commands as add_training_commands
+    from .training_commands import add_commands as add_training_commands
 
     add_training_commands(sub)  # finetune, track
 

@@ -431,10 +431,10 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
         if errors.labelled:  # over the labelled samples: n_labelled of n_samples
             entry["bias_variance"] = {**errors.bias_variance().to_dict(),
                                       "n_labelled": errors.labelled}
-            change = (conv.get("relative_changes") or {}).get(f"outputs.{name}.equivariance_rmse")
-            if change is not None:  # as metatrain flags it: A moves by > 1 % on the check
-                entry["bias_variance"]["grid_change"] = change
-                entry["bias_variance"]["grid_converged"] = change <= EVALUATION_GRID_TOL
+        change = (conv.get("relative_changes") or {}).get(f"outputs.{name}.equivariance_rmse")
+        if change is not None:  # as metatrain flags it: A moves by > 1 % on the check grid
+            entry["grid_change"] = change
+            entry["grid_converged"] = change <= EVALUATION_GRID_TOL
         out["outputs"][name] = entry
     out["layers"] = {}
     for name in layers:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import PluginError, SymplugError
-from .groups import check_group
-from .representations import representation
+
+if TYPE_CHECKING:  # the records are imported by every plugin at start-up: torch is not
+    import torch
 
 
 @dataclass(frozen=True)
@@ -74,6 +73,8 @@ class Domain:
         """This domain with further outputs ``{name: representation}``, e.g.
         ``{"dipole": "1o", "polarizability": "cartesian2", "mtt::target": "2,+1"}``, in
         the units the model returns them; a declared built-in name keeps its units."""
+        from .representations import representation
+
         extra = {}
         for name, rep in outputs.items():
             try:
@@ -87,6 +88,9 @@ class Domain:
 
     def validate(self, plugin: str) -> "Domain":
         """Raise :class:`PluginError` naming ``plugin`` if the record breaks the contract."""
+        from .groups import check_group
+        from .representations import representation
+
         problems = []
         if not isinstance(self.name, str) or not self.name.isidentifier():
             problems.append(f"name {self.name!r} is not an identifier")
@@ -208,6 +212,10 @@ class TrainingTask:
 
     def validate(self, plugin: str) -> "TrainingTask":
         """Raise :class:`PluginError` naming ``plugin`` if the record breaks the contract."""
+        import torch
+
+        from .representations import representation
+
         problems = []
         if not isinstance(self.module, torch.nn.Module):
             problems.append(f"module is {type(self.module).__name__}, not a torch.nn.Module")

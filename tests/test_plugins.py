@@ -18,28 +18,41 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def planar_installed():
-    """pip-install examples/third_party_plugin into this environment, remove it afterwards."""
+def planar_installed(tmp_path_factory):
+    """The environment of a symplug whose installed plugins include examples/third_party_plugin:
+    pip-installed into a temporary folder put on PYTHONPATH (the package and its entry
+    point), so the user's environment is left as it was. A symplug-planar the user
+    installed is used as it is."""
+    import importlib.metadata
+    import os
+
+    env = dict(os.environ)
+    try:
+        importlib.metadata.distribution("symplug-planar")
+        return env
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    target = tmp_path_factory.mktemp("planar-site")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "--no-build-isolation", str(ROOT / "examples" / "third_party_plugin")],
-                   check=True)
-    yield
-    subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", "symplug-planar"],
-                   check=True)
+                    "--no-build-isolation", "--target", str(target),
+                    str(ROOT / "examples" / "third_party_plugin")], check=True)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(target), env.get("PYTHONPATH")) if p)
+    return env
 
 
-def run_cli(*args, cwd=None):
-    return subprocess.run([str(BIN / "symplug"), *args], capture_output=True, text=True, cwd=cwd)
+def run_cli(*args, cwd=None, env=None):
+    return subprocess.run([str(BIN / "symplug"), *args], capture_output=True, text=True, cwd=cwd,
+                          env=env)
 
 
 def test_third_party_plugin_through_the_cli(planar_installed, tmp_path):
-    listed = run_cli("plugins")
+    listed = run_cli("plugins", env=planar_installed)
     assert listed.returncode == 0 and "planar" in listed.stdout and "symplug-planar 0.1.0" in listed.stdout
     data = tmp_path / "clouds.npz"
     np.savez(data, points=np.random.default_rng(0).normal(size=(4, 5, 2)))
     out = tmp_path / "invariant.json"
     proc = run_cli("diagnose", "planar", "--model", "invariant", "--data", str(data), "--group",
-                   "O2", "--degree", "4", "--json", str(out), "--quiet")
+                   "O2", "--degree", "4", "--json", str(out), "--quiet", env=planar_installed)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["domain"] == "planar" and result["group"] == "O2"
@@ -50,7 +63,8 @@ def test_third_party_plugin_through_the_cli(planar_installed, tmp_path):
     assert result["findings"] == [] and "convergence" in result
     out = tmp_path / "mlp.json"
     proc = run_cli("diagnose", "planar", "--model", "mlp", "--data", str(data), "--group", "O2",
-                   "--degree", "6", "--layers", "embed,hidden", "--json", str(out), "--quiet")
+                   "--degree", "6", "--layers", "embed,hidden", "--json", str(out), "--quiet",
+                   env=planar_installed)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["outputs"]["energy"]["equivariance_rmse"] > 1e-2
@@ -63,12 +77,12 @@ def test_third_party_plugin_through_the_cli(planar_installed, tmp_path):
 def test_plugin_mistakes_are_one_line_errors(planar_installed, tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, coords=np.zeros((2, 5, 2)))
-    proc = run_cli("diagnose", "planar", "--model", "mlp", "--data", str(bad))
+    proc = run_cli("diagnose", "planar", "--model", "mlp", "--data", str(bad), env=planar_installed)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "no field 'points'" in proc.stderr
-    proc = run_cli("diagnose", "planar", "--model", "resnet", "--data", str(bad))
+    proc = run_cli("diagnose", "planar", "--model", "resnet", "--data", str(bad), env=planar_installed)
     assert proc.returncode == 2 and "unknown planar model 'resnet'" in proc.stderr
-    proc = run_cli("diagnose", "atomz", "--model", "x", "--data", str(bad))
+    proc = run_cli("diagnose", "atomz", "--model", "x", "--data", str(bad), env=planar_installed)
     assert proc.returncode == 2 and "unknown domain 'atomz'" in proc.stderr
 
 

@@ -21,7 +21,7 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.cluster import Icosahedron, Octahedron
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md.velocitydistribution import thermalize_momenta
 from tqdm.auto import tqdm
 
 TEMPERATURES = (300.0, 600.0, 900.0)
@@ -35,6 +35,7 @@ def _templates() -> list[tuple[str, ase.Atoms, int]]:
         out.append((f"bulk32-a{scale}", cell, 14))
     out.append(("bulk108", bulk("Cu", "fcc", a=3.61, cubic=True) * (3, 3, 3), 6))
     slab = fcc111("Cu", size=(3, 3, 4), vacuum=7.0)
+    slab.info.pop("adsorbate_info", None)  # ase's site table: not a frame property (extxyz)
     out.append(("slab111", slab, 10))
     out.append(("ico13", Icosahedron("Cu", 2), 16))
     out.append(("to38", Octahedron("Cu", 4, cutoff=1), 12))
@@ -63,8 +64,8 @@ def generate(seed: int = 0, progress: bool = True) -> list[ase.Atoms]:
     for name, template, count, temperature in tqdm(jobs, desc="EMT MD", disable=not progress):
         atoms = template.copy()
         atoms.calc = EMT()
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature,
-                                     rng=np.random.default_rng(rng.integers(2 ** 32)))
+        thermalize_momenta(atoms, temperature_K=temperature,
+                           rng=np.random.default_rng(rng.integers(2 ** 32)))
         dyn = Langevin(atoms, 5 * units.fs, temperature_K=temperature, friction=0.02, fixcm=False,
                        rng=np.random.default_rng(rng.integers(2 ** 32)))
         dyn.run(40)  # equilibrate
