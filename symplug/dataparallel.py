@@ -142,4 +142,4 @@ def connect(scheduler: str | None = None, workers: int | None = None,
     # (docs/distributed.md). A client that starts its own cluster closes it when it closes.
     with dask.config.set({NO_TRIM: None}):
         return Client(n_workers=int(workers), threads_per_worker=threads_per_worker,
-                      processes=True, dashboard_address=None)
+                      processes=True, dashboard_address=":0")  # any free port

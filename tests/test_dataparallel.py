@@ -57,6 +57,8 @@ def jets_file(tmp_path_factory):
     return path
 
 
+# the third run is local on purpose, beside the active client of the other two
+@pytest.mark.filterwarnings("ignore:Running on a single-machine scheduler:UserWarning")
 def test_jets_on_two_workers_equal_one_process(client, jets_file):
     tagger = sj.load_tagger("reference")
     domain = jets_domain("lab")
