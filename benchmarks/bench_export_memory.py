@@ -32,24 +32,20 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from _rss import worker_env  # benchmarks/_rss.py, beside this script
+
 WORKER = textwrap.dedent('''
-    import ctypes, json, os, sys, threading, time
+    import json, os, sys, threading, time
     import torch
     from ase.build import bulk
     from ase.calculators.calculator import all_changes
     from metatomic.torch import load_atomistic_model
     from metatomic_ase import MetatomicCalculator
     import symplug
+    from _rss import start_call, status  # benchmarks/_rss.py, on PYTHONPATH
     model, tool, band, structure, chunk, threads, cap, folder = sys.argv[1:9]
     band, chunk, cap = int(band), int(chunk), float(cap)
     torch.set_num_threads(int(threads))
-    libc = ctypes.CDLL("libc.so.6")
-
-    def status(field):  # kB -> MiB
-        for line in open("/proc/self/status"):
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError(f"no {field} in /proc/self/status")
 
     path = os.path.join(folder, f"{tool}-{band}.pt")
     if tool == "symplug":
@@ -82,10 +78,7 @@ WORKER = textwrap.dedent('''
     threading.Thread(target=watchdog, daemon=True).start()
 
     calc.calculate(atoms.copy(), props, all_changes)  # warm-up: TorchScript profiling run
-    libc.malloc_trim(0)
-    rest = status("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current RSS
+    rest = start_call()
     start = time.perf_counter()
     calc.calculate(atoms.copy(), props, all_changes)
     seconds = time.perf_counter() - start
@@ -106,7 +99,7 @@ def export_pet_cu(folder: Path) -> Path:
 def run_case(model: Path, tool: str, band: int, structure: str, args, folder: str) -> dict:
     out = subprocess.run([sys.executable, "-c", WORKER, str(model), tool, str(band), structure,
                           str(args.chunk), str(args.threads), str(args.cap_mib), folder],
-                         check=True, capture_output=True, text=True)
+                         check=True, capture_output=True, text=True, env=worker_env())
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -23,7 +23,6 @@ same character l_max.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

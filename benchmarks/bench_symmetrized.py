@@ -35,6 +35,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from _rss import worker_env  # benchmarks/_rss.py, beside this script
+
 OPTIONS = """
 seed: 0
 architecture:
@@ -50,7 +52,7 @@ test_set: 0.1
 """
 
 WORKER = textwrap.dedent('''
-    import ctypes, json, sys, time
+    import json, sys, time
     import numpy as np, torch
     from ase.build import bulk
     from ase.calculators.calculator import all_changes
@@ -58,15 +60,9 @@ WORKER = textwrap.dedent('''
     from metatomic_ase import MetatomicCalculator
     from metatomic_ase import SymmetrizedCalculator as Theirs
     import symplug, symplug_atoms
+    from _rss import start_call, status  # benchmarks/_rss.py, on PYTHONPATH
     model, structure, case, l_max, chunk, threads, repeat, their_batch = sys.argv[1:9]
     torch.set_num_threads(int(threads))
-    libc = ctypes.CDLL("libc.so.6")
-
-    def status(field):  # kB -> MiB
-        for line in open("/proc/self/status"):
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError(f"no {field} in /proc/self/status")
 
     atoms = (Icosahedron("Cu", 2) if structure == "ico13"
              else bulk("Cu", "fcc", a=3.61, cubic=True) * (3, 3, 3))
@@ -89,10 +85,7 @@ WORKER = textwrap.dedent('''
     calc.calculate(atoms.copy(), props, all_changes)  # and the case's own batch shapes
     times, peaks = [], []
     for _ in range(int(repeat)):
-        libc.malloc_trim(0)
-        rest = status("VmRSS")
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM to the current RSS
+        rest = start_call()
         start = time.perf_counter()
         calc.calculate(atoms.copy(), props, all_changes)
         times.append(time.perf_counter() - start)
@@ -124,7 +117,7 @@ def run_case(model: Path, structure: str, case: str, args, chunk: int = 1,
     out = subprocess.run([sys.executable, "-c", WORKER, str(model), structure, case,
                           str(l_max), str(chunk), str(args.threads), str(args.repeat),
                           str(args.their_batch)],
-                         check=True, capture_output=True, text=True)
+                         check=True, capture_output=True, text=True, env=worker_env())
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
