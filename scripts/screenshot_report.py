@@ -1,13 +1,17 @@
 """Render a symplug report.html in headless Chromium and check that its figures show.
 
     python scripts/screenshot_report.py REPORT.html --png SHOT.png [--height 4000]
+    python scripts/screenshot_report.py REPORT.html --png first.png --height 900 --no-check
 
-Takes a screenshot with Debian's ``chromium`` (``apt-get install chromium``) and
-counts the saturated (coloured) pixels: report text is black and grey, the
-figures are coloured (heat maps, curves). The same page with its images removed
-is rendered as a control; the check passes when the report has at least
-``--min-fraction`` coloured pixels and the control has (almost) none. Exit code 0
-when the figures show, 1 when not, 2 when Chromium is missing.
+Takes a screenshot with Debian's ``chromium`` (``apt-get install chromium``) at
+``--width`` (default 1400 px, the width the report is designed for) and counts the
+saturated (coloured) pixels: with the text drawn black (the report colours its
+verdicts, severities and links), the figures are what is coloured (heat maps,
+curves). The same page with its images removed is rendered as a control; the check
+passes when the report has at least ``--min-fraction`` coloured pixels and the control
+has (almost) none. Exit code 0 when the figures show, 1 when not, 2 when Chromium is
+missing. ``--no-check`` only writes the screenshot, as a small palette PNG (e.g. the
+report's first screen for the docs).
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from PIL import Image
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars"]
+         "--hide-scrollbars",
+         # paint the whole window before the shot (else its lower tiles may still be blank)
+         "--run-all-compositor-stages-before-draw", "--virtual-time-budget=10000"]
 
 
 def chromium() -> str | None:
@@ -33,7 +39,11 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def screenshot(html: Path, png: Path, width: int = 1200, height: int = 4000) -> Path:
+WIDTH = 1400  # px: the browser window the report is laid out for
+BLACK_TEXT = "<style>* { color: #000 !important; }</style>"  # measuring: only figures coloured
+
+
+def screenshot(html: Path, png: Path, width: int = WIDTH, height: int = 4000) -> Path:
     """Render ``html`` (a file) into ``png`` with headless Chromium."""
     binary = chromium()
     if binary is None:
@@ -51,15 +61,27 @@ def coloured_fraction(png: Path) -> float:
     return float(((hsv[..., 1] > 0.35) & (hsv[..., 2] > 0.2)).mean())
 
 
-def check(html: Path, png: Path, height: int = 4000, min_fraction: float = 0.01) -> dict:
-    """Screenshot of the report and of an image-less control, with their coloured fractions."""
-    screenshot(html, png, height=height)
+def small_png(png: Path) -> Path:
+    """Rewrite ``png`` as an optimised 256-colour palette PNG (a fraction of the size)."""
+    image = Image.open(png).convert("RGB")
+    image.quantize(256, method=Image.Quantize.MEDIANCUT).save(png, optimize=True)
+    return png
+
+
+def check(html: Path, png: Path, height: int = 4000, min_fraction: float = 0.01,
+          width: int = WIDTH) -> dict:
+    """Screenshot of the report into ``png``; the coloured fractions of the report and of
+    an image-less control, both rendered with black text."""
+    screenshot(html, png, width=width, height=height)
+    page = html.read_text().replace("</head>", BLACK_TEXT + "</head>", 1)
     with tempfile.TemporaryDirectory() as tmp:
-        control = Path(tmp) / "control.html"
-        control.write_text(re.sub(r"<img [^>]*>", "", html.read_text()))
-        control_png = screenshot(control, Path(tmp) / "control.png", height=height)
-        control_fraction = coloured_fraction(control_png)
-    fraction = coloured_fraction(png)
+        fractions = []
+        for name, text in (("report", page), ("control", re.sub(r"<img [^>]*>", "", page))):
+            path = Path(tmp) / f"{name}.html"
+            path.write_text(text)
+            fractions.append(coloured_fraction(
+                screenshot(path, Path(tmp) / f"{name}.png", width=width, height=height)))
+    fraction, control_fraction = fractions
     return {"coloured_fraction": fraction, "control_fraction": control_fraction,
             "figures_shown": fraction >= min_fraction and control_fraction < min_fraction / 10}
 
@@ -68,13 +90,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("html", type=Path)
     parser.add_argument("--png", type=Path, default=Path("report.png"))
+    parser.add_argument("--width", type=int, default=WIDTH)
     parser.add_argument("--height", type=int, default=4000)
+    parser.add_argument("--no-check", action="store_true",
+                        help="only write the screenshot, as a small palette PNG")
     parser.add_argument("--min-fraction", type=float, default=0.01)
     args = parser.parse_args()
     if chromium() is None:
         print("chromium is not installed (apt-get install chromium)", file=sys.stderr)
         return 2
-    result = check(args.html, args.png, args.height, args.min_fraction)
+    if args.no_check:
+        small_png(screenshot(args.html, args.png, args.width, args.height))
+        print(f"{args.png}: {args.width}x{args.height}, {args.png.stat().st_size} bytes")
+        return 0
+    result = check(args.html, args.png, args.height, args.min_fraction, args.width)
     print(f"{args.png}: coloured pixels {result['coloured_fraction']:.3f} "
           f"(without images {result['control_fraction']:.4f}); figures shown: "
           f"{result['figures_shown']}")

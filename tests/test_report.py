@@ -174,3 +174,108 @@ def test_atomic_writes_leave_the_usual_file_mode_and_no_temporary_files(tmp_path
     assert json.loads(path.read_text()) == {"a": None}  # strict JSON
     assert path.stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bin", "r.json"]
+
+
+def _summary(markdown_text: str) -> str:
+    """The text of the report's first section (from its heading to the next)."""
+    first = markdown_text.index("\n## ")
+    end = markdown_text.find("\n## ", first + 1)
+    return markdown_text[first:end]
+
+
+def test_summary_answers_first(tmp_path, diagnosis):
+    """The first section is the summary: per output A with its units, A relative to the
+    output's accuracy and a verdict; the grid and its convergence verdict; the top finding."""
+    import copy
+
+    from symplug.findings import convergence_verdict
+    from symplug.report import VERDICT_RULE, VERDICTS, symmetry_verdict
+
+    _, result = diagnosis
+    labelled = copy.deepcopy(result)  # the energy with labels: A is 30% of its error
+    a = labelled["outputs"]["energy"]["equivariance_rmse"]
+    labelled["outputs"]["energy"]["bias_variance"] = {
+        "equivariance_rmse": a, "symmetrized_rmse": a * (1 / 0.3 ** 2 - 1) ** 0.5,
+        "symmetrized_mae": a, "random_orientation_rmse": a / 0.3, "symmetry_share": 0.09,
+        "n_labelled": labelled["n_samples"]}
+    paths = write_report({"points": result, "labelled": labelled}, tmp_path)
+    md = paths["report.md"].read_text()
+    headings = re.findall(r"^## (.+)$", md, flags=re.M)
+    assert headings[0] == "Summary" and headings[1] == "points: symmetry diagnosis"
+    summary = _summary(md)
+    for name, r in (("points", result), ("labelled", labelled)):
+        for out, o in r["outputs"].items():
+            v = symmetry_verdict(o)
+            assert v["verdict"] in VERDICTS
+            assert any(f"| {out} | {o['equivariance_rmse']:.3g} {o['units']} |" in line
+                       and f"| **{v['verdict']}** |" in line for line in summary.splitlines())
+        assert f"- `{name}`: O3, finite grid of degree 2 (" in summary
+        assert convergence_verdict(r) in summary  # the verdict line, with its relative change
+        top = r["findings"][0]
+        assert f"| {top['severity']} | `{name}` | `{top['code']}`" in summary
+        assert top["evidence"] in summary
+    assert "| not learned" not in summary  # verdicts are bold: "| **not learned** |"
+    # the raw model is far from equivariant (A ~ |y|); the labelled energy is "partly"
+    assert symmetry_verdict(result["outputs"]["energy"])["verdict"] == "not learned"
+    assert "30% of E = " in summary and "| **partly** |" in summary
+    assert VERDICT_RULE in summary  # the thresholds are stated once, in the report
+    html = paths["report.html"].read_text()
+    assert html.index('<h2 id="summary">Summary</h2>') < html.index("<h2", html.index(
+        '<h2 id="summary">') + 1)
+    assert re.search(r"<h2[^>]*>", html).group(0) == '<h2 id="summary">'
+    assert '<strong class="verdict-not-learned">not learned</strong>' in html
+    ids = set(re.findall(r'id="([^"]+)"', html))  # "Details below" links to each result
+    assert {"points-symmetry-diagnosis", "labelled-symmetry-diagnosis"} <= set(
+        re.findall(r'href="#([^"]+)"', html)) <= ids
+
+
+def test_verdict_thresholds():
+    from symplug.report import (LEARNED_VS_ERROR, LEARNED_VS_MAGNITUDE, NOT_LEARNED_VS_ERROR,
+                                NOT_LEARNED_VS_MAGNITUDE, symmetry_verdict)
+
+    def labelled(ratio):
+        return {"equivariance_rmse": ratio, "relative_error": 0.5,
+                "bias_variance": {"equivariance_rmse": ratio, "random_orientation_rmse": 1.0}}
+
+    def unlabelled(ratio):
+        return {"equivariance_rmse": 2 * ratio, "relative_error": ratio}
+
+    for make, learned, not_learned in ((labelled, LEARNED_VS_ERROR, NOT_LEARNED_VS_ERROR),
+                                       (unlabelled, LEARNED_VS_MAGNITUDE,
+                                        NOT_LEARNED_VS_MAGNITUDE)):
+        assert symmetry_verdict(make(0.99 * learned))["verdict"] == "learned"
+        assert symmetry_verdict(make(learned))["verdict"] == "partly"
+        assert symmetry_verdict(make(0.99 * not_learned))["verdict"] == "partly"
+        assert symmetry_verdict(make(not_learned))["verdict"] == "not learned"
+    assert symmetry_verdict(labelled(0.3))["basis"] == "error"
+    v = symmetry_verdict(unlabelled(0.3))
+    assert v["basis"] == "magnitude" and abs(v["reference"] - 2.0) < 1e-12  # |y| = A / rel
+    exact = {"equivariance_rmse": 1e-16, "relative_error": 1e-15,
+             "bias_variance": {"equivariance_rmse": 1e-16, "random_orientation_rmse": 0.1}}
+    assert symmetry_verdict(exact)["verdict"] == "exact"
+    assert symmetry_verdict({"equivariance_rmse": None, "relative_error": None})["verdict"] \
+        == "unknown"
+
+
+def test_no_figure_is_embedded_twice_and_heat_maps_fit(tmp_path, diagnosis):
+    """Two results with the same spectra: the heat map is embedded once, the second
+    section says so; every embedded image differs from the others. The heat map is no
+    wider than the page (1400 px window), so its 10 pt labels are not scaled down."""
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    _, result = diagnosis
+    paths = write_report({"points": result, "again": result}, tmp_path)
+    md = paths["report.md"].read_text()
+    assert "(Same figure as `points_spectra.png` above.)" in md
+    html = paths["report.html"].read_text()
+    images = [base64.b64decode(i) for i in re.findall(r'src="data:image/png;base64,([^"]+)"',
+                                                      html)]
+    hashes = [hashlib.sha256(i).hexdigest() for i in images]
+    assert len(images) == 2 and len(set(hashes)) == len(hashes)
+    for data in images:
+        width, height = Image.open(io.BytesIO(data)).size
+        assert width <= 1200  # the page's column at 1400 px: shown at its own size
+    assert len(re.findall(r"!\[[^]]+\]\(figures/", md)) == len(images)
