@@ -1,24 +1,32 @@
 """Jet-tagging analysis with symmetry diagnostics, in the field's conventions.
 
-    python examples/jet_tagging_analysis.py [--data JETS.root] [--model reference] [--out DIR]
+    python examples/jet_tagging_analysis.py [--data JETS.root] [--model reference]
+        [--degree 4] [--max-jets 400] [--out DIR] [--quiet]
 
 Reads jets from a ROOT file (default: the test jets shipped with the reference
 tagger), runs the tagger, and writes to ``--out`` (see
 :func:`symplug_jets.analysis.analyze`):
-- a table (printed and ``table.md``): AUC and background rejection 1/eps_B at
-  eps_S = 0.3 and 0.5, and for each symmetry the equivariance error A of the score,
-  its invariant fraction and the classification flip rate;
+- a table (printed and ``table.md``): the jets (signal / background), the score's
+  units, AUC and background rejection 1/eps_B at eps_S = 0.3 and 0.5 with its
+  binomial uncertainty ("> N" when none of the N background jets passes), and for
+  each symmetry the rotations, the equivariance error A of the score, its invariant
+  fraction, the classification flip rate and the grid convergence check;
 - ``roc.png`` (mplhep style), ``boost.png`` (score shift and AUC against the boost
   rapidity along the beam and the jet axis);
 - ``result_<frame>_<group>.json`` (symplug results), ``analysis.json`` and
   ``predictions.root`` (weaver's ``Events`` tree with ``score_label_*``, ``label_*``
   and observers);
 - ``report/``: report.html and report.md with all figures.
+
+Progress goes to stderr (a line per step, a bar for each diagnosis and boost scan;
+``--quiet``: none); stdout gets the table and the list of files.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,14 +44,22 @@ def main() -> None:
     parser.add_argument("--degree", type=int, default=4)
     parser.add_argument("--max-jets", type=int, default=400)
     parser.add_argument("--out", type=Path, default=Path("jet-analysis"))
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args()
+    start = time.perf_counter()
+    if not args.quiet:
+        print(f"reading {args.data} (first {args.max_jets} jets)", file=sys.stderr, flush=True)
     jets = sj.read_root(args.data)
     jets = jets.subset(np.arange(min(len(jets), args.max_jets)))
     analysis = analyze(sj.load_tagger(args.model), jets, args.out, model=args.model,
-                       degree=args.degree, progress=False)
+                       degree=args.degree, progress=not args.quiet)
     print(table_markdown(analysis))
+    if not args.quiet:
+        print(f"writing the report to {args.out / 'report'}", file=sys.stderr, flush=True)
     write_report({"analysis": analysis, **analysis.pop("results")}, args.out / "report",
                  title=f"Jet tagging analysis: {args.model}")
+    if not args.quiet:
+        print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     print(f"wrote {args.out}/: table.md, roc.png, boost.png, result_*.json, analysis.json, "
           "predictions.root, report/report.html")
 

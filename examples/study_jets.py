@@ -16,8 +16,10 @@ varying only the model options:
 It evaluates each, and the raw tagger averaged over SO(2) about the beam and about
 the jet axis (:class:`symplug_jets.symmetrize.SymmetrizedTagger`), and writes
 ``study.json`` (atomically) and ``study.md``: AUC and 1/eps_B at eps_S = 0.3 and
-0.5 on all test jets; for SO(2) about the beam, SO(2) about the jet axis (all test
-jets, degree 4) and SO(3) in the lab (the first ``--so3-jets`` test jets, degree 2):
+0.5 on all test jets, with its binomial uncertainty, or "> N" when none of the N
+background test jets passes (:func:`symplug_jets.metrics.rejection`); for SO(2)
+about the beam, SO(2) about the jet axis (all test jets, degree 4) and SO(3) in the
+lab (the first ``--so3-jets`` test jets, degree 2):
 A of the score, its invariant fraction, the flip rate and the centred invariant
 fraction of the hidden layers. One torch thread.
 """
@@ -36,7 +38,7 @@ import torch
 
 import symplug_jets as sj
 from symplug_jets.generate import generate_file
-from symplug_jets.metrics import auc, background_rejection
+from symplug_jets.metrics import auc, format_rejection, rejection
 from symplug_jets.symmetrize import SymmetrizedTagger
 from symplug_jets.taggers import CallableTagger, load_reference
 from symplug_jets.train_tagger import MAX_PARTICLES, train
@@ -55,14 +57,15 @@ def layers_of(options: dict) -> list[str]:
 
 
 def performance(tagger, jets) -> dict:
-    """AUC and 1/eps_B at eps_S = 0.3 and 0.5 of a tagger ``f(p4, mask)`` on ``jets``."""
+    """AUC and 1/eps_B at eps_S = 0.3 and 0.5 (with its resolution) of a tagger
+    ``f(p4, mask)`` on ``jets``."""
     with torch.no_grad():
         score = torch.cat([torch.as_tensor(tagger(torch.from_numpy(jets.p4[i:i + 256]),
                                                   torch.from_numpy(jets.mask[i:i + 256])))
                            for i in range(0, len(jets), 256)]).numpy()
     top = jets.labels[:, jets.label_names.index("label_Top")] > 0.5
-    return {"auc": auc(score, top), "rejection_at_0.3": background_rejection(score, top, 0.3),
-            "rejection_at_0.5": background_rejection(score, top, 0.5)}
+    return {"auc": auc(score, top), "rejection_at_0.3": rejection(score, top, 0.3),
+            "rejection_at_0.5": rejection(score, top, 0.5)}
 
 
 def symmetry(tagger, jets, so3_jets: int, layers, convergence_so3: bool = True) -> dict:
@@ -98,8 +101,11 @@ def markdown(result: dict) -> str:
         last = [list(sym[k]["layers"].values())[-1] if sym[k]["layers"] else None
                 for k in ("jet_axis", "so3")]
         inv = " / ".join("-" if v is None else f"{v:.3f}" for v in last)
-        lines.append(f"| {name} | {perf['auc']:.4f} | {perf['rejection_at_0.3']:.1f} "
-                     f"| {perf['rejection_at_0.5']:.1f} | {a} | {flips} | {inv} |")
+        lines.append(f"| {name} | {perf['auc']:.4f} | {format_rejection(perf['rejection_at_0.3'])} "
+                     f"| {format_rejection(perf['rejection_at_0.5'])} | {a} | {flips} | {inv} |")
+    n_b = next(iter(result["rows"].values()))["performance"]["rejection_at_0.3"]["n_background"]
+    lines += ["", f"1/eps_B: ± the binomial uncertainty of eps_B on the {n_b} background test "
+              f"jets; \"> {n_b}\": none of them passes, the largest value the test set resolves."]
     return "\n".join(lines) + "\n"
 
 

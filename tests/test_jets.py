@@ -209,6 +209,18 @@ def test_generated_jets(tmp_path):
                            "--out", str(tmp_path / "cli.root"), "--n", "2", "--quiet"],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "4 jets" in proc.stdout
+    # stdout holds the one line of the result: FastJet's C++ banner is kept off it
+    assert "FastJet release" not in proc.stdout and "#---" not in proc.stdout, proc.stdout
+    assert proc.stdout.strip().count("\n") == 0, proc.stdout
+    assert "FastJet release" not in proc.stderr  # credited in one line, not the banner
+
+
+def test_generate_help_says_n_is_per_class():
+    proc = subprocess.run([str(Path(sys.executable).parent / "symplug"), "jets", "generate",
+                           "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert "jets per class: N top and N QCD jets, 2N in all" in text
 
 
 def test_reference_tagger_reproduces_its_test_metrics():
@@ -243,6 +255,124 @@ def test_analysis_script(tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
     table = (tmp_path / "table.md").read_text()
     assert "AUC" in table and "1/eps_B at eps_S = 0.3" in table and "flip rate" in table
+    # the field's words: jets, the score's units, the rotations, the grid check
+    assert "jets (signal / background)" in table and "| score " in table and "probability" in table
+    assert "3 equispaced angles (degree 1)" in table and "grid check, SO(3), lab frame" in table
+    # progress on every step, on stderr; stdout keeps the table
+    steps = [line for line in proc.stderr.splitlines() if line.startswith("jet analysis [")]
+    assert len(steps) == 6 and "jet analysis [6/6" in steps[-1], proc.stderr[-2000:]
+    assert "jet analysis [" not in proc.stdout and "| AUC" in proc.stdout
+    # every diagnosis of the analysis runs the convergence check (one grid more)
+    analysis = json.loads((tmp_path / "analysis.json").read_text())
+    for s in analysis["symmetries"]:
+        assert s["grid_check"]["checked"] and s["grid_check"]["method"] == "rotated"
+        result = json.loads((tmp_path / s["result"]).read_text())
+        assert result["convergence"]["method"] == "rotated"
+        assert result["convergence"]["finer_size"] == result["grid"]["size"]
+    assert analysis["symmetries"][0]["rotations"] == \
+        "SO(2) about the beam: 3 equispaced angles (degree 1)"
+    assert analysis["score_units"] == "probability"
+    assert analysis["n_signal"] + analysis["n_background"] == analysis["n_jets"] == 40
+
+
+def test_rejection_with_its_resolution_known_counts():
+    """10 signal jets, 200 background jets of which 4 score above every signal jet: at
+    eps_S = 0.5, eps_B = 4/200, 1/eps_B = 50 with binomial error 50 sqrt(0.98 / 4)."""
+    signal = 0.905 + 0.01 * np.arange(10)
+    background = np.r_[np.full(4, 0.999), np.full(196, 0.1)]
+    scores = np.r_[signal, background]
+    is_signal = np.r_[np.ones(10, bool), np.zeros(200, bool)]
+    rec = sj.rejection(scores, is_signal, 0.5)
+    assert rec["resolved"] and rec["n_background"] == 200
+    assert abs(rec["n_background_passing"] - 4) < 1e-12
+    assert abs(rec["value"] - 50.0) < 1e-12
+    assert abs(rec["uncertainty"] - 50.0 * math.sqrt(0.98 / 4)) < 1e-12
+    assert rec["lower_bound"] is None
+    assert rec["value"] == sj.background_rejection(scores, is_signal, 0.5)
+    assert sj.format_rejection(rec) == "50 ± 25"
+    # no background jet passes: the bound "> N_B", no inf or NaN anywhere
+    none = sj.rejection(np.r_[signal, np.full(200, 0.1)], is_signal, 0.5)
+    assert not none["resolved"] and none["value"] is None and none["uncertainty"] is None
+    assert none["lower_bound"] == 200.0 and none["n_background_passing"] == 0.0
+    assert sj.format_rejection(none) == "> 200"
+    json.dumps([rec, none], allow_nan=False)
+    # less than one background jet (interpolated along a tie) is below the resolution too
+    half = sj.rejection(np.r_[signal, signal[5], np.full(199, 0.1)], is_signal, 0.45)
+    assert 0 < half["n_background_passing"] < 1 and not half["resolved"]
+    # exactly one: resolved, with an uncertainty as large as the value (saturated)
+    one = sj.rejection(np.r_[signal, 0.999, np.full(199, 0.1)], is_signal, 0.5)
+    assert one["resolved"] and abs(one["value"] - 200) < 1e-9
+    assert abs(one["uncertainty"] - 200 * math.sqrt(1 - 1 / 200)) < 1e-9
+
+
+def test_summary_counts_jets_with_units_rotations_and_resolved_rejection(jets):
+    """What a person reads counts jets (24), not the engine's blocks (2 samples)."""
+    from symplug.plugins import report_sections
+
+    result = sj.diagnose(sj.load_tagger("mass"), jets, group="SO2", degree=2, progress=False,
+                         check_convergence=False)
+    s = result["summary"]
+    assert result["n_samples"] == 2  # the engine's samples: blocks of 16 jets
+    assert (s["n_jets"], s["n_signal"], s["n_background"]) == (24, 12, 12)
+    assert s["rotations"] == "SO(2) about the beam: 5 equispaced angles (degree 2)"
+    assert result["outputs"]["score"]["units"] == "probability"
+    for wp in ("0.3", "0.5"):
+        rec = s["background_rejection"][wp]
+        assert rec["n_background"] == 12
+        assert (rec["value"] is None) == (not rec["resolved"]) == (rec["lower_bound"] == 12.0)
+    json.dumps(result, allow_nan=False)  # a number plus a flag or bound: strict JSON
+    text = "\n".join(sec.markdown for sec in report_sections(result))
+    titles = [sec.title for sec in report_sections(result)]
+    assert "24 jets (12 signal, 12 background)" in text and "score: probability" in text
+    assert titles == ["Jet tagging under SO(2) about the beam: 5 equispaced angles (degree 2)"]
+    assert "1/eps_B at eps_S = 0.3: " in text and "inf" not in text
+    axis = sj.diagnose(sj.load_tagger("pz2"), jets, group="O2", degree=1, frame="jet",
+                       progress=False, check_convergence=False)
+    assert axis["outputs"]["score"]["units"] == "GeV^2"
+    assert axis["summary"]["rotations"] == ("O(2) about each jet's axis: 3 equispaced angles "
+                                            "and their 3 mirror images (degree 1)")
+
+
+def test_rejection_bound_in_the_summary_when_no_background_passes():
+    from symplug_jets.domain import _performance
+
+    score = np.r_[np.linspace(0.6, 0.9, 8), np.linspace(0.1, 0.4, 30)]
+    is_signal = np.r_[np.ones(8, bool), np.zeros(30, bool)]
+    part = {"score": score, "is_signal": is_signal, "skipped": [],
+            "rotations": "SO(2) about the beam: 5 equispaced angles (degree 2)"}
+    out = _performance([part], None)
+    assert out["auc"] == 1.0 and out["n_background"] == 30
+    for wp in ("0.3", "0.5"):
+        assert out["background_rejection"][wp]["lower_bound"] == 30.0
+        assert out["background_rejection"][wp]["value"] is None
+    json.dumps(out, allow_nan=False)
+
+
+def test_partitions_of_one_file_spread_over_the_workers(jets_file):
+    """Without --partition-size, one small ROOT file is still split (the progress bar of
+    `--workers 2` no longer sits at 0/1): what the CLI asks the plugin for."""
+    import dask
+    from symplug.plugins import load_partitions
+    from symplug_jets.domain import partition_step
+
+    parts = load_partitions("jets", [str(jets_file)], None)
+    assert len(parts) >= 2
+    computed = dask.compute(*parts, scheduler="sync")
+    assert sum(b["p4"].shape[0] for part in computed for b in part) == 24
+    assert len(load_partitions("jets", [str(jets_file)], 100)) == 1  # --partition-size wins
+    assert partition_step(120, workers=2) == 16  # 120 jets, 2 workers: 8 partitions
+    assert partition_step(100_000, workers=4) == 6256  # ceil(100000 / 16) in whole blocks
+    assert partition_step(10 ** 9, workers=2) == 100_000  # at most 100 000 entries
+    assert partition_step(10, workers=8) == 16 and partition_step(999, size=7) == 7
+
+
+def test_demo_keeps_its_cost_with_the_convergence_check():
+    """Grid + check at the demo's SO(3) degree cost about the old degree-4 grid alone."""
+    from symplug.quadrature import quadrature
+    from symplug_jets.demo import FULL
+
+    so3 = quadrature("SO3", FULL["degree"])
+    assert so3.size == 182 and 2 * so3.size <= 1.1 * quadrature("SO3", 4).size
 
 
 def test_flip_rate_uses_the_frame(jets):

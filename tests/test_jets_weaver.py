@@ -33,6 +33,7 @@ def test_particle_transformer_is_beam_invariant_by_construction(part, jets):
     result = sj.diagnose(part, jets, group="SO2", degree=2, layers=["mod.embed", "mod.blocks.0"],
                          progress=False, check_convergence=False)
     assert result["outputs"]["score"]["equivariance_rmse"] < 1e-10
+    assert result["outputs"]["score"]["units"] == "probability"  # softmax over the classes
     for layer in result["layers"].values():
         assert abs(layer["invariant_fraction"] - 1) < 1e-10
 

@@ -5,6 +5,7 @@ Public API (imported lazily, so that ``symplug plugins`` works without the ``jet
 extra)::
 
     from symplug_jets import read_root, write_root, write_predictions, diagnose, boost_scan
+    from symplug_jets import rejection  # 1/eps_B with its resolution on the test jets
 
 Conventions: 4-momenta (E, px, py, pz) in GeV, float64; the beam is the z axis.
 """
@@ -20,7 +21,8 @@ _EXPORTS = {
     "JetSet": "rootio", "read_root": "rootio", "write_root": "rootio",
     "write_predictions": "rootio", "read_top_tagging_h5": "rootio",
     "rotate_jets": "action", "boost": "action", "jet_frames": "action",
-    "auc": "metrics", "background_rejection": "metrics",
+    "auc": "metrics", "background_rejection": "metrics", "rejection": "metrics",
+    "format_rejection": "metrics",
     "diagnose": "domain", "boost_scan": "domain", "jets_domain": "domain",
     "lie_derivatives": "domain",
     "load_tagger": "taggers", "load_reference": "taggers", "CallableTagger": "taggers",

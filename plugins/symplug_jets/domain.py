@@ -1,24 +1,40 @@
 """The jets domains and the tagger diagnosis: A and B of the score under a compact
-group, flip rate, AUC and background rejection, and boost scans."""
+group, flip rate, AUC and background rejection, and boost scans.
+
+The engine's samples are blocks of :data:`BLOCK` jets (one model call sees many jets);
+everything a user reads counts jets: ``summary.n_jets``, ``n_signal``,
+``n_background``, 1/eps_B with its resolution on the background jets
+(:func:`symplug_jets.metrics.rejection`) and the grid in the field's words
+(``summary.rotations``, :func:`grid_text`).
+"""
 
 from __future__ import annotations
 
+import math
+import re
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 import symplug
 from symplug import Domain, Output, SummaryStage, SymplugError
 
 from .action import boost, rotate_jets
-from .metrics import auc, background_rejection, roc
+from .metrics import auc, rejection, roc
 from .rootio import JetSet, read_root, read_root_dask
 from .taggers import CallableTagger
 
 BLOCK = 16  # jets per orbit sample: a model call sees chunk_size x BLOCK jets
+MAX_PARTITION = 100_000  # entries per data-parallel partition at most (memory of a worker)
+PARTITIONS_PER_WORKER = 4  # default partitions per dask worker (load balance)
+DEFAULT_PARTITIONS = 16  # default partitions of the data when the worker count is unknown
+GROUP_NAMES = {"SO2": "SO(2)", "O2": "O(2)", "SO3": "SO(3)", "O3": "O(3)"}
+FINITE_NAMES = {"D2": "dihedral D2", "T": "tetrahedral", "O": "octahedral", "I": "icosahedral"}
 WORKING_POINTS = (0.3, 0.5)
 FLIP_TOLERANCE = 1e-12  # a copy flips class only if its score moved by more (not round-off)
 ROC_POINTS = 200  # ROC points kept in a result (for the report's curve)
@@ -47,15 +63,78 @@ def blocks(jets: JetSet, size: int = BLOCK) -> list[dict]:
     return out
 
 
-def jet_partitions(paths: Sequence[str | Path], block_size: int = BLOCK, step_size: int = 100_000,
+def partition_step(entries: int, workers: int | None = None, size: int | None = None) -> int:
+    """Entries per data-parallel partition: ``size`` if given; else the ``entries`` split
+    :data:`PARTITIONS_PER_WORKER` x ``workers`` ways (or :data:`DEFAULT_PARTITIONS` ways
+    when the worker count is unknown), rounded up to whole blocks of :data:`BLOCK` jets
+    and at most :data:`MAX_PARTITION`, so that even one small file keeps every worker busy."""
+    if size is not None:
+        if int(size) < 1:
+            raise SymplugError(f"partition size must be >= 1, got {size}")
+        return int(size)
+    ways = PARTITIONS_PER_WORKER * int(workers) if workers else DEFAULT_PARTITIONS
+    step = math.ceil(max(int(entries), 1) / max(ways, 1))
+    return max(BLOCK, min(MAX_PARTITION, BLOCK * math.ceil(step / BLOCK)))
+
+
+def count_entries(paths: Sequence[str | Path], tree: str = "tree") -> int:
+    """The entries of ``tree`` in all ``paths`` (metadata only)."""
+    from .rootio import _open_tree
+
+    return sum(int(_open_tree(Path(p), tree).num_entries) for p in paths)
+
+
+def jet_partitions(paths: Sequence[str | Path], block_size: int = BLOCK,
+                   step_size: int | None = None, workers: int | None = None,
                    **read) -> symplug.Partitions:
     """The jet blocks of many ROOT files as lazy partitions of about ``step_size`` entries
-    (:func:`~symplug_jets.rootio.read_root_dask`), for ``symplug.diagnose(...,
-    client=...)``: each partition is read, validated and cut into blocks on its worker."""
+    (default: :func:`partition_step` for ``workers``; :func:`~symplug_jets.rootio.read_root_dask`),
+    for ``symplug.diagnose(..., client=...)``: each partition is read, validated and cut
+    into blocks on its worker."""
     import dask
 
+    if step_size is None:
+        step_size = partition_step(count_entries(paths, read.get("tree", "tree")), workers)
     return symplug.Partitions(dask.delayed(blocks)(jets, block_size)
                               for jets in read_root_dask(paths, step_size=step_size, **read))
+
+
+def grid_text(grid: dict, frame: str = "lab") -> str:
+    """A grid record (``result["grid"]``) in the field's words, e.g. ``"SO(2) about the
+    beam: 9 equispaced angles (degree 4)"`` or ``"SO(3) in the lab frame: 182 rotations
+    (26 Lebedev directions x 7 angles about each, degree 3)"``."""
+    group = grid["group"]
+    planar, improper = group in ("SO2", "O2"), group in ("O2", "O3")
+    if planar:
+        where = "about the beam" if frame == "lab" else "about each jet's axis"
+    else:
+        where = "in the lab frame" if frame == "lab" else "in each jet's own frame"
+    size, kind, degree = int(grid["size"]), grid["kind"], grid.get("degree")
+    proper = size // 2 if improper else size
+    mirror = "mirror image" if planar else "inversion"
+    detail = f"degree {degree}"
+    if kind == "haar":
+        what = f"{size} random {'elements' if improper else 'rotations'}"
+        detail = f"seed {grid.get('seed')}"
+    elif kind == "identity":
+        what = f"the identity{f' and its {mirror}' if improper else ''}"
+    elif kind == "equispaced":
+        what = f"{proper} equispaced angles"
+    else:
+        what = f"{proper} rotations"
+        rule = grid.get("rule", "")
+        found = re.match(r"Lebedev order \d+ \((\d+) nodes\) x (\d+)", rule)
+        if found:
+            detail = (f"{found.group(1)} Lebedev directions x {found.group(2)} angles about "
+                      f"each, {detail}")
+        elif kind == "finite":
+            name = rule.split(" (")[0].removeprefix("rotation group ")
+            detail = f"the {FINITE_NAMES.get(name, name)} group, {detail}"
+        else:
+            detail = f"{'Gauss-Legendre' if kind == 'gauss-legendre' else kind} rule, {detail}"
+    if improper and kind not in ("haar", "identity"):
+        what += f" and their {proper} {mirror}s"
+    return f"{GROUP_NAMES.get(group, group)} {where}: {what} ({detail})"
 
 
 def _scores(model, p4: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
@@ -84,7 +163,9 @@ def _is_signal(labels: np.ndarray, label_names: list[str], signal: str | None) -
 
 
 def _as_tagger(tagger) -> CallableTagger:
-    return tagger if isinstance(tagger, CallableTagger) else CallableTagger(tagger)
+    if isinstance(tagger, CallableTagger):
+        return tagger
+    return CallableTagger(tagger, units=getattr(tagger, "units", "probability"))
 
 
 def _boosted(jets: JetSet, rapidity: float, axis: str) -> torch.Tensor:
@@ -93,9 +174,10 @@ def _boosted(jets: JetSet, rapidity: float, axis: str) -> torch.Tensor:
 
 
 def _scores_part(samples: Sequence[dict], model, grid, orbit_values, context, previous,
-                 signal: str | None = None) -> dict:
+                 signal: str | None = None, frame: str = "lab") -> dict:
     """Summary stage 1, per partition: the signal score of the untransformed jets,
-    whether each is signal (with labels) and the jets the reader skipped."""
+    whether each is signal (with labels), the jets the reader skipped and the grid in
+    the field's words."""
     p4 = torch.cat([b["p4"] for b in samples])
     mask = torch.cat([b["mask"] for b in samples])
     names = samples[0].get("label_names", [])
@@ -103,21 +185,25 @@ def _scores_part(samples: Sequence[dict], model, grid, orbit_values, context, pr
     return {"score": _signal_score(_scores(model, p4, mask), names, signal),
             "is_signal": (_is_signal(np.concatenate([b["labels"] for b in samples]), names,
                                      signal) if labelled else None),
-            "skipped": [(int(i), r, f) for b in samples for i, r, f in b.get("skipped", [])]}
+            "skipped": [(int(i), r, f) for b in samples for i, r, f in b.get("skipped", [])],
+            "rotations": grid_text(grid.describe(), frame)}
 
 
 def _performance(parts: list[dict], context) -> dict:
-    """Summary stage 1, merged: AUC, 1/eps_B and the ROC of all untransformed jets, and
+    """Summary stage 1, merged: the jet counts, AUC, 1/eps_B (with its resolution:
+    :func:`~symplug_jets.metrics.rejection`) and the ROC of all untransformed jets, and
     the working point of the flip rate (eps_S = 0.5, or the median score without labels)."""
     score = np.concatenate([p["score"] for p in parts])
-    out = {"n_jets": int(score.shape[0]),
+    out = {"n_jets": int(score.shape[0]), "rotations": parts[0]["rotations"],
            "skipped": [{"entry": i, "reason": r, "file": f} for p in parts
                        for i, r, f in p["skipped"]]}
     threshold = float(np.median(score))
     if parts[0]["is_signal"] is not None:
         is_signal = np.concatenate([p["is_signal"] for p in parts])
+        out["n_signal"] = int(is_signal.sum())
+        out["n_background"] = int((~is_signal).sum())
         out["auc"] = auc(score, is_signal)
-        out["background_rejection"] = {f"{wp}": background_rejection(score, is_signal, wp)
+        out["background_rejection"] = {f"{wp}": rejection(score, is_signal, wp)
                                        for wp in WORKING_POINTS}
         out["roc"] = _roc_record(score, is_signal)
         threshold = float(np.quantile(score[is_signal], 0.5))
@@ -172,17 +258,20 @@ def summary_stages(frame: str = "lab", signal: str | None = None) -> tuple[Summa
     fraction of copies on the other side of the eps_S = 0.5 working point, or of the
     median score without labels) under the grid and the weighted distribution of the
     score shift s(g x) - s(x), read from the orbit pass's kept scores."""
-    return (SummaryStage(partial(_scores_part, signal=signal), _performance),
+    return (SummaryStage(partial(_scores_part, signal=signal, frame=frame), _performance),
             SummaryStage(partial(_flips_part, signal=signal, frame=frame), _flip_rate))
 
 
-def jets_domain(frame: str = "lab") -> Domain:
-    """``jets`` (lab frame; SO2/O2 about the beam) or ``jets_axis`` (about each jet's axis)."""
+def jets_domain(frame: str = "lab", units: str = "probability") -> Domain:
+    """``jets`` (lab frame; SO2/O2 about the beam) or ``jets_axis`` (about each jet's axis).
+    ``units``: those of the tagger's score; the shipped ``reference`` and ``mass`` taggers
+    and :class:`~symplug_jets.weaver.WeaverTagger` give a signal probability (softmax or
+    sigmoid), ``pz2`` GeV^2; a tagger that returns raw logits says ``"logit"``."""
     if frame not in ("lab", "jet"):
         raise SymplugError(f"frame must be 'lab' or 'jet', got {frame!r}")
     return Domain(name="jets" if frame == "lab" else "jets_axis",
                   act=partial(rotate_jets, frame=frame), groups=("SO2", "O2", "SO3", "O3"),
-                  outputs={"score": Output("0e", "")},
+                  outputs={"score": Output("0e", units, "the tagger's signal score")},
                   description=("jet constituents (E, px, py, pz); rotations in the "
                                + ("lab frame, axis = beam" if frame == "lab" else "jet frame")),
                   summary=summary_stages(frame), samples_are_blocks=True,
@@ -192,12 +281,14 @@ def jets_domain(frame: str = "lab") -> Domain:
 def diagnose(tagger, jets: JetSet | str | Path, group: str = "SO2", degree: int = 4,
              frame: str = "lab", block_size: int = BLOCK, **kwargs) -> dict:
     """A and B of a tagger's score, plus AUC, 1/eps_B and flip rate, on jets (a JetSet or a
-    ROOT file). ``tagger``: a :class:`CallableTagger` or any ``f(p4, mask)``."""
+    ROOT file). ``tagger``: a :class:`CallableTagger` (the score's units are its
+    ``units``) or any ``f(p4, mask)`` (a signal probability)."""
     if not isinstance(jets, JetSet):
         jets = read_root(jets)
     kwargs.setdefault("skip_failures", True)
-    return symplug.diagnose(_as_tagger(tagger), blocks(jets, block_size), jets_domain(frame), group=group,
-                            degree=degree, **kwargs)
+    tagger = _as_tagger(tagger)
+    return symplug.diagnose(tagger, blocks(jets, block_size), jets_domain(frame, tagger.units),
+                            group=group, degree=degree, **kwargs)
 
 
 def lie_derivatives(tagger, jets: JetSet, group: str = "SO3", frame: str = "lab",
@@ -227,21 +318,23 @@ def lie_derivatives(tagger, jets: JetSet, group: str = "SO3", frame: str = "lab"
 
 
 def boost_scan(tagger, jets: JetSet, rapidities: Sequence[float], axis: str = "beam",
-               signal: str | None = None) -> list[dict]:
-    """Score shift (RMS, relative to y = 0) and, with labels, AUC and 1/eps_B as functions
-    of the boost rapidity y (a non-compact symmetry: no Haar average, a bounded scan)."""
+               signal: str | None = None, progress: bool = False) -> list[dict]:
+    """Score shift (RMS, relative to y = 0) and, with labels, AUC and 1/eps_B (with its
+    resolution) as functions of the boost rapidity y (a non-compact symmetry: no Haar
+    average, a bounded scan); ``progress``: a bar on stderr."""
     tagger = _as_tagger(tagger)
     mask = torch.from_numpy(jets.mask)
     base = _signal_score(_scores(tagger, torch.from_numpy(jets.p4), mask), jets.label_names, signal)
     rows = []
-    for y in rapidities:
+    for y in tqdm(rapidities, desc=f"boosts along the {axis if axis == 'beam' else 'jet axis'}",
+                  unit="rapidity", disable=not progress, file=sys.stderr, leave=False):
         score = _signal_score(_scores(tagger, _boosted(jets, y, axis), mask), jets.label_names,
                               signal)
         row = {"rapidity": float(y), "score_shift_rms": float(np.sqrt(np.mean((score - base) ** 2)))}
         if jets.labels is not None:
             is_signal = _is_signal(jets.labels, jets.label_names, signal)
             row["auc"] = auc(score, is_signal)
-            row["background_rejection"] = {f"{wp}": background_rejection(score, is_signal, wp)
+            row["background_rejection"] = {f"{wp}": rejection(score, is_signal, wp)
                                            for wp in WORKING_POINTS}
         rows.append(row)
     return rows

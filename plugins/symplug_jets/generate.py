@@ -8,11 +8,17 @@ three decay quarks lie within dR < 0.8 of the jet axis. Everything is seeded. Th
 jets are written in the JetClass layout (:func:`symplug_jets.rootio.write_root`) with
 ``label_Top``/``label_QCD`` and ``jet_pt``, ``jet_eta``, ``jet_phi``, ``jet_energy``,
 ``jet_mass`` observers.
+
+stdout stays clean: FastJet's C++ start-up banner (14 lines on std::cout at the first
+clustering) is switched off through its own ``set_fastjet_banner_stream`` (a null
+stream), and one line on stderr credits FastJet instead.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import sys
 
 import numpy as np
 import vector
@@ -24,6 +30,22 @@ from .rootio import write_root
 
 R = 0.8
 NEUTRINOS = (12, 14, 16)
+FASTJET_CREDIT = ("FastJet (M. Cacciari, G.P. Salam, G. Soyez): please cite EPJC72(2012)1896 "
+                  "[arXiv:1111.6097]")
+_credited = False
+
+
+def quiet_fastjet(credit: bool = True) -> None:
+    """Keep FastJet's banner off stdout: point its banner stream at nothing (before the
+    first clustering; the banner is printed once per process) and, with ``credit``, say
+    once on stderr, in one line, what it asks users to cite."""
+    global _credited
+    import fastjet._swig
+
+    fastjet._swig.ClusterSequence.set_fastjet_banner_stream(None)
+    if credit and not _credited:
+        print(FASTJET_CREDIT, file=sys.stderr)
+        _credited = True
 
 
 def _pythia(process: str, seed: int, pt_min: float, pt_max: float):
@@ -78,6 +100,7 @@ def generate(n_jets: int, process: str, seed: int = 0, pt_min: float = 550.0,
 
     if process not in ("top", "qcd"):
         raise SymplugError(f"process must be 'top' or 'qcd', got {process!r}")
+    quiet_fastjet(credit=progress)
     pythia = _pythia(process, seed, pt_min, pt_max)
     jet_def = fastjet.JetDefinition(fastjet.antikt_algorithm, R)
     jets, observers = [], []

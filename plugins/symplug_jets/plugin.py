@@ -49,13 +49,16 @@ def symplug_load_data(domain: str, path: str):
 
 @hookimpl
 def symplug_load_partitions(domain: str, paths: list[str], size: int | None):
-    """ROOT files through ``uproot.dask``: partitions of about ``size`` entries."""
+    """ROOT files through ``uproot.dask``: partitions of about ``size`` entries; by default
+    (``size`` None) the entries of all files split 16 ways in whole blocks of 16 jets, at
+    most 100 000 entries each (:func:`~symplug_jets.domain.partition_step`), so that one
+    small file still spreads over the workers."""
     if domain not in DOMAINS or not all(p.endswith(".root") for p in paths):
         return None
     _require_jets()
     from .domain import jet_partitions
 
-    return jet_partitions(paths, step_size=size or 100_000)
+    return jet_partitions(paths, step_size=size)
 
 
 @hookimpl
@@ -85,6 +88,8 @@ def symplug_report_sections(result: dict):
                                                  or "summary" not in result):
         return []
     from .analysis import boost_figure, roc_figure, score_shift_figure, table_markdown
+    from .domain import BLOCK, grid_text
+    from .metrics import rejection_text
 
     if result.get("kind") == "jet_analysis":
         shifts = {s["label"]: s["score_shift"] for s in result["symmetries"]}
@@ -94,16 +99,24 @@ def symplug_report_sections(result: dict):
         return [ReportSection(f"Jet tagging analysis: {result['model']} on {result['n_jets']} jets",
                               table_markdown(result), figures)]
     s = result["summary"]
-    lines = [f"- {s['n_jets']} jets, {len(s['skipped'])} skipped",
-             f"- flip rate under {result['group']}: {s['flip_rate']:.4f}"]
-    figures = {"score_shift.png": score_shift_figure({result["group"]: s["score_shift"]})}
+    rotations = s.get("rotations") or grid_text(result["grid"],
+                                                "lab" if result["domain"] == "jets" else "jet")
+    units = result["outputs"].get("score", {}).get("units") or "probability"
+    counts = f"{s['n_jets']} jets"
+    if "n_signal" in s:
+        counts += f" ({s['n_signal']} signal, {s['n_background']} background)"
+    lines = [f"- {counts}; the engine's {result['n_samples']} samples above are blocks of up "
+             f"to {BLOCK} jets; {len(s['skipped'])} jets skipped by the reader",
+             f"- score: {units}; flip rate (copies on the other side of the working point): "
+             f"{s['flip_rate']:.4f}"]
+    figures = {"score_shift.png": score_shift_figure({rotations: s["score_shift"]})}
     if "auc" in s:
+        rates = s["background_rejection"]
         lines.append(f"- AUC {s['auc']:.4f}; 1/eps_B at eps_S = 0.3: "
-                     f"{s['background_rejection']['0.3']:.1f}, at 0.5: "
-                     f"{s['background_rejection']['0.5']:.1f}")
+                     f"{rejection_text(rates['0.3'])}; at eps_S = 0.5: "
+                     f"{rejection_text(rates['0.5'])}")
         figures["roc.png"] = roc_figure({"tagger": {**s["roc"], "auc": s["auc"]}})
-    return [ReportSection(f"Jet tagging under {result['group']} ({result['domain']})",
-                          "\n".join(lines), figures)]
+    return [ReportSection(f"Jet tagging under {rotations}", "\n".join(lines), figures)]
 
 
 def _cmd_generate(args) -> int:
@@ -122,9 +135,12 @@ def _cmd_generate(args) -> int:
 def symplug_cli(subparsers):
     jets = subparsers.add_parser("jets", help="jet tools (generate samples)")
     sub = jets.add_subparsers(dest="jets_command", metavar="COMMAND", required=True)
-    p = sub.add_parser("generate", help="top and QCD jets with Pythia 8 and FastJet")
+    p = sub.add_parser("generate", help="top and QCD jets with Pythia 8 and FastJet",
+                       description="Generate N hadronic top jets and N QCD jets (2N in all) "
+                       "with Pythia 8 and FastJet into one ROOT file (JetClass layout).")
     p.add_argument("--out", required=True, help="ROOT file to write (JetClass layout)")
-    p.add_argument("--n", type=int, default=500, help="jets per class (default 500)")
+    p.add_argument("--n", type=int, default=500, metavar="N",
+                   help="jets per class: N top and N QCD jets, 2N in all (default 500)")
     p.add_argument("--seed", type=int, default=0, help="Pythia seed (default 0)")
     p.add_argument("--pt-min", type=float, default=550.0, help="jet pT minimum in GeV")
     p.add_argument("--pt-max", type=float, default=650.0, help="jet pT maximum in GeV")

@@ -40,6 +40,7 @@ class SymmetrizedTagger:
         if int(chunk_size) < 1:
             raise SymplugError(f"chunk_size must be >= 1, got {chunk_size}")
         self.tagger, self.frame, self.chunk_size = tagger, frame, int(chunk_size)
+        self.units = getattr(tagger, "units", "probability")  # an average keeps the units
         self.grid = symplug.quadrature(group, degree, kind=kind, purpose="mean")
 
     def __call__(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

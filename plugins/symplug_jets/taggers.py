@@ -1,10 +1,12 @@
 """Taggers as symplug models: callables ``f(p4, mask) -> scores``.
 
 :class:`CallableTagger` wraps any ``f(p4 (N, P, 4), mask (N, P)) -> (N,) or (N, C)``
-and returns ``{"score": (copies, J[, C])}`` for a rotated jet block. Two shipped
-taggers have known symmetry: ``mass`` (a function of the jet invariant mass only:
-Lorentz invariant) and ``pz2`` (sum of the constituents' pz^2 in GeV^2: invariant
-under rotations about the beam only).
+and returns ``{"score": (copies, J[, C])}`` for a rotated jet block; its ``units``
+say what the score is: ``"probability"`` (a softmax or sigmoid output, the default),
+``"logit"`` (raw logits) or a physical unit. Two shipped taggers have known symmetry:
+``mass`` (a sigmoid of the jet invariant mass: a probability, Lorentz invariant) and
+``pz2`` (sum of the constituents' pz^2, in GeV^2: invariant under rotations about the
+beam only). The ``reference`` tagger gives the softmax probability of Top.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def pz2_tagger(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 SHIPPED = {"mass": mass_tagger, "pz2": pz2_tagger}
+UNITS = {"mass": "probability", "pz2": "GeV^2"}  # of the shipped taggers' scores
 REFERENCE = Path(__file__).resolve().parent / "data" / "tagger.pt"
 
 
@@ -54,18 +57,25 @@ def load_reference(path: str | Path | None = None, dtype=torch.float64) -> "Call
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise SymplugError(f"{path}: not a symplug tagger checkpoint ({exc})") from exc
     module = module.to(dtype).eval()
-    tagger = CallableTagger(lambda p4, mask: module.score(p4.to(dtype), mask), "reference")
+    tagger = CallableTagger(lambda p4, mask: module.score(p4.to(dtype), mask), "reference",
+                            units="probability")  # softmax probability of Top
     tagger.module = module  # the layers symplug hooks: embed, blocks.0, blocks.1, pool
     return tagger
 
 
 class CallableTagger:
-    """A tagger ``f(p4, mask)`` as a symplug model on rotated jet blocks."""
+    """A tagger ``f(p4, mask)`` as a symplug model on rotated jet blocks; ``units``: what
+    its score is (``"probability"``, ``"logit"`` or a physical unit such as ``"GeV^2"``)."""
 
-    def __init__(self, fn: Callable, name: str = "tagger"):
+    def __init__(self, fn: Callable, name: str = "tagger", units: str = "probability"):
         if not callable(fn):
             raise SymplugError(f"tagger {name!r} is not callable")
-        self.fn, self.name = fn, name
+        self.fn, self.name, self.units = fn, name, str(units)
+
+    @property
+    def output_units(self) -> dict[str, str]:
+        """``{"score": units}``: the units of the score this tagger returns."""
+        return {"score": self.units}
 
     def __call__(self, batch: dict) -> dict[str, torch.Tensor]:
         scores = torch.as_tensor(self.fn(batch["p4"], batch["mask"]))
@@ -81,13 +91,14 @@ class CallableTagger:
 
 def load_tagger(spec: str) -> CallableTagger:
     """A shipped tagger (``reference``, ``mass``, ``pz2``), a checkpoint (``*.pt``) or
-    ``module:function``."""
+    ``module:function`` (its score a probability, unless the function has a ``units``
+    attribute, e.g. ``score.units = "logit"``)."""
     if spec == "reference":
         return load_reference()
     if spec.endswith(".pt"):
         return load_reference(spec)
     if spec in SHIPPED:
-        return CallableTagger(SHIPPED[spec], spec)
+        return CallableTagger(SHIPPED[spec], spec, units=UNITS[spec])
     if ":" not in spec:
         raise SymplugError(f"unknown tagger {spec!r}: give reference, "
                            f"{', '.join(SHIPPED)}, a .pt checkpoint or module:function")
@@ -96,4 +107,4 @@ def load_tagger(spec: str) -> CallableTagger:
         fn = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
         raise SymplugError(f"cannot load tagger {spec!r}: {exc}") from exc
-    return CallableTagger(fn, spec)
+    return CallableTagger(fn, spec, units=getattr(fn, "units", "probability"))

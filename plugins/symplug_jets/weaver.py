@@ -55,7 +55,7 @@ class ParticleTransformerWrapper(torch.nn.Module):
 
 class WeaverTagger(CallableTagger):
     """A weaver-signature module and its feature recipe as a symplug tagger; the score
-    is the softmax over the module's class logits, (N, C)."""
+    is the softmax over the module's class logits, (N, C): probabilities."""
 
     def __init__(self, module: torch.nn.Module, recipe: Callable = kin_features,
                  name: str = "weaver"):
@@ -68,7 +68,7 @@ class WeaverTagger(CallableTagger):
             self._rows = p4.shape[0]
             return torch.softmax(self.module(points, feats, vectors, m), dim=-1)
 
-        super().__init__(score, name)
+        super().__init__(score, name, units="probability")
 
     def split_layer(self, name: str, tensor: torch.Tensor, copies: int) -> torch.Tensor:
         """Copy-major split of a captured activation; ParT's blocks are sequence-first
