@@ -287,8 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave the per-sample lists out of the result (large data sets: "
                    "partitions then send sums only)")
     p.add_argument("--partition-size", type=int, metavar="N",
-                   help="data-parallel partitions of N units (jets: ROOT entries, default "
-                   "100000; atoms: frames, default 16)")
+                   help="data-parallel partitions of N units (jets: ROOT entries, default: "
+                   "all entries split 16 ways in blocks of 16 jets, at most 100000; atoms: "
+                   "frames, default 16)")
     p.add_argument("--kind", default="auto", help="auto (the smallest exact rule), finite, "
                    "lebedev, gauss-legendre or haar")
     p.add_argument("--n", type=int, help="number of elements for kind=haar")

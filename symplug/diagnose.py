@@ -417,9 +417,12 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
     if absent:
         raise SymplugError(f"output {absent[0]!r} exists for none of the samples diagnosed")
     out["outputs"] = {}
+    # a model may state the units of its outputs (a tagger's score: probability, logit)
+    units_of = dict(getattr(model, "output_units", None) or {})
     for name in names:
         errors = merged.errors[name]
-        entry = {"rep": reps[name], "units": domain.outputs[name].units,
+        units = units_of.get(name) or domain.outputs[name].units
+        entry = {"rep": reps[name], "units": units,
                  **errors.dataset_error().to_dict(), **merged.outputs[name].to_dict(),
                  "breaking_spectrum": merged.breaking[name].to_dict()}
         if per_sample:

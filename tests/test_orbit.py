@@ -179,3 +179,17 @@ def test_non_finite_layers_are_named(clouds):
     with pytest.raises(symplug.SymplugError, match="^sample 0: layer 'side' is not finite"):
         symplug.diagnose(NaNSideLayer(), clouds[:1], example.point_domain(), degree=1,
                          outputs=["energy"], layers=["side"], progress=False)
+
+
+def test_a_model_states_the_units_of_its_outputs(clouds):
+    """A model's ``output_units`` (e.g. a tagger's logit score) replace the domain's
+    default units in the result."""
+    class InLogits(DistanceModel):
+        output_units = {"energy": "logit"}
+
+    result = symplug.diagnose(InLogits(), clouds, example.point_domain(), degree=1,
+                              outputs=["energy"], progress=False)
+    assert result["outputs"]["energy"]["units"] == "logit"
+    plain = symplug.diagnose(DistanceModel(), clouds, example.point_domain(), degree=1,
+                             outputs=["energy"], progress=False)
+    assert plain["outputs"]["energy"]["units"] == example.OUTPUTS["energy"].units
