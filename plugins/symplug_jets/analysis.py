@@ -209,6 +209,7 @@ def analyze(tagger, jets: JetSet, out: str | Path, *, model: str = "tagger", deg
         result = diagnose(tagger, jets, group=group, degree=degree, frame=frame,
                           progress=progress)
         result["seconds"] = time.perf_counter() - start
+        result["analysis"] = model  # its ROC and score shifts are in the analysis's figures
         stem = f"result_{frame}_{group}"
         write_json(result, out / f"{stem}.json")
         analysis["results"][stem] = result

@@ -109,13 +109,16 @@ def symplug_report_sections(result: dict):
              f"to {BLOCK} jets; {len(s['skipped'])} jets skipped by the reader",
              f"- score: {units}; flip rate (copies on the other side of the working point): "
              f"{s['flip_rate']:.4f}"]
-    figures = {"score_shift.png": score_shift_figure({rotations: s["score_shift"]})}
+    # a diagnosis of an analysis: its ROC and score shift are already in the analysis's figures
+    alone = "analysis" not in result
+    figures = {"score_shift.png": score_shift_figure({rotations: s["score_shift"]})} if alone else {}
     if "auc" in s:
         rates = s["background_rejection"]
         lines.append(f"- AUC {s['auc']:.4f}; 1/eps_B at eps_S = 0.3: "
                      f"{rejection_text(rates['0.3'])}; at eps_S = 0.5: "
                      f"{rejection_text(rates['0.5'])}")
-        figures["roc.png"] = roc_figure({"tagger": {**s["roc"], "auc": s["auc"]}})
+        if alone:
+            figures["roc.png"] = roc_figure({"tagger": {**s["roc"], "auc": s["auc"]}})
     return [ReportSection(f"Jet tagging under {rotations}", "\n".join(lines), figures)]
 
 
