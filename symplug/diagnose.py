@@ -1,5 +1,5 @@
 """Data-set diagnosis: A and B of every output and B of every named layer, with a
-grid-convergence check, assembled into the DESIGN §3 result dictionary.
+grid-convergence check, assembled into the README "Result format" result dictionary.
 
 The work is split into partitions of samples (:mod:`symplug.dataparallel`): each
 partition is evaluated where its samples are (here, or on a dask worker) and returns
@@ -304,7 +304,7 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
              finer_degree: int | None = None, check_convergence: bool = True,
              chunk_size: int = 64, progress: bool = True, skip_failures: bool = False,
              client: Any = None, per_sample: bool = True, grid: Grid | None = None) -> dict:
-    """Diagnose ``model`` on ``samples`` of ``domain``; returns the DESIGN §3 result.
+    """Diagnose ``model`` on ``samples`` of ``domain``; returns the README "Result format" result.
 
     A model with a ``for_outputs(outputs, optional)`` method (``outputs``: names to
     representations) is evaluated as the copy it returns with the names it will compute,

@@ -286,7 +286,7 @@ class BiasVariance:
 
 
 def bias_variance(errors: list[EquivarianceError], references: list[torch.Tensor]) -> BiasVariance:
-    """Bias-variance split of the error over random orientations (DESIGN §1).
+    """Bias-variance split of the error over random orientations (README "Conventions").
 
     ``references[i]`` is y*(x_i) with the item shape of ``errors[i].mean``.
     """

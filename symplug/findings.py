@@ -1,6 +1,6 @@
 """Diagnosis of failure modes: rules that turn a diagnosis result into findings.
 
-Each rule reads the DESIGN §3 result dictionary of :func:`symplug.diagnose` (or
+Each rule reads the README "Result format" result dictionary of :func:`symplug.diagnose` (or
 the same JSON read back) and returns :class:`Finding` records that quote the
 numbers they rest on and name a remedy. Thresholds are the module constants
 below; ``docs/findings.md`` lists the rules.
@@ -89,7 +89,7 @@ class Finding:
                                f"of {', '.join(SEVERITIES)}")
 
     def to_dict(self) -> dict:
-        """The DESIGN §3 record: code, severity, evidence, remedy, where."""
+        """The README "Result format" record: code, severity, evidence, remedy, where."""
         return {"code": self.code, "severity": self.severity, "evidence": self.evidence,
                 "remedy": self.remedy, "where": self.where}
 
@@ -425,7 +425,7 @@ RULES: tuple[Callable[[dict], list[Finding]], ...] = (
 
 
 def findings(result: dict, *, reference: dict | None = None) -> list[Finding]:
-    """All findings of a diagnosis ``result`` (DESIGN §3), most severe first (stable
+    """All findings of a diagnosis ``result`` (README "Result format"), most severe first (stable
     within a severity, in the order of :data:`RULES`); with ``reference``, an
     in-distribution result to compare against, also :func:`ood_growth`."""
     found = [f for rule in RULES for f in rule(result)]

@@ -151,7 +151,7 @@ def symplug_cli(subparsers: Any) -> None:
 
 @hookspec
 def symplug_report_sections(result: dict) -> list[ReportSection]:
-    """Contribute report sections for a result (the DESIGN §3 JSON dictionary).
+    """Contribute report sections for a result (the README "Result format" JSON dictionary).
 
     Example::
 

@@ -2,7 +2,7 @@
 
 ``write_report({"atoms": diagnosis, "md": md_result}, out)`` writes to ``out``:
 
-- ``<name>.json`` for every result (DESIGN §3 keys, atomically);
+- ``<name>.json`` for every result (README "Result format" keys, atomically);
 - ``<name>_spectra.mts`` for every diagnosis: the spectra as a metatensor
   TensorMap (see :func:`spectra_tensormap`);
 - ``figures/*.png`` and ``report.md`` (figures linked), ``report.html`` (one file,

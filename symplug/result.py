@@ -1,4 +1,4 @@
-"""Writing results: atomic JSON files with the stable DESIGN §3 keys."""
+"""Writing results: atomic JSON files with the stable README "Result format" keys."""
 
 from __future__ import annotations
 

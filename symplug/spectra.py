@@ -1,6 +1,6 @@
 """Metric B: the symmetry content of a quantity u(g) = u(g x) sampled on a grid.
 
-For O(3), with C^{l,+/-} = int_SO3 D^l(R^-1) u(+/- R x) dR (DESIGN §1):
+For O(3), with C^{l,+/-} = int_SO3 D^l(R^-1) u(+/- R x) dR (README "Conventions"):
 
     B_{l,sigma} = (2l+1)/4 sum_mn (C^{l,+}_mn + sigma (-1)^l C^{l,-}_mn)^2,
     sum_{l,sigma} B_{l,sigma} = int |u|^2 dmu   (Parseval).

@@ -1,4 +1,4 @@
-"""Augmented fine-tuning with symmetry tracking (DESIGN §2 "training").
+"""Augmented fine-tuning with symmetry tracking.
 
 The loop is domain-free: the domain's plugin supplies a :class:`~symplug.TrainingTask`
 (``symplug_training_task``: how to batch, predict and score) and the augmentation

@@ -1,4 +1,4 @@
-"""Metric B against known answers (DESIGN §1)."""
+"""Metric B against known answers (README "Conventions")."""
 
 import numpy as np
 import pytest
