@@ -252,7 +252,7 @@ def _relative_text(output: dict, v: dict) -> str:
 
 def _grid_change(result: dict, name: str) -> str:
     conv = result.get("convergence") or {}
-    change = (conv.get("relative_changes") or {}).get(f"outputs.{name}.equivariance_rmse")
+    change = result["outputs"][name].get("grid_change")  # set by diagnose from the check
     if change is None:
         return "not checked" if conv.get("finer_degree") is None and not conv.get("method") \
             else "-"

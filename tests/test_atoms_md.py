@@ -592,3 +592,9 @@ def test_md_command_prints_the_community_table(tmp_path, capsys):
     assert "MLIPAudit r" in out and "Fu criterion" in out
     assert [line.split()[0] for line in out.splitlines()[-5:-1]] == ["variant", "raw", "rotated",
                                                                      "reference"]
+
+
+def test_rotated_mode_refuses_a_monte_carlo_grid():
+    with pytest.raises(symplug.SymplugError, match="mode='rotated' turns a fixed rule"):
+        SymmetrizedCalculator(PlantedEMT(), grid=symplug.quadrature("O3", kind="haar", n=4,
+                                                                    seed=0), mode="rotated")

@@ -97,6 +97,9 @@ class SymmetrizedCalculator(Calculator):
         self.group = "O3" if inversion else "SO3"
         self.grid = grid if grid is not None else symplug.quadrature(self.group, degree, kind=kind,
                                                                      purpose="mean")
+        if mode == "rotated" and self.grid.monte_carlo:
+            raise SymplugError("mode='rotated' turns a fixed rule; a Monte Carlo grid has "
+                               "none (use mode='random', or an exact rule)")
         self.rot_std_band = self.grid.moment_degree
         self.rng = np.random.default_rng(seed)
         self.calls = 0  # calculate() calls, every mode
