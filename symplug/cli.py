@@ -99,7 +99,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
                           check_convergence=not args.no_convergence,
                           chunk_size=args.chunk_size, progress=not args.quiet,
                           skip_failures=args.skip_failures, client=client,
-                          per_sample=not args.no_per_sample)
+                          per_sample=not args.no_per_sample, max_memory=args.max_memory)
     failed = None  # a failed comparison still keeps the diagnosis
     if reference is not None:
         from .findings import findings
@@ -244,6 +244,23 @@ def summary_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _memory_size(text: str) -> int:
+    from .memory import parse_size
+
+    try:
+        return parse_size(text)
+    except SymplugError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def add_memory_option(parser: argparse.ArgumentParser) -> None:
+    """``--max-memory SIZE``: the run's peak-memory budget (symplug.memory)."""
+    parser.add_argument("--max-memory", metavar="SIZE", type=_memory_size,
+                        help="peak memory budget of the run, e.g. 8G or 512M (default: 60%% "
+                        "of the machine's memory); work is split to stay under it and "
+                        "requests that cannot fit are refused up front")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -304,7 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finer-degree", type=int, help="check convergence on this finer degree "
                    "(default: the same rule turned by a random rotation, one grid more)")
     p.add_argument("--no-convergence", action="store_true", help="skip the convergence check")
-    p.add_argument("--chunk-size", type=int, default=64, help="copies per model call")
+    p.add_argument("--chunk-size", type=int, default=64,
+                   help="copies per model call at most (default 64; fewer where the memory "
+                   "budget needs it)")
+    add_memory_option(p)
     p.add_argument("--max-samples", type=int, help="use the first N samples only")
     p.add_argument("--skip-failures", action="store_true",
                    help="flag and count samples whose evaluation fails instead of stopping")

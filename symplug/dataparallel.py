@@ -66,6 +66,9 @@ class LocalExecutor:
 
     workers = 1
 
+    def worker_budget(self, budget: int | None) -> int | None:
+        return budget
+
     def load(self, part: Any) -> Any:
         return part.compute(scheduler="sync") if _is_dask(part) else list(part)
 
@@ -86,6 +89,19 @@ class DaskExecutor:
     def __init__(self, client: Any):
         self.client = client
         self.workers = max(1, len(client.scheduler_info().get("workers", {})))
+
+    def worker_budget(self, budget: int | None) -> int | None:
+        """Bytes each worker may use: ``budget`` split evenly, or, with None, the
+        default fraction of the smallest worker's memory limit (its own default
+        where the cluster sets none)."""
+        if budget is not None:
+            return max(1, int(budget) // self.workers)
+        from .memory import DEFAULT_FRACTION
+
+        limits = [w.get("memory_limit") for w in
+                  self.client.scheduler_info().get("workers", {}).values()]
+        limits = [int(x) for x in limits if x]
+        return int(DEFAULT_FRACTION * min(limits)) if limits else None
 
     def load(self, part: Any) -> Any:
         if _is_dask(part):

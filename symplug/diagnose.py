@@ -18,6 +18,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 from tqdm.auto import tqdm
 
+from . import memory
 from .dataparallel import Partitions, executor, partition
 from .equivariance import ErrorSums
 from .errors import SymplugError
@@ -46,6 +47,7 @@ class _Plan:
     layers: tuple[str, ...]
     lmax: int
     chunk_size: int
+    max_memory: int | None  # bytes per process (None: each worker's own default)
     keep: tuple[str, ...]
     skip_failures: bool
     per_sample: bool
@@ -148,7 +150,7 @@ def _evaluate_partition(model: Callable, domain: Domain, samples: list, plan: _P
     partition ``where[0]``."""
     state = PartitionState(list(samples))
     total = len(samples) * sum(g.size for g in plan.grids)
-    with tqdm(total=total, desc=plan.desc, unit="copy", disable=not plan.progress,
+    with memory.limit(plan.max_memory), tqdm(total=total, desc=plan.desc, unit="copy", disable=not plan.progress,
               file=sys.stderr, leave=False) as bar:
         for k, grid in enumerate(plan.grids):
             sums: dict[int, GridSums] = {}
@@ -195,12 +197,14 @@ def _select_outputs(domain: Domain, samples: list) -> list[str]:
 
 
 def _summary_part(stage, model: Callable, state: PartitionState, grid: Grid, keep_values: bool,
-                  context: Any, previous: Any) -> Any:
+                  context: Any, previous: Any, max_memory: int | None = None) -> Any:
     kept = state.kept
     if not kept:  # a partition whose every sample failed (or an empty one) adds no part
         return None
     values = [state.values[i] for i in kept] if keep_values else None
-    return stage.map([state.samples[i] for i in kept], model, grid, values, context, previous)
+    with memory.limit(max_memory):
+        return stage.map([state.samples[i] for i in kept], model, grid, values, context,
+                         previous)
 
 
 def summarize(domain: Domain, samples: Sequence[Any], model: Callable, grid: Grid,
@@ -212,6 +216,17 @@ def summarize(domain: Domain, samples: Sequence[Any], model: Callable, grid: Gri
         part = stage.map(list(samples), model, grid, orbit_values, context, part)
         context = stage.reduce([part], context)
     return context
+
+
+def _require_tables(grid: Grid, lmax: int) -> None:
+    """Refuse up front a grid whose spectral basis tables (elements x basis functions
+    of band ``lmax``, float64) do not fit in the memory budget."""
+    functions = 2 * lmax + 1 if grid.group in ("SO2", "O2") else \
+        sum((2 * l + 1) ** 2 for l in range(lmax + 1))
+    memory.require(8.0 * grid.size * functions,
+                   f"the spectral tables of the {grid.kind} grid ({grid.size} elements x "
+                   f"{functions} basis functions of band {lmax})",
+                   "ask for a lower --degree or --lmax")
 
 
 class Quantity(NamedTuple):
@@ -303,7 +318,8 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
              outputs: Sequence[str] | None = None, layers: Sequence[str] = (),
              finer_degree: int | None = None, check_convergence: bool = True,
              chunk_size: int = 64, progress: bool = True, skip_failures: bool = False,
-             client: Any = None, per_sample: bool = True, grid: Grid | None = None) -> dict:
+             client: Any = None, per_sample: bool = True, grid: Grid | None = None,
+             max_memory: int | str | None = None) -> dict:
     """Diagnose ``model`` on ``samples`` of ``domain``; returns the README "Result format" result.
 
     A model with a ``for_outputs(outputs, optional)`` method (``outputs``: names to
@@ -321,6 +337,13 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
     and ``seed``, e.g. to match another tool's rotations. ``"findings"``
     holds the failure modes that :func:`symplug.findings.findings` diagnoses.
 
+    Memory: ``max_memory`` (bytes or e.g. ``"8G"``; default: the budget in force,
+    :func:`symplug.memory.budget`) bounds the peak of the run. ``chunk_size`` is the most
+    copies per model call; fewer are taken where the measured cost per copy would pass
+    the budget (:func:`symplug.memory.chunks`), and requests known to be too large (a
+    grid, the spectral tables) are refused before any model call. On a cluster the
+    budget is split evenly between the workers (default: each worker's own limit).
+
     With ``skip_failures``, a sample whose evaluation raises is left out, listed
     under ``"skipped"`` with the reason and counted; the others are kept.
 
@@ -335,7 +358,26 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
     """
     from . import __version__
 
+    with memory.limit(max_memory):
+        return _diagnose(model, samples, domain, group=group, degree=degree, kind=kind, n=n,
+                         seed=seed, lmax=lmax, outputs=outputs, layers=layers,
+                         finer_degree=finer_degree, check_convergence=check_convergence,
+                         chunk_size=chunk_size, progress=progress, skip_failures=skip_failures,
+                         client=client, per_sample=per_sample, grid=grid,
+                         budget=None if max_memory is None else memory.budget(),
+                         version=__version__)
+
+
+def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domain, *,
+              group: str | None, degree: int, kind: str, n: int | None, seed: int | None,
+              lmax: int | None, outputs: Sequence[str] | None, layers: Sequence[str],
+              finer_degree: int | None, check_convergence: bool, chunk_size: int,
+              progress: bool, skip_failures: bool, client: Any, per_sample: bool,
+              grid: Grid | None, budget: int | None, version: str) -> dict:
+    if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
+        raise SymplugError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     run = executor(client)
+    worker_budget = memory.budget() if client is None else run.worker_budget(budget)
     if not isinstance(samples, Partitions):
         samples = list(samples)
         if not samples:
@@ -379,8 +421,11 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
     if lmax is None:
         lmax = grid.moment_degree if grid.moment_degree is not None else degree
     grids = (grid, check_grid(grid, finer_degree)) if check_convergence else (grid,)
+    for g in grids:
+        _require_tables(g, lmax)
     keep = tuple(o for o in domain.keep_outputs if o in reps)
-    plan = _Plan(grids, reps, tuple(layers), lmax, chunk_size, keep, skip_failures, per_sample,
+    plan = _Plan(grids, reps, tuple(layers), lmax, int(chunk_size), worker_budget, keep,
+                 skip_failures, per_sample,
                  progress and client is None, f"{domain.name} {group} degree {grid.degree}")
     plan_h = run.share(plan)  # grids with their tables: sent once per worker
     sizes = [len(p) if isinstance(p, list) else None for p in samples]
@@ -405,7 +450,7 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
                         _method(grid, finer_degree))
     else:
         conv = {"finer_degree": None, "max_abs_change": None}
-    out: dict[str, Any] = {"symplug_version": __version__, "kind": "diagnosis",
+    out: dict[str, Any] = {"symplug_version": version, "kind": "diagnosis",
                            "domain": domain.name,
                            "group": group, "grid": grid.describe(), "lmax": lmax,
                            "n_samples": len(kept), "convergence": conv}
@@ -460,8 +505,8 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
     if domain.summary:
         context, parts = None, [None] * len(states)
         for stage in domain.summary:  # parts stay with their partitions for the next stage
-            parts = [run.submit(_summary_part, stage, model_h, s, grid, bool(keep), context, p)
-                     for s, p in zip(states, parts)]
+            parts = [run.submit(_summary_part, stage, model_h, s, grid, bool(keep), context, p,
+                                worker_budget) for s, p in zip(states, parts)]
             context = stage.reduce([p for p in run.gather(parts) if p is not None], context)
         out["summary"] = context
     out["findings"] = [f.to_dict() for f in findings(out)]

@@ -5,7 +5,9 @@ of ``sample`` for the (B, 3, 3) group elements, tokens kept in the same order)
 and the model maps a batch to ``{output_name: tensor (B, ...)}``. Named hidden
 layers are captured with forward hooks and split into copies by
 ``split_layer(name, tensor, B) -> (B, ...)``. Each chunk is streamed into the
-metric accumulators and dropped, so peak memory is set by ``chunk_size``.
+metric accumulators and dropped; chunks are sized against the memory budget
+(:func:`symplug.memory.chunks`: one copy first, then as many as the measured cost
+per copy allows, at most ``chunk_size``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from .equivariance import EquivarianceAccumulator, EquivarianceError
+from . import memory
 from .errors import SymplugError
 from .quadrature import Grid
 from .representations import Representation, representation
@@ -118,8 +121,9 @@ def _check_finite(values: torch.Tensor, what: str, index: slice) -> None:
     bad = ~torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
     if bool(bad.any()):
         first = index.start + int(bad.nonzero()[0, 0])
-        raise SymplugError(f"{what} is not finite (NaN or inf) on {int(bad.sum())} of "
-                           f"{values.shape[0]} copies, first on grid element {first}")
+        raise SymplugError(f"{what} is not finite (NaN or inf) on {int(bad.sum())} of the "
+                           f"{values.shape[0]} copies of a model call, first on grid element "
+                           f"{first}")
 
 
 def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
@@ -144,7 +148,7 @@ def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
     refs: dict[str, torch.Tensor] = {}  # z(g_0): the breaking spectrum is taken around it
     kept: dict[str, list[torch.Tensor]] = {name: [] for name in keep}
     with LayerCapture(model, layers) as capture:
-        for index in grid.chunks(chunk_size):
+        for index in memory.chunks(grid.size, chunk_size, "copies"):
             mats = grid.matrices[index]
             copies = mats.shape[0]
             result = call_model(model, action(sample, mats))

@@ -39,6 +39,7 @@ import torch
 from scipy.integrate import lebedev_rule
 from scipy.spatial.transform import Rotation
 
+from . import memory
 from .errors import GridError
 from .groups import DTYPE, check_group, has_improper, haar, is_planar, mirror, rotations_about
 
@@ -48,6 +49,10 @@ PURPOSES = ("diagnosis", "mean")
 # The finite rotation groups (scipy names) and the band to which each integrates every
 # Wigner-D function: the first l at which the group has an invariant is band + 1.
 FINITE_GROUPS = (("D2", 1), ("T", 2), ("O", 3), ("I", 5))
+
+# Bytes held per grid element while a rule is built (Euler angles, scipy's matrices,
+# the torch copy and the improper copies): the up-front memory check of a request.
+BUILD_BYTES_PER_ELEMENT = 400
 
 # Per-element tables (Wigner bases, rho(g)) are cached on a grid up to this size.
 CACHE_LIMIT_BYTES = 256 * 2 ** 20
@@ -208,6 +213,19 @@ def _so3_gauss_legendre(band: int) -> Rule:
             band, rule)
 
 
+def _element_count(group: str, kind: str, band: int) -> int:
+    """Elements of the rule ``quadrature`` builds, known before it is built."""
+    if band == 0:
+        count = 1
+    elif is_planar(group):
+        count = band + 1
+    elif kind == "gauss-legendre":
+        count = (band + 1) ** 2 * (band // 2 + 1)
+    else:  # finite groups and Lebedev rules are small (at most 5810 nodes x 132 angles)
+        count = 0
+    return count * (2 if has_improper(group) else 1)
+
+
 def _so3_rule(kind: str, band: int) -> tuple[str, Rule]:
     """(the kind of rule chosen, the rule) for ``kind`` on SO(3)."""
     if kind == "equispaced":
@@ -272,6 +290,10 @@ def quadrature(group: str, degree: int | None = None, kind: str = "auto",
         raise GridError(f"degree must be a non-negative integer band limit, got {degree!r}")
     degree = int(degree)
     band = 2 * degree if purpose == "diagnosis" else degree
+    count = _element_count(group, kind, band)
+    memory.require(count * BUILD_BYTES_PER_ELEMENT,
+                   f"the {kind} grid of {group} at degree {degree} ({count} elements)",
+                   "ask for a lower degree or a Monte Carlo grid (kind haar)")
     if degree == 0:
         kind = "identity"
         mats, weights, exact, rule = (torch.eye(3, dtype=DTYPE)[None], torch.ones(1, dtype=DTYPE),

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from . import memory
 from .errors import AliasingError, GridError
 from .groups import DTYPE, angle_about, has_improper, is_planar, proper_part
 from .quadrature import Grid
@@ -223,7 +224,11 @@ class SpectrumAccumulator:
         basis = self.grid.per_element(("spectrum-basis", self.lmax), self._basis, index)
         basis = basis * w[:, None]
         if self._sums is None:
-            self._sums = torch.zeros(self.groups, 2, u.shape[1], basis.shape[1], dtype=DTYPE)
+            shape = (self.groups, 2, u.shape[1], basis.shape[1])
+            memory.require(8 * math.prod(shape), f"the spectrum sums of {u.shape[1]} features x "
+                           f"{basis.shape[1]} basis functions (band {self.lmax})",
+                           "capture fewer or smaller layers, or lower lmax")
+            self._sums = torch.zeros(*shape, dtype=DTYPE)
         start = index.start or 0
         group_of = torch.arange(start, start + u.shape[0]) % self.groups
         coset_of = (sign < 0).long()

@@ -30,6 +30,7 @@ from .rootio import JetSet, read_root, read_root_dask
 from .taggers import CallableTagger
 
 BLOCK = 16  # jets per orbit sample: a model call sees chunk_size x BLOCK jets
+SCORE_CHUNK = 4096  # jets per scoring call at most (fewer where the memory budget says so)
 MAX_PARTITION = 100_000  # entries per data-parallel partition at most (memory of a worker)
 PARTITIONS_PER_WORKER = 4  # default partitions per dask worker (load balance)
 DEFAULT_PARTITIONS = 16  # default partitions of the data when the worker count is unknown
@@ -138,8 +139,16 @@ def grid_text(grid: dict, frame: str = "lab") -> str:
 
 
 def _scores(model, p4: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
-    batch = {"p4": p4, "mask": mask, "copies": 1, "jets": p4.shape[0]}
-    return model(batch)["score"][0].detach().numpy()
+    """The tagger's scores of the untransformed jets, (N,) or (N, C), in calls of at most
+    :data:`SCORE_CHUNK` jets sized against the memory budget (:func:`symplug.memory.chunks`)."""
+    from symplug import memory
+
+    parts = []
+    for index in memory.chunks(p4.shape[0], SCORE_CHUNK, "jets"):
+        batch = {"p4": p4[index], "mask": mask[index], "copies": 1,
+                 "jets": index.stop - index.start}
+        parts.append(model(batch)["score"][0].detach().numpy())
+    return np.concatenate(parts)
 
 
 def signal_label(label_names: list[str], signal: str | None = None) -> str:

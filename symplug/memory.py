@@ -1,0 +1,177 @@
+"""The memory budget: how much a run may hold, and work split to stay under it.
+
+A budget is the peak resident memory (RSS, bytes) the process may reach. The default
+is :data:`DEFAULT_FRACTION` of the machine's memory (the cgroup limit where one is
+set). Work that scales with a batch (copies of a sample per model call, jets per
+scoring call) is cut by :func:`chunks`: the first call takes one unit, its measured
+peak gives the cost per unit, and later calls take as many units as fit under the
+budget (growing at most :data:`GROWTH` x per call, never above the caller's cap). A
+single unit over the budget is refused with the measured figure, and requests whose
+size is known up front are checked by :func:`require`.
+
+The peak is read from the kernel (``VmHWM``, reset per call through
+``/proc/self/clear_refs``). Where that is not available (not Linux) the chunks are
+the caller's cap and only :func:`require` applies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+import os
+import re
+from pathlib import Path
+from typing import Iterator
+
+from .errors import SymplugError
+
+DEFAULT_FRACTION = 0.6  # of the machine's (or cgroup's) memory
+GROWTH = 8  # a chunk grows at most this many times per call
+_UNITS = {"": 1, "b": 1, "k": 2 ** 10, "m": 2 ** 20, "g": 2 ** 30, "t": 2 ** 40}
+
+_active: contextvars.ContextVar[int | None] = contextvars.ContextVar("symplug_budget",
+                                                                     default=None)
+
+
+class MemoryBudgetError(SymplugError):
+    """A request, or one unit of work, that does not fit in the memory budget."""
+
+
+def gib(nbytes: float) -> str:
+    """``nbytes`` in words: ``"3.2 GiB"``, ``"512 MiB"``."""
+    return f"{nbytes / 2 ** 30:.3g} GiB" if nbytes >= 2 ** 30 else f"{nbytes / 2 ** 20:.3g} MiB"
+
+
+def parse_size(text: str | int | float) -> int:
+    """Bytes from ``"8G"``, ``"8GiB"``, ``"512M"``, ``"1.5g"`` or a number of bytes."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*",
+                             str(text).lower())
+        if not match:
+            raise SymplugError(f"memory size {text!r}: expected e.g. 8G, 512M or bytes")
+        value = float(match.group(1)) * _UNITS[match.group(2)]
+    if not math.isfinite(value) or value < 2 ** 26:
+        raise SymplugError(f"memory size {text!r}: must be at least 64 MiB")
+    return int(value)
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: physical memory, or a smaller cgroup limit."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            total = min(total, int(limit))
+    return int(total)
+
+
+def default_budget() -> int:
+    """:data:`DEFAULT_FRACTION` of :func:`machine_memory`."""
+    return int(DEFAULT_FRACTION * machine_memory())
+
+
+def budget() -> int:
+    """The budget in force: the innermost :func:`limit`, else :func:`default_budget`."""
+    active = _active.get()
+    return default_budget() if active is None else active
+
+
+@contextlib.contextmanager
+def limit(nbytes: int | str | None) -> Iterator[int]:
+    """Run the block under a budget of ``nbytes`` (a size string, or None: the one in force)."""
+    value = budget() if nbytes is None else parse_size(nbytes)
+    token = _active.set(value)
+    try:
+        yield value
+    finally:
+        _active.reset(token)
+
+
+def _status(field: str) -> int | None:
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    match = re.search(rf"^{field}:\s+(\d+)\s+kB", text, re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else None
+
+
+def rss() -> int | None:
+    """Resident memory of this process now, bytes (None where the kernel does not say)."""
+    return _status("VmRSS")
+
+
+_peak_seen = 0  # the largest kernel peak read before a reset (resets also clear ru_maxrss)
+
+
+def _reset_peak() -> int | None:
+    """Reset the kernel's peak to the current RSS; the new peak, or None if not possible."""
+    global _peak_seen
+    _peak_seen = max(_peak_seen, _status("VmHWM") or 0)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return _status("VmHWM")
+
+
+def peak() -> int | None:
+    """The peak RSS of this process so far, bytes. Use this, not ``ru_maxrss``: the
+    resets of :func:`chunks` clear the kernel's own maximum."""
+    now = _status("VmHWM")
+    return None if now is None else max(now, _peak_seen)
+
+
+def require(nbytes: float, what: str, hint: str = "") -> None:
+    """Refuse up front a request of ``nbytes`` more than the budget leaves free."""
+    if nbytes <= 0:
+        return
+    free = budget() - (rss() or 0)
+    if nbytes > free:
+        raise MemoryBudgetError(
+            f"{what} would need about {gib(nbytes)}, but only {gib(max(free, 0))} of the "
+            f"memory budget ({gib(budget())}; --max-memory) is left"
+            f"{'; ' + hint if hint else ''}")
+
+
+def chunks(total: int, cap: int, what: str = "copies") -> Iterator[slice]:
+    """Consecutive slices of ``range(total)`` sized to keep the peak RSS under the budget.
+
+    The work for each slice must be done before the next is drawn (the peak is read
+    then). The first slice has one unit; each later one as many as the measured cost
+    per unit leaves room for, at most ``GROWTH`` x the last and at most ``cap``.
+    ``what`` names the units in the error when a single one does not fit.
+    """
+    cap = int(cap)
+    if cap < 1:
+        raise SymplugError(f"chunk size must be >= 1, got {cap}")
+    limit_bytes = budget()
+    base = _reset_peak()
+    if base is None:  # no peak from the kernel: the caller's cap
+        for start in range(0, total, cap):
+            yield slice(start, min(start + cap, total))
+        return
+    if base > limit_bytes:
+        raise MemoryBudgetError(f"the process already holds {gib(base)}, more than the memory "
+                                f"budget {gib(limit_bytes)} (--max-memory)")
+    start, size = 0, 1
+    while start < total:
+        size = min(size, total - start)
+        _reset_peak()
+        yield slice(start, start + size)
+        peak = _status("VmHWM") or base
+        per_unit = max(peak - base, 1) / size  # includes fixed costs: errs on the safe side
+        if peak > limit_bytes and size == 1:
+            raise MemoryBudgetError(
+                f"one of the {what} of this sample took {gib(peak - base)} (measured; the process "
+                f"peaked at {gib(peak)}), more than the memory budget {gib(limit_bytes)} "
+                "allows; raise --max-memory or use a smaller input")
+        start += size
+        fit = int((limit_bytes - base) / per_unit)
+        size = max(1, min(cap, fit, size * GROWTH))
