@@ -19,7 +19,8 @@ tagger), runs the tagger, and writes to ``--out`` (see
 - ``report/``: report.html and report.md with all figures.
 
 Progress goes to stderr (a line per step, a bar for each diagnosis and boost scan;
-``--quiet``: none); stdout gets the table and the list of files.
+``--quiet``: none); stdout gets the table and the list of files. A bad option or input
+is one line on stderr (``jet_tagging_analysis.py: error: ...``) and exit code 2.
 """
 
 from __future__ import annotations
@@ -32,12 +33,25 @@ from pathlib import Path
 import numpy as np
 
 import symplug_jets as sj
+from symplug import SymplugError
 from symplug.report import write_report
 from symplug_jets.analysis import analyze, table_markdown
 from symplug_jets.taggers import REFERENCE
 
 
-def main() -> None:
+def check_options(args: argparse.Namespace) -> None:
+    """Option ranges, before any work: --degree 0 to 12, --max-jets >= 2 (both classes
+    are needed), --out a folder or a new path."""
+    if not 0 <= args.degree <= 12:
+        raise SymplugError(f"--degree must be in [0, 12] (the grid's band limit), got {args.degree}")
+    if args.max_jets < 2:
+        raise SymplugError(f"--max-jets must be >= 2 (AUC needs signal and background jets), "
+                           f"got {args.max_jets}")
+    if args.out.exists() and not args.out.is_dir():
+        raise SymplugError(f"--out {args.out}: a file, not a folder")
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REFERENCE.with_name("tagger_test.root"))
     parser.add_argument("--model", default="reference")
@@ -45,7 +59,8 @@ def main() -> None:
     parser.add_argument("--max-jets", type=int, default=400)
     parser.add_argument("--out", type=Path, default=Path("jet-analysis"))
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    check_options(args)
     start = time.perf_counter()
     if not args.quiet:
         print(f"reading {args.data} (first {args.max_jets} jets)", file=sys.stderr, flush=True)
@@ -65,4 +80,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SymplugError as exc:
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        sys.exit(2)

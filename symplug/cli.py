@@ -234,7 +234,10 @@ def summary_table(result: dict) -> str:
         lines.append("summary: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
     if result.get("skipped"):
         lines.append(f"skipped {len(result['skipped'])} failed samples: "
-                     + "; ".join(f"#{s['index']}: {s['reason']}" for s in result["skipped"][:3]))
+                     + "; ".join(f"#{s['index']}: {s['reason']}" if s["index"] is not None
+                                 else s["reason"] for s in result["skipped"][:3]))
+    if summary.get("undefined"):  # a figure of the domain's summary that no number can state
+        lines.append(f"summary: {summary['undefined']}")
     verdict = convergence_verdict(result)
     if verdict:
         lines.append(verdict)

@@ -504,10 +504,18 @@ def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Doma
         out["layers"][name] = layer
     if domain.summary:
         context, parts = None, [None] * len(states)
-        for stage in domain.summary:  # parts stay with their partitions for the next stage
-            parts = [run.submit(_summary_part, stage, model_h, s, grid, bool(keep), context, p,
-                                worker_budget) for s, p in zip(states, parts)]
-            context = stage.reduce([p for p in run.gather(parts) if p is not None], context)
-        out["summary"] = context
+        try:  # a failing summary (e.g. the model on a larger batch) is the domain's block only
+            for stage in domain.summary:  # parts stay with their partitions for the next stage
+                parts = [run.submit(_summary_part, stage, model_h, s, grid, bool(keep), context,
+                                    p, worker_budget) for s, p in zip(states, parts)]
+                context = stage.reduce([p for p in run.gather(parts) if p is not None], context)
+            out["summary"] = context
+        except Exception as exc:
+            reason = " ".join((str(exc) if isinstance(exc, SymplugError)
+                               else f"{type(exc).__name__}: {exc}").split())
+            if not skip_failures:
+                raise SymplugError(f"{domain.name} summary failed: {reason}") from exc
+            out["skipped"].append({"index": None, "stage": "summary",
+                                   "reason": f"{domain.name} summary skipped: {reason}"})
     out["findings"] = [f.to_dict() for f in findings(out)]
     return out

@@ -101,7 +101,8 @@ def boost_figure(scans: dict[str, list[dict]]) -> bytes:
             y = [r["rapidity"] for r in scan]
             axes[0].plot(y, [r["score_shift_rms"] for r in scan], marker="o", label=axis)
             if "auc" in scan[0]:
-                axes[1].plot(y, [r["auc"] for r in scan], marker="o", label=axis)
+                axes[1].plot(y, [np.nan if r["auc"] is None else r["auc"] for r in scan],
+                             marker="o", label=axis)  # undefined: a gap
         axes[0].set(xlabel="boost rapidity", ylabel="RMS score shift")
         axes[1].set(xlabel="boost rapidity", ylabel="AUC")
         axes[0].legend(title="boost along")
@@ -150,7 +151,8 @@ def table_markdown(analysis: dict) -> str:
             rows.append((f"rotations, {label}", s["rotations"].split(": ", 1)[-1]))
         rows += [(f"A(score), {label}", f"{s['equivariance_rmse']:.3e}"),
                  (f"invariant fraction, {label}", f"{s['invariant_fraction']:.6f}"),
-                 (f"flip rate, {label}", f"{s['flip_rate']:.4f}")]
+                 (f"flip rate, {label}", "undefined" if s["flip_rate"] is None
+                  else f"{s['flip_rate']:.4f}")]
         if "grid_check" in s:
             rows.append((f"grid check, {label}", _grid_check_cell(s["grid_check"])))
     width = max(len(q) for q, _ in rows)

@@ -25,7 +25,7 @@ import symplug
 from symplug import Domain, Output, SummaryStage, SymplugError
 
 from .action import boost, rotate_jets
-from .metrics import auc, rejection, roc
+from .metrics import auc, rejection, roc, undefined
 from .rootio import JetSet, read_root, read_root_dask
 from .taggers import CallableTagger
 
@@ -153,6 +153,8 @@ def _scores(model, p4: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
 
 def signal_label(label_names: list[str], signal: str | None = None) -> str:
     """The signal class: ``signal`` if given, else the first label that is not QCD."""
+    if not label_names:
+        raise SymplugError("no label_* branches: the signal class is undefined")
     if signal is not None:
         if signal not in label_names:
             raise SymplugError(f"unknown signal label {signal!r} (labels: {', '.join(label_names)})")
@@ -161,9 +163,16 @@ def signal_label(label_names: list[str], signal: str | None = None) -> str:
 
 
 def _signal_score(scores: np.ndarray, label_names: list[str], signal: str | None) -> np.ndarray:
-    """The signal column of (N, C) scores; (N,) scores are returned as they are."""
+    """The signal column of (N, C) scores, one column per label branch in order; (N,)
+    and (N, 1) scores are the signal score itself."""
+    if scores.ndim == 2 and scores.shape[1] == 1:
+        scores = scores[:, 0]
     if scores.ndim == 1:
         return scores
+    if scores.ndim != 2 or scores.shape[1] != len(label_names):
+        raise SymplugError(f"the tagger's scores are {tuple(scores.shape)}: expected (N,) "
+                           f"signal scores or (N, C) with one column per label branch "
+                           f"({len(label_names)}: {', '.join(label_names) or 'none'})")
     return scores[:, label_names.index(signal_label(label_names, signal))]
 
 
@@ -201,21 +210,32 @@ def _scores_part(samples: Sequence[dict], model, grid, orbit_values, context, pr
 def _performance(parts: list[dict], context) -> dict:
     """Summary stage 1, merged: the jet counts, AUC, 1/eps_B (with its resolution:
     :func:`~symplug_jets.metrics.rejection`) and the ROC of all untransformed jets, and
-    the working point of the flip rate (eps_S = 0.5, or the median score without labels)."""
+    the working point of the flip rate (eps_S = 0.5, or the median score without labels
+    or signal jets). NaN or inf scores or one class only: AUC, 1/eps_B and the ROC are
+    None and ``undefined`` says why (with non-finite scores the flip rate too)."""
     score = np.concatenate([p["score"] for p in parts])
     out = {"n_jets": int(score.shape[0]), "rotations": parts[0]["rotations"],
            "skipped": [{"entry": i, "reason": r, "file": f} for p in parts
                        for i, r, f in p["skipped"]]}
-    threshold = float(np.median(score))
+    finite = bool(np.isfinite(score).all())
+    threshold = float(np.median(score)) if finite else None
     if parts[0]["is_signal"] is not None:
         is_signal = np.concatenate([p["is_signal"] for p in parts])
         out["n_signal"] = int(is_signal.sum())
         out["n_background"] = int((~is_signal).sum())
-        out["auc"] = auc(score, is_signal)
-        out["background_rejection"] = {f"{wp}": rejection(score, is_signal, wp)
-                                       for wp in WORKING_POINTS}
-        out["roc"] = _roc_record(score, is_signal)
-        threshold = float(np.quantile(score[is_signal], 0.5))
+        reason = undefined(score, is_signal)
+        if reason:
+            out.update(auc=None, background_rejection=None, roc=None,
+                       undefined=f"AUC, 1/eps_B and ROC undefined: {reason}")
+        else:
+            out["auc"] = auc(score, is_signal)
+            out["background_rejection"] = {f"{wp}": rejection(score, is_signal, wp)
+                                           for wp in WORKING_POINTS}
+            out["roc"] = _roc_record(score, is_signal)
+        if finite and is_signal.any():
+            threshold = float(np.quantile(score[is_signal], 0.5))
+    elif not finite:
+        out["undefined"] = undefined(score, np.zeros(len(score), bool))
     out["threshold"] = threshold
     return out
 
@@ -228,6 +248,8 @@ def _flips_part(samples: Sequence[dict], model, grid, orbit_values, context, pre
     threshold = context["threshold"]
     flips, total_w = 0.0, 0.0
     shifts = np.zeros(len(SHIFT_EDGES) - 1)
+    if threshold is None:  # non-finite scores: no working point, no flip rate
+        return {"flips": 0.0, "weight": 0.0, "shifts": shifts}
     offset = 0
     for b, block in enumerate(samples):
         ref_score = previous["score"][offset:offset + block["p4"].shape[0]]
@@ -253,10 +275,13 @@ def _flips_part(samples: Sequence[dict], model, grid, orbit_values, context, pre
 
 
 def _flip_rate(parts: list[dict], context: dict) -> dict:
-    """Summary stage 2, merged: the flip rate and the score-shift distribution."""
+    """Summary stage 2, merged: the flip rate and the score-shift distribution (None
+    without a working point: non-finite scores)."""
     flips = sum(p["flips"] for p in parts)
     weight = sum(p["weight"] for p in parts)
     shifts = sum(p["shifts"] for p in parts)
+    if context["threshold"] is None or weight <= 0:
+        return {**context, "flip_rate": None, "score_shift": None}
     return {**context, "flip_rate": flips / weight,
             "score_shift": {"edges": SHIFT_EDGES.tolist(), "weights": (shifts / weight).tolist()}}
 
@@ -342,8 +367,11 @@ def boost_scan(tagger, jets: JetSet, rapidities: Sequence[float], axis: str = "b
         row = {"rapidity": float(y), "score_shift_rms": float(np.sqrt(np.mean((score - base) ** 2)))}
         if jets.labels is not None:
             is_signal = _is_signal(jets.labels, jets.label_names, signal)
-            row["auc"] = auc(score, is_signal)
-            row["background_rejection"] = {f"{wp}": rejection(score, is_signal, wp)
-                                           for wp in WORKING_POINTS}
+            reason = undefined(score, is_signal)
+            row["auc"] = None if reason else auc(score, is_signal)
+            row["background_rejection"] = None if reason else {
+                f"{wp}": rejection(score, is_signal, wp) for wp in WORKING_POINTS}
+            if reason:
+                row["undefined"] = f"AUC and 1/eps_B undefined: {reason}"
         rows.append(row)
     return rows

@@ -78,7 +78,7 @@ def training_task(model: CallableTagger, samples: Sequence[dict],
         out = tagging_metrics(module, v_p4.to(dtype), v_mask, v_target.numpy())
         module.train(was)
         summary = (diagnosis or {}).get("summary") or {}
-        if "flip_rate" in summary:
+        if summary.get("flip_rate") is not None:  # undefined for NaN scores
             out["flip_rate"] = summary["flip_rate"]
         return out
 

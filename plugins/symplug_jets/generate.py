@@ -29,6 +29,8 @@ from symplug import SymplugError
 from .rootio import write_root
 
 R = 0.8
+MAX_SEED = 899_999_999  # Pythia's Random:seed is at most 900 000 000; QCD uses seed + 1
+PT_RANGE = (100.0, 7000.0)  # GeV: the pT-hat window opens 100 GeV below pt_min; sqrt(s)/2
 NEUTRINOS = (12, 14, 16)
 FASTJET_CREDIT = ("FastJet (M. Cacciari, G.P. Salam, G. Soyez): please cite EPJC72(2012)1896 "
                   "[arXiv:1111.6097]")
@@ -46,6 +48,29 @@ def quiet_fastjet(credit: bool = True) -> None:
     if credit and not _credited:
         print(FASTJET_CREDIT, file=sys.stderr)
         _credited = True
+
+
+def check_options(n: int, seed: int, pt_min: float, pt_max: float,
+                  out: str | Path | None = None) -> None:
+    """Refuse, in one line naming the option, what Pythia cannot generate: ``n`` >= 1 jets
+    per class, 0 <= ``seed`` <= :data:`MAX_SEED`, ``PT_RANGE[0]`` <= ``pt_min`` <
+    ``pt_max`` <= ``PT_RANGE[1]`` GeV; ``out`` a file in an existing folder (checked
+    before the minutes of generation)."""
+    if int(n) < 1:
+        raise SymplugError(f"--n must be >= 1 (jets per class), got {n}")
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise SymplugError(f"--seed must be in [0, {MAX_SEED}] (Pythia's seed range), got {seed}")
+    lo, hi = PT_RANGE
+    if not (np.isfinite(pt_min) and lo <= pt_min <= hi):
+        raise SymplugError(f"--pt-min must be in [{lo:g}, {hi:g}] GeV, got {pt_min}")
+    if not (np.isfinite(pt_max) and pt_min < pt_max <= hi):
+        raise SymplugError(f"--pt-max must be in (--pt-min = {pt_min:g}, {hi:g}] GeV, got {pt_max}")
+    if out is not None:
+        out = Path(out)
+        if out.is_dir():
+            raise SymplugError(f"--out {out}: a folder; give a .root file to write")
+        if not out.parent.is_dir():
+            raise SymplugError(f"--out {out}: no such folder {str(out.parent)!r}")
 
 
 def _pythia(process: str, seed: int, pt_min: float, pt_max: float):
@@ -100,6 +125,7 @@ def generate(n_jets: int, process: str, seed: int = 0, pt_min: float = 550.0,
 
     if process not in ("top", "qcd"):
         raise SymplugError(f"process must be 'top' or 'qcd', got {process!r}")
+    check_options(n_jets, seed, pt_min, pt_max)
     quiet_fastjet(credit=progress)
     pythia = _pythia(process, seed, pt_min, pt_max)
     jet_def = fastjet.JetDefinition(fastjet.antikt_algorithm, R)
@@ -142,6 +168,7 @@ def generate(n_jets: int, process: str, seed: int = 0, pt_min: float = 550.0,
 def generate_file(path: str | Path, n_per_class: int, seed: int = 0, pt_min: float = 550.0,
                   pt_max: float = 650.0, progress: bool = True) -> Path:
     """Top and QCD jets (``n_per_class`` each, shuffled with ``seed``) in one ROOT file."""
+    check_options(n_per_class, seed, pt_min, pt_max, path)
     top = generate(n_per_class, "top", seed, pt_min, pt_max, progress=progress)
     top_obs = generate.last_observers
     qcd = generate(n_per_class, "qcd", seed + 1, pt_min, pt_max, progress=progress)

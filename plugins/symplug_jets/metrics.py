@@ -4,6 +4,10 @@
 gives it with its binomial uncertainty, or, when fewer than one background jet passes
 the working point, the bound "> N_B" (N_B background jets: the largest rejection the
 test set resolves); :func:`format_rejection` writes either as text.
+
+NaN or inf scores (no ordering of the jets) or one class only make the ROC, AUC and
+1/eps_B undefined: an error here, never a number; :func:`undefined` says why (a
+diagnosis states them undefined instead). Classes are bool or 0/1, never thresholded.
 """
 
 from __future__ import annotations
@@ -15,12 +19,45 @@ import numpy as np
 from symplug import SymplugError
 
 
-def roc(scores: np.ndarray, is_signal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Signal and background efficiencies (eps_S, eps_B) for every threshold, ties grouped."""
-    scores = np.asarray(scores, dtype=np.float64)
-    is_signal = np.asarray(is_signal, dtype=bool)
+def undefined(scores: np.ndarray, is_signal: np.ndarray) -> str | None:
+    """Why the ROC, AUC and 1/eps_B of these jets are undefined (NaN or inf scores, one
+    class only, no jets), or None: they are defined."""
+    scores, is_signal = _inputs(scores, is_signal)
+    bad = np.nonzero(~np.isfinite(scores))[0]
+    if len(bad):
+        return (f"{len(bad)} of {len(scores)} scores are NaN or inf (first: jet "
+                f"{int(bad[0])}): no ordering of the jets")
+    if len(scores) == 0:
+        return "no jets"
     if is_signal.all() or not is_signal.any():
-        raise SymplugError("the ROC needs both signal and background jets")
+        return (f"only {'signal' if is_signal.any() else 'background'} jets "
+                f"({len(scores)}): the ROC needs both signal and background jets")
+    return None
+
+
+def _inputs(scores, is_signal) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) float scores and (N,) bool classes, checked: the classes bool or 0/1."""
+    scores = np.asarray(scores, dtype=np.float64)
+    classes = np.asarray(is_signal)
+    if scores.ndim != 1 or classes.shape != scores.shape:
+        raise SymplugError(f"scores {scores.shape} and is_signal {classes.shape} must be "
+                           "(N,) arrays of the same length")
+    if classes.dtype != bool:
+        with np.errstate(invalid="ignore"):
+            bad = np.nonzero(~np.isin(classes.astype(np.float64), (0.0, 1.0)))[0]
+        if len(bad):
+            raise SymplugError(f"is_signal of jet {int(bad[0])} is {classes[bad[0]]!r}; "
+                               "classes must be bool or 0/1")
+    return scores, classes.astype(bool)
+
+
+def roc(scores: np.ndarray, is_signal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Signal and background efficiencies (eps_S, eps_B) for every threshold, ties
+    grouped; undefined (an error) for NaN or inf scores or one class (:func:`undefined`)."""
+    reason = undefined(scores, is_signal)
+    if reason:
+        raise SymplugError(f"ROC, AUC and 1/eps_B undefined: {reason}")
+    scores, is_signal = _inputs(scores, is_signal)
     order = np.argsort(-scores, kind="mergesort")
     s, y = scores[order], is_signal[order]
     last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # end of each block of equal scores
@@ -67,8 +104,8 @@ def rejection(scores: np.ndarray, is_signal: np.ndarray, eps_s: float) -> dict:
     * otherwise ``value`` and ``uncertainty`` are None and ``lower_bound`` is N_B: the
       rejection exceeds the largest value the test set resolves ("> N_B").
     """
-    is_signal = np.asarray(is_signal, dtype=bool)
     eps_b = _eps_b(scores, is_signal, eps_s)
+    is_signal = _inputs(scores, is_signal)[1]
     n_b = int((~is_signal).sum())
     passing = eps_b * n_b
     out = {"eps_s": float(eps_s), "eps_b": eps_b, "n_background": n_b,

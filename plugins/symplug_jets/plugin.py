@@ -105,14 +105,18 @@ def symplug_report_sections(result: dict):
     counts = f"{s['n_jets']} jets"
     if "n_signal" in s:
         counts += f" ({s['n_signal']} signal, {s['n_background']} background)"
+    flip = "undefined" if s.get("flip_rate") is None else f"{s['flip_rate']:.4f}"
     lines = [f"- {counts}; the engine's {result['n_samples']} samples above are blocks of up "
              f"to {BLOCK} jets; {len(s['skipped'])} jets skipped by the reader",
              f"- score: {units}; flip rate (copies on the other side of the working point): "
-             f"{s['flip_rate']:.4f}"]
+             f"{flip}"]
+    if s.get("undefined"):
+        lines.append(f"- {s['undefined']}")
     # a diagnosis of an analysis: its ROC and score shift are already in the analysis's figures
     alone = "analysis" not in result
-    figures = {"score_shift.png": score_shift_figure({rotations: s["score_shift"]})} if alone else {}
-    if "auc" in s:
+    figures = ({"score_shift.png": score_shift_figure({rotations: s["score_shift"]})}
+               if alone and s.get("score_shift") else {})
+    if s.get("auc") is not None:
         rates = s["background_rejection"]
         lines.append(f"- AUC {s['auc']:.4f}; 1/eps_B at eps_S = 0.3: "
                      f"{rejection_text(rates['0.3'])}; at eps_S = 0.5: "
@@ -123,9 +127,10 @@ def symplug_report_sections(result: dict):
 
 
 def _cmd_generate(args) -> int:
-    from .generate import generate_file
+    from .generate import check_options, generate_file
     from .rootio import read_root
 
+    check_options(args.n, args.seed, args.pt_min, args.pt_max, args.out)  # before Pythia
     path = generate_file(args.out, args.n, seed=args.seed, pt_min=args.pt_min,
                          pt_max=args.pt_max, progress=not args.quiet)
     jets = read_root(path)
@@ -143,10 +148,13 @@ def symplug_cli(subparsers):
                        "with Pythia 8 and FastJet into one ROOT file (JetClass layout).")
     p.add_argument("--out", required=True, help="ROOT file to write (JetClass layout)")
     p.add_argument("--n", type=int, default=500, metavar="N",
-                   help="jets per class: N top and N QCD jets, 2N in all (default 500)")
-    p.add_argument("--seed", type=int, default=0, help="Pythia seed (default 0)")
-    p.add_argument("--pt-min", type=float, default=550.0, help="jet pT minimum in GeV")
-    p.add_argument("--pt-max", type=float, default=650.0, help="jet pT maximum in GeV")
+                   help="jets per class: N top and N QCD jets, 2N in all (N >= 1, default 500)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="Pythia seed, 0 to 899999999 (default 0)")
+    p.add_argument("--pt-min", type=float, default=550.0,
+                   help="jet pT minimum in GeV, at least 100 (default 550)")
+    p.add_argument("--pt-max", type=float, default=650.0,
+                   help="jet pT maximum in GeV, above --pt-min, at most 7000 (default 650)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
 

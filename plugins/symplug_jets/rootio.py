@@ -2,11 +2,20 @@
 
 Input: TTree ``tree`` with jagged ``part_px``, ``part_py``, ``part_pz``, ``part_energy``
 (GeV), optional ``jet_*`` observers and one-hot ``label_*`` branches. Jets are padded
-to ``max_particles`` constituents (the leading ones in pT) with a mask. Jets without
-constituents, with non-finite momenta or with a clearly negative constituent mass
-squared are skipped and counted, never silently dropped; a missing branch, a
-non-ROOT or truncated file, or constituent branches of inconsistent lengths are errors
-naming the file and the field.
+to ``max_particles`` constituents (the leading ones in pT) with a mask; a constituent
+that is exactly (0, 0, 0, 0) is padding (fixed-length layouts), not a particle.
+
+Constituents must be physical: finite, |E|, |p| <= :data:`MAX_MOMENTUM`, E >= 0 and
+E >= |p| within the tolerance m^2 >= -:data:`MASS2_TOLERANCE` E^2 - 1e-9 GeV^2 (about
+|p| <= E (1 + 5e-4): massless particles stored in float32 or rounded energies pass).
+Jets without constituents, with zero summed pT (no jet axis) or with an unphysical
+constituent are skipped and counted (``JetSet.skipped``, by entry), never silently
+dropped. Labels are refused, as an error naming the file, branch and jet, unless they
+are one-hot: every ``label_*`` value 0 or 1 and exactly one set per jet (one label
+branch alone: 0 or 1). Soft, smoothed, multi-hot, NaN or out-of-range labels are
+never thresholded. A missing branch, a branch of the wrong type or jaggedness, a
+non-ROOT or truncated file, a missing or empty tree, or constituent branches of
+inconsistent lengths are errors naming the file and the field.
 """
 
 from __future__ import annotations
@@ -24,7 +33,9 @@ from symplug import SymplugError
 from .action import momenta
 
 P4_BRANCHES = ("part_energy", "part_px", "part_py", "part_pz")
-MASS2_TOLERANCE = 1e-3  # GeV^2, relative to E^2: m^2 < -tol * E^2 is unphysical
+MASS2_TOLERANCE = 1e-3  # relative to E^2: m^2 < -tol * E^2 - 1e-9 GeV^2 is unphysical
+ENERGY_TOLERANCE = 1e-9  # GeV: E < -tol is a negative energy
+MAX_MOMENTUM = 1e6  # GeV (1 PeV, far above any collider): larger components are corrupt
 
 
 @dataclass
@@ -55,13 +66,27 @@ class JetSet:
 def _open_tree(path: Path, tree: str):
     if not path.exists():
         raise SymplugError(f"{path}: no such file")
+    if path.is_dir():
+        raise SymplugError(f"{path}: a folder, not a ROOT file")
     try:
         handle = uproot.open(path)
+        found = handle.keys(cycle=False)
+        ttree = handle[tree] if tree in handle else None
     except Exception as exc:
-        raise SymplugError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})") from exc
-    if tree not in handle:
-        raise SymplugError(f"{path}: no TTree {tree!r} (found {', '.join(handle.keys()) or 'none'})")
-    return handle[tree]
+        raise SymplugError(f"{path}: not a readable ROOT file ({type(exc).__name__}: "
+                           f"{_one_line(exc)})") from exc
+    if ttree is None:
+        raise SymplugError(f"{path}: no TTree {tree!r} (found {', '.join(found) or 'none'})")
+    if not isinstance(ttree, (uproot.behaviors.TBranch.HasBranches,
+                              uproot.behaviors.RNTuple.HasFields)):
+        raise SymplugError(f"{path}: {tree!r} is a {getattr(ttree, 'classname', 'object')}, "
+                           "not a TTree")
+    return ttree
+
+
+def _one_line(exc: Exception) -> str:
+    """An exception's message on one line (uproot's name the file over several)."""
+    return " ".join(str(exc).split())[:300]
 
 
 def _branches(ttree, path: Path, tree: str,
@@ -85,14 +110,18 @@ def read_root(path: str | Path, tree: str = "tree", max_particles: int = 128,
               labels: Sequence[str] | None = None, entry_stop: int | None = None) -> JetSet:
     """Read and validate jets from a ROOT file (see the module docstring)."""
     path = Path(path)
+    if int(max_particles) < 1:
+        raise SymplugError(f"max_particles must be >= 1, got {max_particles}")
     ttree = _open_tree(path, tree)
     label_names, observers = _branches(ttree, path, tree, labels)
+    if ttree.num_entries == 0:
+        raise SymplugError(f"{path}: TTree {tree!r} has no entries (no jets)")
     try:
         arrays = ttree.arrays([*P4_BRANCHES, *label_names, *observers], entry_stop=entry_stop,
                               library="ak")
     except Exception as exc:
         raise SymplugError(f"{path}: cannot read TTree {tree!r}, truncated or corrupt? "
-                           f"({type(exc).__name__}: {exc})") from exc
+                           f"({type(exc).__name__}: {_one_line(exc)})") from exc
     return jets_from_arrays(arrays, label_names, observers, path, max_particles)
 
 
@@ -101,6 +130,7 @@ def jets_from_arrays(arrays: ak.Array, label_names: Sequence[str], observers: Se
     """Padded, validated jets from the branches of entries ``first_entry, ...`` of
     ``path`` (an awkward record array, e.g. one partition of :func:`read_root_dask`)."""
     path = Path(path)
+    _check_layout(arrays, label_names, observers, path)
     counts = [ak.num(arrays[b]) for b in P4_BRANCHES]
     for b, c in zip(P4_BRANCHES[1:], counts[1:]):
         bad = np.nonzero(ak.to_numpy(c != counts[0]))[0]
@@ -114,12 +144,79 @@ def jets_from_arrays(arrays: ak.Array, label_names: Sequence[str], observers: Se
           for x in (e, px, py, pz)]
     p4 = np.stack(p4, axis=-1).astype(np.float64).reshape(len(arrays), max_particles, 4)
     n_part = np.minimum(ak.to_numpy(counts[0]), max_particles)
-    mask = np.arange(max_particles)[None, :] < n_part[:, None]
+    mask = (np.arange(max_particles)[None, :] < n_part[:, None]) & (p4 != 0).any(axis=-1)
     label_array = (np.stack([ak.to_numpy(arrays[n]).astype(np.float64) for n in label_names], 1)
                    if label_names else None)
     return _checked(p4, mask, label_array, list(label_names),
                     {n: ak.to_numpy(arrays[n]).astype(np.float64) for n in observers}, path,
                     first_entry)
+
+
+def _numeric_depth(array: ak.Array) -> tuple[int, str]:
+    """(list depth, dtype kind) of a branch read as an awkward array."""
+    flat = ak.flatten(array, axis=None)
+    try:
+        kind = ak.to_numpy(flat).dtype.kind
+    except Exception:  # records, strings
+        kind = "O"
+    return array.ndim - 1, kind
+
+
+def _check_layout(arrays: ak.Array, label_names: Sequence[str], observers: Sequence[str],
+                  path: Path) -> None:
+    """Constituent branches: one list of numbers per jet; label and observer branches:
+    one number per jet (bool, integer or float)."""
+    for names, depth, what in ((P4_BRANCHES, 1, "a list of numbers per jet (jagged or "
+                                "fixed-length)"),
+                               ([*label_names, *observers], 0, "one number per jet")):
+        for name in names:
+            found, kind = _numeric_depth(arrays[name])
+            if found != depth or kind not in "biuf":
+                raise SymplugError(f"{path}: branch {name!r} is {ak.type(arrays[name]).content}"
+                                   f", expected {what}")
+
+
+def _check_labels(labels: np.ndarray, names: Sequence[str], path: Path,
+                  first_entry: int) -> None:
+    """Labels one-hot (see the module docstring), else an error naming the branch and jet."""
+    bad = ~np.isin(labels, (0.0, 1.0))
+    if bad.any():
+        i, k = (int(x[0]) for x in np.nonzero(bad))
+        raise SymplugError(f"{path}: jet {first_entry + i}: label branch {names[k]!r} is "
+                           f"{labels[i, k]:g}; labels must be 0 or 1 (one-hot; soft or "
+                           "smoothed labels are refused, not thresholded)")
+    if len(names) > 1:
+        hot = labels.sum(axis=1)
+        wrong = np.nonzero(hot != 1)[0]
+        if len(wrong):
+            i = int(wrong[0])
+            raise SymplugError(f"{path}: jet {first_entry + i} has {int(hot[i])} of the label "
+                               f"branches {', '.join(names)} set; labels must be one-hot "
+                               f"({'multi-hot' if hot[i] > 1 else 'unlabelled'} jets are "
+                               "refused; select branches with labels=...)")
+
+
+def _unphysical(p4: np.ndarray, mask: np.ndarray) -> dict[int, str]:
+    """{row: reason} of jets that cannot be diagnosed (see the module docstring)."""
+    reasons: dict[int, str] = {}
+    finite = np.isfinite(p4).all(axis=(1, 2))
+    huge = (np.abs(np.where(np.isfinite(p4), p4, 0.0)) > MAX_MOMENTUM).any(axis=(1, 2))
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite jets are counted first
+        m2 = momenta(p4).tau2
+        jet = (p4 * mask[..., None]).sum(axis=1)
+    negative_e = ((p4[..., 0] < -ENERGY_TOLERANCE) & mask).any(axis=1)
+    negative_m2 = ((m2 < -MASS2_TOLERANCE * p4[..., 0] ** 2 - 1e-9) & mask).any(axis=1)
+    no_axis = np.hypot(jet[:, 1], jet[:, 2]) < 1e-9
+    checks = ((~mask.any(axis=1), "no constituents"),
+              (~finite, "non-finite constituent momenta"),
+              (huge, f"constituent momentum above {MAX_MOMENTUM:g} GeV"),
+              (negative_e, "constituent with negative energy"),
+              (negative_m2, f"constituent with E < |p| (m^2 < -{MASS2_TOLERANCE:g} E^2)"),
+              (no_axis, "zero summed pT (no jet axis)"))
+    for bad, reason in checks:
+        for i in np.nonzero(bad)[0]:
+            reasons.setdefault(int(i), reason)
+    return reasons
 
 
 def read_root_dask(paths: Sequence[str | Path], tree: str = "tree", max_particles: int = 128,
@@ -157,20 +254,13 @@ def read_root_dask(paths: Sequence[str | Path], tree: str = "tree", max_particle
 def _checked(p4: np.ndarray, mask: np.ndarray, labels: np.ndarray | None,
              label_names: list[str], observers: dict[str, np.ndarray], path: Path,
              first_entry: int = 0) -> JetSet:
-    """The usable jets, padding zeroed; jets without constituents, with non-finite
-    momenta or a constituent of clearly negative mass squared are skipped and counted
-    (by entry: ``first_entry`` is the entry of the first row)."""
-    reasons: dict[int, str] = {}
-    for i in np.nonzero(~mask.any(axis=1))[0]:
-        reasons[int(i)] = "no constituents"
-    finite = np.isfinite(p4).all(axis=(1, 2))
-    for i in np.nonzero(~finite)[0]:
-        reasons.setdefault(int(i), "non-finite constituent momenta")
-    with np.errstate(invalid="ignore"):  # non-finite jets are counted above
-        m2 = momenta(p4).tau2
-    negative = ((m2 < -MASS2_TOLERANCE * p4[..., 0] ** 2 - 1e-9) & mask).any(axis=1) & finite
-    for i in np.nonzero(negative)[0]:
-        reasons.setdefault(int(i), "constituent with negative mass squared")
+    """The usable jets, padding zeroed; jets without constituents or axis, or with an
+    unphysical constituent (:func:`_unphysical`) are skipped and counted
+    (by entry: ``first_entry`` is the entry of the first row); labels that are not
+    one-hot are an error."""
+    if labels is not None:
+        _check_labels(labels, label_names, path, first_entry)
+    reasons = _unphysical(p4, mask)
     jets = JetSet(np.where(mask[..., None], p4, 0.0), mask, labels, list(label_names), observers,
                   first_entry + np.arange(len(p4)), [], str(path))
     kept = jets.subset(np.array([i for i in range(len(p4)) if i not in reasons], dtype=int))
@@ -230,8 +320,9 @@ def read_top_tagging_h5(path: str | Path, key: str = "table", max_particles: int
         raise SymplugError(f"{path}: no such file")
     try:
         frame = pd.read_hdf(path, key=key, stop=entry_stop)
-    except (KeyError, ValueError, OSError, TypeError) as exc:
-        raise SymplugError(f"{path}: not a readable HDF5 table {key!r} ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # pytables' HDF5ExtError, a torn file, another pandas key
+        raise SymplugError(f"{path}: not a readable HDF5 table {key!r} ({type(exc).__name__}: "
+                           f"{_one_line(exc)})") from exc
     columns = set(frame.columns)
     n = 0
     while f"E_{n}" in columns:
@@ -249,5 +340,9 @@ def read_top_tagging_h5(path: str | Path, key: str = "table", max_particles: int
     p4 = np.take_along_axis(p4, order[..., None], axis=1)
     mask = np.take_along_axis(present, order, axis=1)
     is_top = frame["is_signal_new"].to_numpy().astype(np.float64)
+    bad = np.nonzero(~np.isin(is_top, (0.0, 1.0)))[0]
+    if len(bad):
+        raise SymplugError(f"{path}: jet {int(bad[0])}: column 'is_signal_new' is "
+                           f"{is_top[bad[0]]:g}; it must be 0 or 1")
     return _checked(p4, mask, np.stack([1 - is_top, is_top], 1), ["label_QCD", "label_Top"],
                     {}, path)

@@ -50,12 +50,16 @@ def load_reference(path: str | Path | None = None, dtype=torch.float64) -> "Call
     path = Path(path) if path else REFERENCE
     if not path.exists():
         raise SymplugError(f"{path}: no such tagger checkpoint")
-    try:
+    if path.is_dir():
+        raise SymplugError(f"{path}: a folder, not a tagger checkpoint")
+    try:  # any failure: a pickle, a bare state_dict, another model's weights, a torn file
         saved = torch.load(path, map_location="cpu", weights_only=True)
         module = ParticleTransformerTagger(**saved["config"])
         module.load_state_dict(saved["state_dict"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        raise SymplugError(f"{path}: not a symplug tagger checkpoint ({exc})") from exc
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise SymplugError(f"{path}: not a symplug tagger checkpoint ({type(exc).__name__}: "
+                           f"{reason})") from exc
     module = module.to(dtype).eval()
     tagger = CallableTagger(lambda p4, mask: module.score(p4.to(dtype), mask), "reference",
                             units="probability")  # softmax probability of Top
@@ -78,9 +82,10 @@ class CallableTagger:
         return {"score": self.units}
 
     def __call__(self, batch: dict) -> dict[str, torch.Tensor]:
-        scores = torch.as_tensor(self.fn(batch["p4"], batch["mask"]))
+        raw = self.fn(batch["p4"], batch["mask"])
+        scores = _as_scores(raw, self.name)
         n = batch["p4"].shape[0]
-        if scores.shape[0] != n:
+        if scores.ndim not in (1, 2) or scores.shape[0] != n:
             raise SymplugError(f"tagger {self.name!r} returned {tuple(scores.shape)} scores for "
                                f"{n} jets; expected (N,) or (N, C)")
         return {"score": scores.reshape(batch["copies"], batch["jets"], *scores.shape[1:])}
@@ -89,10 +94,25 @@ class CallableTagger:
         return f"CallableTagger({self.name})"
 
 
+def _as_scores(raw, name: str) -> torch.Tensor:
+    """A tagger's output as a real tensor: tensors, numpy arrays and lists of numbers;
+    integer or bool scores (hard decisions) become float64."""
+    try:
+        scores = torch.as_tensor(raw)
+    except Exception as exc:
+        raise SymplugError(f"tagger {name!r} returned a {type(raw).__name__}, not scores "
+                           "(a tensor or array of numbers)") from exc
+    if scores.is_complex():
+        raise SymplugError(f"tagger {name!r} returned complex scores ({scores.dtype})")
+    return scores if scores.is_floating_point() else scores.to(torch.float64)
+
+
 def load_tagger(spec: str) -> CallableTagger:
     """A shipped tagger (``reference``, ``mass``, ``pz2``), a checkpoint (``*.pt``) or
     ``module:function`` (its score a probability, unless the function has a ``units``
-    attribute, e.g. ``score.units = "logit"``)."""
+    attribute, e.g. ``score.units = "logit"``), or ``module:name`` of a ready tagger
+    (a :class:`CallableTagger`, e.g. a :class:`~symplug_jets.weaver.WeaverTagger`).
+    Any error while importing the module is an error naming the spec."""
     if spec == "reference":
         return load_reference()
     if spec.endswith(".pt"):
@@ -103,8 +123,11 @@ def load_tagger(spec: str) -> CallableTagger:
         raise SymplugError(f"unknown tagger {spec!r}: give reference, "
                            f"{', '.join(SHIPPED)}, a .pt checkpoint or module:function")
     module, attr = spec.split(":", 1)
-    try:
+    try:  # the user's module runs here: any error while importing it is its own
         fn = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise SymplugError(f"cannot load tagger {spec!r}: {exc}") from exc
+    except Exception as exc:
+        raise SymplugError(f"cannot load tagger {spec!r}: {type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())}") from exc
+    if isinstance(fn, CallableTagger):  # e.g. a WeaverTagger built in the module
+        return fn
     return CallableTagger(fn, spec, units=getattr(fn, "units", "probability"))

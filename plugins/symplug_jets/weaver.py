@@ -45,9 +45,16 @@ class ParticleTransformerWrapper(torch.nn.Module):
 
     def __init__(self, **kwargs):
         super().__init__()
-        from weaver.nn.model.ParticleTransformer import ParticleTransformer
-
-        self.mod = ParticleTransformer(**kwargs)
+        try:
+            from weaver.nn.model.ParticleTransformer import ParticleTransformer
+        except ImportError as exc:
+            raise SymplugError("ParticleTransformerWrapper needs weaver-core: "
+                               "pip install weaver-core") from exc
+        try:
+            self.mod = ParticleTransformer(**kwargs)
+        except Exception as exc:  # an unknown or inconsistent config entry
+            raise SymplugError(f"ParticleTransformer config {sorted(kwargs)}: "
+                               f"{type(exc).__name__}: {' '.join(str(exc).split())}") from exc
 
     def forward(self, points, features, lorentz_vectors, mask):
         return self.mod(features, v=lorentz_vectors, mask=mask)
@@ -59,14 +66,29 @@ class WeaverTagger(CallableTagger):
 
     def __init__(self, module: torch.nn.Module, recipe: Callable = kin_features,
                  name: str = "weaver"):
+        if not isinstance(module, torch.nn.Module):
+            raise SymplugError(f"WeaverTagger needs a torch.nn.Module, got {type(module).__name__}")
+        if not callable(recipe):
+            raise SymplugError(f"WeaverTagger recipe must be callable, got {type(recipe).__name__}")
         self.module = module.eval()
         self._rows = 0
+        params = list(module.parameters())
+        dtype = params[0].dtype if params else torch.float64
 
         def score(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            dtype = next(self.module.parameters()).dtype
-            points, feats, vectors, m = recipe(p4.to(dtype), mask)
+            inputs = recipe(p4.to(dtype), mask)
+            if not isinstance(inputs, (tuple, list)) or len(inputs) != 4:
+                raise SymplugError(f"{name}: the recipe must return (points, features, "
+                                   f"lorentz_vectors, mask), got {type(inputs).__name__}")
             self._rows = p4.shape[0]
-            return torch.softmax(self.module(points, feats, vectors, m), dim=-1)
+            logits = self.module(*inputs)
+            if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[1] < 2 \
+                    or logits.shape[0] != p4.shape[0]:
+                shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else \
+                    type(logits).__name__
+                raise SymplugError(f"{name}: the module returned {shape} for {p4.shape[0]} "
+                                   "jets; expected (N, C >= 2) class logits")
+            return torch.softmax(logits, dim=-1)
 
         super().__init__(score, name, units="probability")
 
