@@ -12,6 +12,10 @@ import sys
 from typing import Sequence
 
 from .errors import SymplugError
+from .options import float_at_most, int_at_least, nonnegative_float, nonnegative_int, positive_int
+
+# md: a larger time step is refused (NVE of atoms diverges beyond a few fs)
+MAX_TIMESTEP_FS = 10.0
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
@@ -199,6 +203,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(value: float | None, spec: str) -> str:
+    """``value`` formatted, or "undefined" for None (e.g. the relative error of a zero response)."""
+    return "undefined" if value is None else format(value, spec)
+
+
 def summary_table(result: dict) -> str:
     """A plain-text summary of a diagnosis result."""
     from .findings import convergence_verdict
@@ -210,7 +219,10 @@ def summary_table(result: dict) -> str:
                  f"{'invariant':>11}")
     for name, o in result["outputs"].items():
         lines.append(f"{name:<16}{o['rep']:<12}{o['equivariance_rmse']:>12.4e}  {o['units']:<10}"
-                     f"{o['relative_error']:>10.3e}{o['invariant_fraction']:>11.4f}")
+                     f"{_number(o['relative_error'], '.3e'):>10}"
+                     f"{_number(o['invariant_fraction'], '.4f'):>11}")
+        if o.get("undefined"):
+            lines.append(f"  {name}: {o['undefined']}")
     labelled = {n: o for n, o in result["outputs"].items() if "bias_variance" in o}
     if labelled:  # against the labels, as metatrain's evaluation reports it
         lines.append(f"{'vs labels':<16}{'equivariance':>13}{'O(3)-avg RMSE':>15}"
@@ -279,14 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("quadrature", help="size and exactness of a quadrature grid")
     p.add_argument("--group", default="O3", help="O3, SO3, SO2 or O2 (default O3)")
-    p.add_argument("--degree", type=int, default=4, help="band limit L (default 4)")
+    p.add_argument("--degree", type=nonnegative_int, default=4, help="band limit L (default 4)")
     p.add_argument("--kind", default="auto", help="auto (the smallest exact rule), finite, "
                    "lebedev, gauss-legendre or haar")
     p.add_argument("--purpose", default="diagnosis", choices=("diagnosis", "mean"),
                    help="diagnosis: second moments and B to band L (exact to 2L, default); "
                    "mean: the symmetrised prediction alone (exact to L)")
-    p.add_argument("--n", type=int, help="number of elements for kind=haar")
-    p.add_argument("--seed", type=int, help="seed for kind=haar")
+    p.add_argument("--n", type=positive_int, help="number of elements for kind=haar")
+    p.add_argument("--seed", type=nonnegative_int, help="seed for kind=haar")
     p.add_argument("--axis", type=float, nargs=3, default=(0.0, 0.0, 1.0),
                    help="rotation axis for SO2/O2 (default 0 0 1)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -298,37 +310,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, nargs="+", metavar="FILE",
                    help="data files understood by the domain's plugin")
     p.add_argument("--group", help="group (default: the domain's first)")
-    p.add_argument("--degree", type=int, default=4, help="grid band limit L (default 4)")
+    p.add_argument("--degree", type=positive_int, default=4,
+                   help="grid band limit L >= 1 (default 4)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on this dask.distributed scheduler (e.g. tcp://host:8786)")
-    p.add_argument("--workers", type=int, metavar="N",
+    p.add_argument("--workers", type=positive_int, metavar="N",
                    help="run on a new local dask cluster of N worker processes")
     p.add_argument("--no-per-sample", action="store_true",
                    help="leave the per-sample lists out of the result (large data sets: "
                    "partitions then send sums only)")
-    p.add_argument("--partition-size", type=int, metavar="N",
+    p.add_argument("--partition-size", type=positive_int, metavar="N",
                    help="data-parallel partitions of N units (jets: ROOT entries, default: "
                    "all entries split 16 ways in blocks of 16 jets, at most 100000; atoms: "
                    "frames, default 16)")
     p.add_argument("--kind", default="auto", help="auto (the smallest exact rule), finite, "
                    "lebedev, gauss-legendre or haar")
-    p.add_argument("--n", type=int, help="number of elements for kind=haar")
-    p.add_argument("--seed", type=int, default=0, help="seed for random grids (default 0)")
-    p.add_argument("--lmax", type=int, help="highest l of the spectra (default: the degree)")
+    p.add_argument("--n", type=int_at_least(2), help="number of elements for kind=haar")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for random grids (default 0)")
+    p.add_argument("--lmax", type=nonnegative_int, help="highest l of the spectra (default: the degree)")
     p.add_argument("--outputs", help="comma-separated outputs (default: all declared)")
     p.add_argument("--declare", action="append", default=[], metavar="NAME=REP",
                    help="a further model output and its representation, e.g. dipole=1o, "
                    "polarizability=cartesian2, mtt::target=2,+1 (repeatable; values in the "
                    "model's units), diagnosed with the domain's default outputs or those of --outputs")
     p.add_argument("--layers", help="comma-separated hidden layers to capture")
-    p.add_argument("--finer-degree", type=int, help="check convergence on this finer degree "
+    p.add_argument("--finer-degree", type=positive_int, help="check convergence on this finer degree "
                    "(default: the same rule turned by a random rotation, one grid more)")
     p.add_argument("--no-convergence", action="store_true", help="skip the convergence check")
-    p.add_argument("--chunk-size", type=int, default=64,
+    p.add_argument("--chunk-size", type=positive_int, default=64,
                    help="copies per model call at most (default 64; fewer where the memory "
                    "budget needs it)")
     add_memory_option(p)
-    p.add_argument("--max-samples", type=int, help="use the first N samples only")
+    p.add_argument("--max-samples", type=positive_int, help="use the first N samples only")
     p.add_argument("--skip-failures", action="store_true",
                    help="flag and count samples whose evaluation fails instead of stopping")
     p.add_argument("--compare-to", metavar="RESULT.json",
@@ -345,18 +358,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("domain", help="a domain whose plugin offers MD tests (atoms)")
     p.add_argument("--model", required=True, help="model spec understood by the domain's plugin")
     p.add_argument("--structure", required=True, help="a shipped structure name or a file")
-    p.add_argument("--steps", type=int, default=500, help="NVE steps (default 500)")
-    p.add_argument("--timestep", type=float, default=2.0, help="time step in fs (default 2)")
-    p.add_argument("--temperature", type=float, default=600.0,
+    p.add_argument("--steps", type=positive_int, default=500, help="NVE steps (default 500)")
+    p.add_argument("--timestep", type=float_at_most(MAX_TIMESTEP_FS, "NVE of atoms is unstable "
+                   "beyond a few fs"), default=2.0, help="time step in fs, in (0, "
+                   f"{MAX_TIMESTEP_FS:g}] (default 2)")
+    p.add_argument("--temperature", type=nonnegative_float, default=600.0,
                    help="initial temperature in K (default 600)")
-    p.add_argument("--degree", type=int, default=2,
+    p.add_argument("--degree", type=positive_int, default=2,
                    help="band L whose mean the symmetrised variants average exactly (default "
                    "2: the tetrahedral rule, 24 copies with inversion)")
     p.add_argument("--variants", default="raw,symmetrized,random,mts",
                    help="comma-separated: raw, symmetrized, random, mts")
-    p.add_argument("--interval", type=int, default=4, help="MTS interval in steps (default 4)")
+    p.add_argument("--interval", type=positive_int, default=4, help="MTS interval in steps (default 4)")
     p.add_argument("--reference", help="reference model for the RDF comparison (e.g. emt)")
-    p.add_argument("--seed", type=int, default=0, help="velocity and rotation seed")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="velocity and rotation seed")
     p.add_argument("--out", default="symplug-md", help="folder for JSON and figures")
     p.add_argument("--json", help="write the result JSON here (default OUT/md.json)")
     p.add_argument("--report", action="store_true",
@@ -369,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the report and results (default: a fresh "
                    "symplug-demo-DATE-TIME)")
     p.add_argument("--quick", action="store_true", help="the one-minute version")
-    p.add_argument("--seed", type=int, default=0, help="seed for velocities and rotations")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for velocities and rotations")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 

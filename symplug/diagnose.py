@@ -312,6 +312,29 @@ def _changes(first: dict[str, Quantity], second: dict[str, Quantity], check: Gri
             "worst_quantity": worst, "changes": changes, "relative_changes": relative}
 
 
+def _check_diagnosis_grid(grid: Grid) -> None:
+    """Refuse a grid whose second moments are exact to band 0 only (e.g. ``degree=0``,
+    the identity): every output would read A = 0, a number that means nothing."""
+    if not grid.monte_carlo and (grid.moment_degree or 0) < 1:
+        raise SymplugError(f"degree {grid.degree} gives a {grid.kind} grid of {grid.size} "
+                           "element(s), exact to band 0 only: a diagnosis needs a grid exact to "
+                           "band >= 1 (--degree 1 or more)")
+
+
+ZERO_RESPONSE = ("zero response: the output is 0 on every copy of every sample, so its relative "
+                 "error and invariant fraction are undefined")
+
+
+def _undefined_if_zero(entry: dict, errors: "ErrorSums") -> dict:
+    """An output ``entry`` whose response is identically zero (no power): its relative
+    error, invariant fraction and spectrum are stated undefined (None, with the reason
+    under ``"undefined"``) instead of reading 0."""
+    if errors.z2 > 0:
+        return entry
+    return {**entry, "relative_error": None, "invariant_fraction": None, "truncation": None,
+            "spectrum": {k: None for k in entry.get("spectrum", {})}, "undefined": ZERO_RESPONSE}
+
+
 def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domain, *,
              group: str | None = None, degree: int = 4, kind: str = "auto",
              n: int | None = None, seed: int | None = None, lmax: int | None = None,
@@ -418,6 +441,7 @@ def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Doma
     if grid is None:
         grid = quadrature(group, None if kind == "haar" else degree, kind=kind, n=n, seed=seed,
                           axis=domain.axis)
+    _check_diagnosis_grid(grid)
     if lmax is None:
         lmax = grid.moment_degree if grid.moment_degree is not None else degree
     grids = (grid, check_grid(grid, finer_degree)) if check_convergence else (grid,)
@@ -458,6 +482,8 @@ def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Doma
         out["skipped"] = [{"index": i, "reason": skipped[i]} for i in sorted(skipped)]
 
     merged = sums[0]
+    # a default output that only skipped samples had (e.g. stress of the one periodic frame)
+    names = [name for name in names if name in merged.errors or name not in optional]
     absent = [name for name in names if name not in merged.errors]
     if absent:
         raise SymplugError(f"output {absent[0]!r} exists for none of the samples diagnosed")
@@ -483,7 +509,7 @@ def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Doma
         if change is not None:  # as metatrain flags it: A moves by > 1 % on the check grid
             entry["grid_change"] = change
             entry["grid_converged"] = change <= EVALUATION_GRID_TOL
-        out["outputs"][name] = entry
+        out["outputs"][name] = _undefined_if_zero(entry, errors)
     out["layers"] = {}
     for name in layers:
         raw = merged.layers[name]

@@ -65,8 +65,9 @@ class EquivarianceError:
         return int(self.mean.numel())
 
     def to_dict(self) -> dict:
-        out = {"rep": str(self.rep), "equivariance_rmse": self.rmse,
-               "relative_error": self.relative, "variance": self.variance,
+        out = {"rep": str(self.rep), "equivariance_rmse": self.rmse,  # no response: undefined
+               "relative_error": self.relative if self.mean_square != 0 else None,
+               "variance": self.variance,
                "n_components": self.n_components}
         if self.stderr is not None:
             out["variance_stderr"] = self.stderr

@@ -109,7 +109,8 @@ def _a(output: dict) -> str:
 
 
 def _is_broken(output: dict) -> bool:
-    return output["relative_error"] >= EQUIVARIANT_RELATIVE
+    relative = output.get("relative_error")  # None: a zero response, nothing to conclude
+    return relative is not None and relative >= EQUIVARIANT_RELATIVE
 
 
 def _sectors_list(shares: dict[Sector, float], keep: Callable[[Sector], bool], top: int = 3) -> str:

@@ -206,6 +206,8 @@ def symmetry_verdict(output: dict) -> dict:
     ``reference`` is that error or magnitude in the output's units (None if unknown);
     ``verdict`` is one of :data:`VERDICTS`, or ``"unknown"`` without the numbers."""
     a, relative = output.get("equivariance_rmse"), output.get("relative_error")
+    if output.get("undefined"):  # e.g. a zero response: no verdict
+        return {"verdict": "unknown", "ratio": None, "basis": None, "reference": None}
     split = output.get("bias_variance") or {}
     error = split.get("random_orientation_rmse")
     if error and split.get("equivariance_rmse") is not None:

@@ -402,15 +402,23 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise SymplugError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+        first = (str(exc).strip().splitlines() or [""])[0]  # torch's messages run to pages
+        raise SymplugError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
+                           f"{first})") from exc
 
 
 def finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: str | Path, *,
              validation: Sequence[Any] = (), progress: bool = True,
-             callback: Callable[[int], None] | None = None) -> dict:
+             callback: Callable[[int], None] | None = None,
+             resume_from: str | Path | None = None) -> dict:
     """Fine-tune ``task.module`` with augmentation and penalties; resume from
-    ``out/checkpoint.pt`` if it exists. Returns {"history", "track", "checkpoint",
-    "grid", "rank", "world_size"}.
+    ``out/checkpoint.pt`` if it exists, or from ``resume_from`` (e.g. an intact
+    ``epoch_003.pt``, a path or a name in ``out``; same settings). A folder with an
+    earlier run's files but no checkpoint.pt is refused (runs are never mixed). Returns
+    {"history", "track", "checkpoint", "grid", "rank", "world_size"}.
+
+    A non-finite loss or non-finite weights stop the run with a :class:`SymplugError`;
+    the checkpoints on disk stay the last good ones (NaN weights are never written).
 
     ``validation``: domain samples for the accuracy figures and (the first
     ``config.track_samples``) for tracking. ``callback(global_step)`` runs after every
@@ -425,7 +433,8 @@ def finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: st
     """
     world = _join_world(task.module)
     try:
-        return _finetune(task, domain, config, Path(out), world, validation, progress, callback)
+        return _finetune(task, domain, config, Path(out), world, validation, progress, callback,
+                         resume_from)
     finally:
         if world.created and dist.is_initialized():
             dist.destroy_process_group()
@@ -433,7 +442,8 @@ def finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: st
 
 def _finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: Path,
               world: _World, validation: Sequence[Any], progress: bool,
-              callback: Callable[[int], None] | None) -> dict:
+              callback: Callable[[int], None] | None,
+              resume_from: str | Path | None = None) -> dict:
     lead = world.rank == 0  # the process that writes, logs and tracks
     if lead:
         out.mkdir(parents=True, exist_ok=True)
@@ -444,12 +454,13 @@ def _finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: P
     items = list(task.items)
     if not items:
         raise SymplugError("no training items")
-    if config.epochs < 1 or config.batch < 1 or config.lr <= 0:
-        raise SymplugError(f"epochs and batch must be >= 1 and lr > 0 (got {config.epochs}, "
-                           f"{config.batch}, {config.lr})")
+    check_config(config)
     if config.batch < world.size:
         raise SymplugError(f"batch {config.batch} is the global batch, split over the "
                            f"{world.size} processes: it must be at least {world.size}")
+    if domain.check is not None:  # validation samples are refused where they enter too
+        for sample in validation:
+            domain.check(sample)
     if (config.penalty_equivariance or config.penalty_lie) and group is None:
         raise SymplugError("symmetry penalties need a group")
     if config.track_every and not validation:
@@ -463,9 +474,9 @@ def _finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: P
     latest = out / LATEST
     log = out / "log.jsonl"
     saved, error = None, None
-    if lead and latest.exists():
+    if lead:
         try:
-            saved = _resumable(latest, config)
+            saved = _saved_run(out, config, resume_from)
         except SymplugError as exc:
             error = str(exc)
     if world.size > 1:  # rank 0's checkpoint (or refusal) reaches every rank: no shared disk needed
@@ -481,6 +492,8 @@ def _finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: P
         set_rng_state(saved["rng"])
         state = _State(**{k: saved[k] for k in ("epoch", "step", "global_step", "running",
                                                 "history", "track", "grid")})
+        if lead and resume_from is not None:  # the folder's latest is now this run's state
+            write_checkpoint(saved, latest)
         if lead:
             _log(log, {"event": "resume", "epoch": state.epoch, "step": state.step,
                        "global_step": state.global_step, "world_size": world.size})
@@ -561,8 +574,10 @@ def _finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: P
                 objective = runner(batch, hi - lo, augment=augment, compare=compare)
                 opt.zero_grad()
                 objective.backward()
+                _stop_if_nonfinite(step_module.logged, None, state, latest, log, lead)
                 opt.step()
                 sched.step()
+                _stop_if_nonfinite(step_module.logged, module, state, latest, log, lead)
                 for k, v in step_module.logged.items():
                     state.running[k] = state.running.get(k, 0.0) + v
                 state.running["count"] = state.running.get("count", 0) + 1
@@ -592,9 +607,93 @@ def _finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: P
             "grid": state.grid, "rank": world.rank, "world_size": world.size}
 
 
-def _resumable(latest: Path, config: FinetuneConfig) -> dict:
+def check_config(config: FinetuneConfig) -> None:
+    """Refuse settings outside their ranges (one line naming the setting): lr and
+    lie_step finite and > 0; epochs, batch, track_degree, track_samples >= 1; penalty
+    weights finite and >= 0 (a negative one rewards breaking the symmetry);
+    checkpoint_every, track_every, seed >= 0."""
+    def bad(name: str, rule: str) -> SymplugError:
+        return SymplugError(f"{name} must be {rule}, got {getattr(config, name)!r}")
+
+    for name in ("lr", "lie_step"):
+        value = getattr(config, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise bad(name, "finite and > 0")
+    for name in ("penalty_equivariance", "penalty_lie"):
+        value = getattr(config, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise bad(name, "finite and >= 0 (a negative weight rewards breaking the symmetry)")
+    for name, low in (("epochs", 1), ("batch", 1), ("track_degree", 1), ("track_samples", 1),
+                      ("checkpoint_every", 0), ("track_every", 0), ("seed", 0)):
+        if int(getattr(config, name)) < low:
+            raise bad(name, f">= {low}")
+
+
+def _epoch_files(out: Path) -> list[Path]:
+    """The end-of-epoch checkpoints in ``out``, oldest first."""
+    return sorted(out.glob("epoch_*.pt"))
+
+
+def _intact(paths: Sequence[Path]) -> list[Path]:
+    """Those of ``paths`` that load as checkpoints."""
+    good = []
+    for path in paths:
+        try:
+            load_checkpoint(path)
+        except SymplugError:
+            continue
+        good.append(path)
+    return good
+
+
+def _resume_hint(out: Path) -> str:
+    """How to go on from the newest intact epoch checkpoint in ``out`` (or that none is)."""
+    intact = _intact(_epoch_files(out))
+    if not intact:
+        return "no intact epoch checkpoint is beside it: use another --out to start a new run"
+    return (f"the epoch checkpoints beside it are intact ({', '.join(p.name for p in intact)}): "
+            f"resume from the last with --resume-from {intact[-1]}")
+
+
+def _previous_run(out: Path) -> list[str]:
+    """Files of an earlier run in ``out`` (epoch checkpoints, log, track)."""
+    names = [p.name for p in _epoch_files(out)]
+    return names + [n for n in ("log.jsonl", "track.json") if (out / n).exists()]
+
+
+def _saved_run(out: Path, config: FinetuneConfig, resume_from: str | Path | None) -> dict | None:
+    """The checkpoint to continue from: ``resume_from`` (a path, or a file name in ``out``),
+    else ``out/checkpoint.pt``; None for a new run in a folder without an earlier run.
+    Refuses to mix runs: files of an earlier run without its checkpoint.pt, a truncated
+    checkpoint.pt (naming the intact epoch checkpoints), other settings."""
+    latest = out / LATEST
+    if resume_from is not None:
+        path = Path(resume_from)
+        path = path if path.exists() or not (out / path).exists() else out / path
+        if not path.exists():
+            raise SymplugError(f"--resume-from {str(resume_from)!r}: no such checkpoint "
+                               f"(epoch checkpoints in {out}: "
+                               f"{', '.join(p.name for p in _epoch_files(out)) or 'none'})")
+        return _resumable(path, config)
+    if not latest.exists():
+        earlier = _previous_run(out)
+        if earlier:
+            epochs = _epoch_files(out)
+            how = (f"resume with --resume-from {epochs[-1]}" if epochs else
+                   "remove them")
+            raise SymplugError(f"{out} holds an earlier run ({', '.join(earlier)}) but no "
+                               f"{LATEST}: {how}, or use another --out")
+        return None
+    try:
+        saved = load_checkpoint(latest)
+    except SymplugError as exc:
+        raise SymplugError(f"{exc}; {_resume_hint(out)}") from exc
+    return _resumable(latest, config, saved)
+
+
+def _resumable(latest: Path, config: FinetuneConfig, saved: dict | None = None) -> dict:
     """The checkpoint ``latest`` if it continues a run with ``config`` (any world size)."""
-    saved = load_checkpoint(latest)
+    saved = load_checkpoint(latest) if saved is None else saved
     if saved.get("format") != CHECKPOINT_FORMAT:
         raise SymplugError(f"{latest}: not a symplug fine-tuning checkpoint")
     if saved["finetune"] != json.loads(json.dumps(config.to_dict())):
@@ -602,6 +701,30 @@ def _resumable(latest: Path, config: FinetuneConfig) -> dict:
         raise SymplugError(f"{latest} was written with other settings ({', '.join(diff)}); "
                            "use another --out to start a new run")
     return saved
+
+
+def _stop_if_nonfinite(logged: Mapping[str, float], module: torch.nn.Module | None,
+                       state: _State, latest: Path, log: Path, lead: bool) -> None:
+    """Stop the run when the step's loss (``module`` None: before the update) or the
+    updated weights of ``module`` are not finite, naming the last good checkpoint (the
+    bad weights are never saved). ``logged`` is identical on every rank, as are the weights."""
+    where = f"epoch {state.epoch + 1}, step {state.step + 1}"
+    if module is None:
+        bad = {k: v for k, v in logged.items() if not math.isfinite(v)}
+        if not bad:
+            return
+        what = "the loss is not finite (" + ", ".join(f"{k} {v}" for k, v in bad.items()) + ")"
+    else:
+        names = [n for n, p in module.named_parameters() if not torch.isfinite(p).all()]
+        if not names:
+            return
+        what = f"the update made the weights non-finite ({names[0]})"
+    kept = (f"the last good checkpoint {latest} is kept" if latest.exists()
+            else "no checkpoint was written")
+    if lead:
+        _log(log, {"event": "stopped", "epoch": state.epoch, "step": state.step, "reason": what})
+    raise SymplugError(f"{where}: {what}; stopped without saving these weights, {kept} "
+                       "(lower --lr, or check the labels for NaN or huge values)")
 
 
 # ----------------------------------------------------------------------------- one step

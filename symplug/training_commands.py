@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SymplugError
+from .options import (nonnegative_float, nonnegative_int, open_fraction, positive_float,
+                      positive_int)
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
@@ -36,7 +38,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     train, validation = split_samples(samples, config.val_fraction, config.seed)
     task = training_task(args.domain, load_model(args.domain, args.model), train)
     result = finetune(task, domain, config, args.out, validation=validation,
-                      progress=not args.quiet)
+                      progress=not args.quiet, resume_from=args.resume_from)
     if result["rank"] != 0:  # data-parallel: rank 0 reports
         return 0
     _print_track(result["track"], result["history"])
@@ -126,32 +128,35 @@ def add_commands(sub: Any) -> None:
     p.add_argument("domain", help="a domain whose plugin offers fine-tuning (atoms, jets)")
     p.add_argument("--model", required=True, help="model spec understood by the domain's plugin")
     p.add_argument("--data", required=True, help="labelled data file understood by the plugin")
-    p.add_argument("--epochs", type=int, default=5, help="epochs (default 5)")
-    p.add_argument("--lr", type=float, default=1e-4,
+    p.add_argument("--epochs", type=positive_int, default=5, help="epochs (default 5)")
+    p.add_argument("--lr", type=positive_float, default=1e-4,
                    help="Adam learning rate, cosine decay to 0 (default 1e-4)")
-    p.add_argument("--batch", type=int, default=8, help="items per step (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of split, order, augmentation")
+    p.add_argument("--batch", type=positive_int, default=8, help="items per step (default 8)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of split, order, augmentation")
     p.add_argument("--group", help="augmentation group (default: the domain's first)")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    p.add_argument("--penalty-equivariance", type=float, default=0.0, metavar="W",
+    p.add_argument("--penalty-equivariance", type=nonnegative_float, default=0.0, metavar="W",
                    help="weight of mean |f(h x) - rho(h) f(x)|^2 (default 0)")
-    p.add_argument("--penalty-lie", type=float, default=0.0, metavar="W",
+    p.add_argument("--penalty-lie", type=nonnegative_float, default=0.0, metavar="W",
                    help="weight of sum_J mean |L_J f|^2 (default 0)")
-    p.add_argument("--lie-step", type=float, default=1e-2, help="central-difference step (rad)")
-    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+    p.add_argument("--lie-step", type=positive_float, default=1e-2, help="central-difference step (rad)")
+    p.add_argument("--checkpoint-every", type=nonnegative_int, default=0, metavar="N",
                    help="also checkpoint every N steps (default: end of epoch only)")
-    p.add_argument("--track-every", type=int, default=1, metavar="K",
+    p.add_argument("--track-every", type=nonnegative_int, default=1, metavar="K",
                    help="track A and B every K epochs (0: off; default 1)")
-    p.add_argument("--degree", type=int, default=2, help="tracking grid degree (default 2)")
-    p.add_argument("--track-samples", type=int, default=4,
+    p.add_argument("--degree", type=positive_int, default=2, help="tracking grid degree (default 2)")
+    p.add_argument("--track-samples", type=positive_int, default=4,
                    help="validation samples diagnosed when tracking (default 4)")
     p.add_argument("--layers", help="comma-separated layers to track (default: the task's)")
-    p.add_argument("--val-fraction", type=float, default=0.2,
+    p.add_argument("--val-fraction", type=open_fraction, default=0.2,
                    help="samples held out for validation and tracking (default 0.2)")
-    p.add_argument("--max-samples", type=int, help="use the first N samples of the data")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--max-samples", type=positive_int, help="use the first N samples of the data")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
     p.add_argument("--out", required=True, help="folder for checkpoints, log and tracking; "
                    "a run whose checkpoint is there resumes")
+    p.add_argument("--resume-from", metavar="EPOCH.pt",
+                   help="resume from this intact checkpoint (e.g. epoch_003.pt in --out) "
+                   "instead of --out/checkpoint.pt; the settings must be the run's")
     p.add_argument("--report", action="store_true", help="also write report.html and report.md")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_finetune)
@@ -160,11 +165,11 @@ def add_commands(sub: Any) -> None:
     p.add_argument("domain", help="a domain declared by an installed plugin")
     p.add_argument("--checkpoints", required=True, nargs="+", help="checkpoint files, in order")
     p.add_argument("--data", required=True, help="data file understood by the domain's plugin")
-    p.add_argument("--degree", type=int, default=2, help="grid degree (default 2)")
+    p.add_argument("--degree", type=positive_int, default=2, help="grid degree (default 2)")
     p.add_argument("--group", help="group (default: the domain's first)")
     p.add_argument("--layers", help="comma-separated layers (default: the task's)")
-    p.add_argument("--max-samples", type=int, help="use the first N samples")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--max-samples", type=positive_int, help="use the first N samples")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
     p.add_argument("--out", required=True, help="folder for track.json, track.mts, track.png")
     p.add_argument("--report", action="store_true", help="also write report.html and report.md")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

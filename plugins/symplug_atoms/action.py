@@ -18,6 +18,9 @@ from ase.neighborlist import neighbor_list
 from symplug import SymplugError
 
 MIN_DISTANCE = 0.1  # A: closer atoms are "overlapping"
+MAX_COORDINATE = 1e6  # A: farther from the origin is not a structure (wrong units, garbage)
+MIN_VOLUME_PER_ATOM = 0.5  # A^3: denser than any solid (metallic H at ~500 GPa: ~1 A^3)
+MAX_CELL_CONDITION = 1e5  # largest over smallest singular value of the periodic cell vectors
 
 
 def check_frame(atoms: ase.Atoms, where: str = "structure") -> None:
@@ -30,12 +33,11 @@ def check_frame(atoms: ase.Atoms, where: str = "structure") -> None:
     if not np.isfinite(pos).all():
         bad = int(np.where(~np.isfinite(pos).all(axis=1))[0][0])
         raise SymplugError(f"{where}: field 'positions' holds NaN or inf (atom {bad})")
-    pbc = atoms.get_pbc()
-    if pbc.any():
-        lengths = atoms.cell.lengths()
-        if atoms.cell.rank < 3 or (lengths[pbc] < 1e-8).any():
-            raise SymplugError(f"{where}: periodic along {pbc.tolist()} but field 'cell' "
-                               f"{atoms.cell.array.round(4).tolist()} does not span those directions")
+    far = np.abs(pos).max()
+    if far > MAX_COORDINATE:
+        raise SymplugError(f"{where}: field 'positions' holds a coordinate of {far:.3g} A "
+                           f"(beyond {MAX_COORDINATE:g} A: wrong units or garbage)")
+    check_cell(atoms, where)
     if len(atoms) > 1:  # pairs closer than MIN_DISTANCE, periodic images included: O(N)
         i, j, dist = neighbor_list("ijd", atoms, MIN_DISTANCE)
         if len(dist):
@@ -43,6 +45,44 @@ def check_frame(atoms: ase.Atoms, where: str = "structure") -> None:
             raise SymplugError(f"{where}: atoms {min(i[k], j[k])} and {max(i[k], j[k])} overlap "
                                f"(distance {dist[k]:.3g} A < {MIN_DISTANCE} A) in field "
                                "'positions'")
+
+
+def check_cell(atoms: ase.Atoms, where: str = "structure") -> None:
+    """Refuse a periodic cell (rows of ``atoms.cell`` along the periodic axes) that is not
+    finite, singular, denser than :data:`MIN_VOLUME_PER_ATOM` (all axes periodic; either
+    handedness), ill-conditioned (condition number > :data:`MAX_CELL_CONDITION`) or whose
+    planes spanned by cell vectors lie closer than :data:`MIN_DISTANCE` (an atom overlaps
+    its own image, or a sheared cell). Runs before any neighbour list, whose size such a cell makes unbounded."""
+    pbc = atoms.get_pbc()
+    if not pbc.any():
+        return
+    cell = np.asarray(atoms.cell.array, dtype=np.float64)
+    field = f"field 'cell' {cell.round(4).tolist()}"
+    if not np.isfinite(cell).all():
+        raise SymplugError(f"{where}: {field} holds NaN or inf")
+    vectors = cell[pbc]
+    if (np.linalg.norm(vectors, axis=1) < 1e-8).any():
+        raise SymplugError(f"{where}: periodic along {pbc.tolist()} but {field} has a zero "
+                           "vector along a periodic axis")
+    singular = np.linalg.svd(vectors, compute_uv=False)
+    if singular[-1] <= 1e-12 * singular[0]:
+        raise SymplugError(f"{where}: {field} is singular (its periodic vectors are linearly "
+                           "dependent)")
+    if pbc.all():
+        per_atom = abs(np.linalg.det(cell)) / len(atoms)
+        if per_atom < MIN_VOLUME_PER_ATOM:
+            raise SymplugError(f"{where}: {field} is nearly singular: volume {per_atom:.3g} "
+                               f"A^3 per atom < {MIN_VOLUME_PER_ATOM} A^3")
+    condition = singular[0] / singular[-1]
+    if condition > MAX_CELL_CONDITION:
+        raise SymplugError(f"{where}: {field} is ill-conditioned (condition number "
+                           f"{condition:.3g} > {MAX_CELL_CONDITION:g}); reduce it, e.g. "
+                           "ase.build.niggli_reduce")
+    spacing = float((1.0 / np.linalg.norm(np.linalg.pinv(vectors), axis=0)).min())
+    if spacing < MIN_DISTANCE:
+        raise SymplugError(f"{where}: {field} is nearly singular: lattice planes {spacing:.3g} A "
+                           f"apart < {MIN_DISTANCE} A (an atom overlaps its own image, or the "
+                           "cell is sheared: reduce it, e.g. ase.build.niggli_reduce)")
 
 
 def transform(atoms: ase.Atoms, g: np.ndarray) -> ase.Atoms:

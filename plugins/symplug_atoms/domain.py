@@ -78,10 +78,35 @@ def atoms_domain() -> Domain:
         check=check_structure, excluded_outputs=excluded_outputs)
 
 
+def check_labels(atoms: ase.Atoms, where: str = "structure") -> None:
+    """Refuse labels the structure carries (``atoms.calc.results``: energy, per-atom
+    energies, forces, stress) that are not finite or have the wrong shape: energy one
+    number, energies (N,), forces (N, 3), stress (6,) Voigt or (3, 3)."""
+    results = getattr(atoms.calc, "results", None) or {}
+    shapes = {"energy": [(), (1,)], "free_energy": [(), (1,)], "energies": [(len(atoms),)],
+              "forces": [(len(atoms), 3)], "stress": [(6,), (3, 3)]}
+    for name, allowed in shapes.items():
+        if name not in results:
+            continue
+        try:
+            value = np.asarray(results[name], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise SymplugError(f"{where}: label {name!r} is not numeric") from None
+        if value.shape not in allowed:
+            raise SymplugError(f"{where}: label {name!r} has shape {value.shape}; expected "
+                               f"{' or '.join(str(a) for a in allowed)} for {len(atoms)} atoms")
+        if not np.isfinite(value).all():
+            bad = value.reshape(-1)[~np.isfinite(value.reshape(-1))]
+            raise SymplugError(f"{where}: label {name!r} holds {int(bad.size)} non-finite "
+                               f"value(s) ({bad[0]}); labels must be finite")
+
+
 def check_structure(atoms: ase.Atoms, name: str = "structure") -> None:
-    """:func:`~symplug_atoms.action.check_frame`, naming the structure by its file and
-    frame when :func:`read_frames` read it, else by ``name``."""
-    check_frame(atoms, atoms.info.get(SOURCE, name) if isinstance(atoms, ase.Atoms) else name)
+    """:func:`~symplug_atoms.action.check_frame` and :func:`check_labels`, naming the
+    structure by its file and frame when :func:`read_frames` read it, else by ``name``."""
+    where = atoms.info.get(SOURCE, name) if isinstance(atoms, ase.Atoms) else name
+    check_frame(atoms, where)
+    check_labels(atoms, where)
 
 
 def frame_partitions(paths: Sequence[str | Path], size: int = 16) -> symplug.Partitions:
@@ -112,6 +137,8 @@ def read_frames(path: str | Path, index: str = ":", check: bool = True) -> list[
     path = Path(path)
     if not path.exists():
         raise SymplugError(f"{path}: no such file")
+    if path.is_dir():
+        raise SymplugError(f"{path}: a folder, not a structure file (give the files in it)")
     try:
         frames = ase.io.read(path, index=index)
     except Exception as exc:

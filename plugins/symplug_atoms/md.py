@@ -544,10 +544,33 @@ def as_calculator(model) -> BaseCalculator:
     raise SymplugError(f"cannot run MD with {type(model).__name__}")
 
 
+MAX_TIMESTEP_FS = 10.0  # fs: NVE of atoms diverges beyond a few fs
+
+
+def check_md_options(options: dict) -> None:
+    """Refuse MD settings outside their ranges before anything runs (one line naming the
+    setting): steps, interval, degree >= 1; 0 < timestep_fs <= :data:`MAX_TIMESTEP_FS`;
+    temperature_K finite and >= 0; variants known and not empty."""
+    names = [str(n).strip() for n in options.get("variants", ())]
+    unknown = [n for n in names if n not in VARIANTS]
+    if not names or unknown:
+        raise SymplugError(f"unknown MD variant {unknown[0] if unknown else ''!r}; choose from "
+                           f"{', '.join(VARIANTS)}")
+    for key in ("steps", "interval", "degree"):
+        if int(options.get(key, 1)) < 1:
+            raise SymplugError(f"MD {key} must be >= 1, got {options[key]}")
+    dt, temperature = float(options["timestep_fs"]), float(options["temperature_K"])
+    if not (math.isfinite(dt) and 0 < dt <= MAX_TIMESTEP_FS):
+        raise SymplugError(f"MD timestep must be in (0, {MAX_TIMESTEP_FS:g}] fs, got {dt:g}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise SymplugError(f"MD temperature must be finite and >= 0 K, got {temperature:g}")
+
+
 def run_md_command(options: dict) -> dict:
     """``symplug md atoms``: compare variants, write the figure, return the result."""
     from .models import load_model
 
+    check_md_options(options)
     atoms = structure_named(options["structure"])
     calc = as_calculator(load_model(options["model"]))
     calcs = variants(calc, list(options["variants"]), int(options["degree"]),

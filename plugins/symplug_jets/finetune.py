@@ -33,8 +33,18 @@ def _jets(samples: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     column = names.index(signal_label(names))
     p4 = torch.cat([torch.as_tensor(b["p4"], dtype=torch.float64) for b in samples])
     mask = torch.cat([torch.as_tensor(b["mask"]).bool() for b in samples])
-    target = torch.from_numpy(np.concatenate([b["labels"][:, column] for b in samples]) > 0.5)
+    labels = np.concatenate([np.asarray(b["labels"], dtype=np.float64)[:, column] for b in samples])
+    _check_finite(p4[mask], "constituent four-momenta 'p4'")
+    _check_finite(torch.from_numpy(labels), f"label {names[column]!r}")
+    target = torch.from_numpy(labels > 0.5)
     return p4, mask, target.long()
+
+
+def _check_finite(values: torch.Tensor, what: str) -> None:
+    """Refuse NaN or inf in ``values`` (fine-tuning on them writes NaN weights)."""
+    bad = int((~torch.isfinite(values)).sum())
+    if bad:
+        raise SymplugError(f"{what} hold {bad} non-finite value(s): cannot fine-tune on them")
 
 
 def _collate(items: Sequence[tuple]) -> dict:
