@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 
 from symplug import SymplugError
+from symplug.result import load_weights
 
 
 def jet_mass(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -51,11 +52,12 @@ def load_reference(path: str | Path | None = None, dtype=torch.float64) -> "Call
     if not path.exists():
         raise SymplugError(f"{path}: no such tagger checkpoint")
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = load_weights(path, "tagger checkpoint")
         module = ParticleTransformerTagger(**saved["config"])
         module.load_state_dict(saved["state_dict"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        raise SymplugError(f"{path}: not a symplug tagger checkpoint ({exc})") from exc
+    except (KeyError, IndexError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+        raise SymplugError(f"{path}: not a symplug tagger checkpoint "
+                           f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from exc
     module = module.to(dtype).eval()
     tagger = CallableTagger(lambda p4, mask: module.score(p4.to(dtype), mask), "reference",
                             units="probability")  # softmax probability of Top
@@ -89,10 +91,12 @@ class CallableTagger:
         return f"CallableTagger({self.name})"
 
 
-def load_tagger(spec: str) -> CallableTagger:
-    """A shipped tagger (``reference``, ``mass``, ``pz2``), a checkpoint (``*.pt``) or
-    ``module:function`` (its score a probability, unless the function has a ``units``
-    attribute, e.g. ``score.units = "logit"``)."""
+def load_tagger(spec: str, trusted: bool = False) -> CallableTagger:
+    """A shipped tagger (``reference``, ``mass``, ``pz2``), a checkpoint (``*.pt``, read
+    with ``torch.load(weights_only=True)``) or ``module:function`` (its score a
+    probability, unless the function has a ``units`` attribute, e.g. ``score.units =
+    "logit"``). A ``module:function`` imports the module, which runs its code: it is
+    refused unless ``trusted`` (``--trust-model``)."""
     if spec == "reference":
         return load_reference()
     if spec.endswith(".pt"):
@@ -103,8 +107,18 @@ def load_tagger(spec: str) -> CallableTagger:
         raise SymplugError(f"unknown tagger {spec!r}: give reference, "
                            f"{', '.join(SHIPPED)}, a .pt checkpoint or module:function")
     module, attr = spec.split(":", 1)
+    if not trusted:
+        raise SymplugError(f"model {spec!r}: refused, it imports Python module {module!r}, "
+                           "which runs its code; pass --trust-model (trusted=True in Python) "
+                           "if you trust it")
+    if not module or not attr:
+        raise SymplugError(f"cannot load tagger {spec!r}: expected module:function")
     try:
         fn = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise SymplugError(f"cannot load tagger {spec!r}: {exc}") from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        reason = (f"the import called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
+                  else f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+        raise SymplugError(f"cannot load tagger {spec!r}: {reason}") from exc
     return CallableTagger(fn, spec, units=getattr(fn, "units", "probability"))
