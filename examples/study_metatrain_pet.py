@@ -16,7 +16,7 @@ and a few epochs, and trains it with ``mtt train`` in a subprocess. Then:
   (``symplug_atoms.load_model("pet.pt")``), O(3) degree ``--degree``, with the
   convergence check at ``--finer-degree``, on a few small test clusters and cells;
 * the invariant fraction of hidden layers through the checkpoint
-  (``symplug_atoms.load_model("pet.ckpt")``, float64) on the same frames.
+  (``symplug_atoms.load_model("pet.ckpt", trusted=True)``, float64) on the same frames.
 
 Writes ``study.json`` (atomically) and ``study.md`` to ``--out``. Resumable: a finished
 training (``training.json`` next to ``pet.pt`` / ``pet.ckpt`` in ``--out``) is reused.
@@ -185,7 +185,7 @@ def main(argv=None) -> None:
     training = train(args.out, args.epochs, args.batch, args.lr, args.seed)
     print(json.dumps({"training": training}), flush=True)
 
-    ckpt = symplug_atoms.load_model(str(args.out / "pet.ckpt"))
+    ckpt = symplug_atoms.load_model(str(args.out / "pet.ckpt"), trusted=True)
     n_params = sum(p.numel() for p in ckpt.module.parameters())
     accuracy = {"rotated": test_errors(args.out / "pet.pt", test_set, rotate=True),
                 "as_given": test_errors(args.out / "pet.pt", test_set, rotate=False)}

@@ -64,9 +64,13 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from .dataparallel import connect
     from .diagnose import diagnose
     from .plugins import get_domain, load_data, load_model, load_partitions
-    from .result import write_json
+    from .result import check_folder, check_writable, read_result, write_json
 
     domain = get_domain(args.domain)
+    if args.json:  # output paths before the (long) diagnosis
+        check_writable(args.json, "--json")
+    if args.report:
+        check_folder(args.out, "--out")
     if args.declare:
         pairs = [item.partition("=") for item in args.declare]
         bad = [item for item, (name, eq, rep) in zip(args.declare, pairs) if not (name and eq and rep)]
@@ -75,15 +79,11 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         domain = domain.declare({name: rep for name, _, rep in pairs})
     reference = None
     if args.compare_to:  # read before the (long) diagnosis
-        try:
-            reference = json.loads(Path(args.compare_to).read_text())
-        except (OSError, ValueError) as exc:
-            raise SymplugError(f"--compare-to {args.compare_to}: not a readable result JSON "
-                               f"({exc})") from exc
+        reference = read_result(args.compare_to, "--compare-to")
         if reference.get("domain") != domain.name:
             raise SymplugError(f"--compare-to {args.compare_to}: a result of domain "
                                f"{reference.get('domain')!r}, not {domain.name!r}")
-    model = load_model(args.domain, args.model)
+    model = load_model(args.domain, args.model, trusted=args.trust_model)
     distributed = args.scheduler is not None or args.workers is not None
     if distributed and args.max_samples:
         raise SymplugError("--max-samples reads the data here; with --scheduler or --workers "
@@ -134,15 +134,16 @@ def _cmd_md(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .plugins import run_md
-    from .result import write_json
+    from .result import check_folder, check_writable, write_json
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_folder(args.out, "--out")
+    if args.json:
+        check_writable(args.json, "--json")
     options = {"model": args.model, "structure": args.structure, "steps": args.steps,
                "timestep_fs": args.timestep, "temperature_K": args.temperature,
                "degree": args.degree, "variants": args.variants.split(","),
                "interval": args.interval, "reference": args.reference, "seed": args.seed,
-               "out": str(out), "progress": not args.quiet}
+               "out": str(out), "progress": not args.quiet, "trusted": args.trust_model}
     result = run_md(args.domain, options)
     write_json(result, args.json or out / "md.json")
     _report_if_asked(args, {"md": result}, f"symplug md {args.domain}")
@@ -183,13 +184,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from .plugins import demo_results
     from .report import write_report
+    from .result import check_folder
 
     start = time.perf_counter()
-    out = Path(args.out or time.strftime("symplug-demo-%Y%m%d-%H%M%S"))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SymplugError(f"cannot write the demo to {str(out)!r}: {exc.strerror}") from exc
+    out = check_folder(args.out or time.strftime("symplug-demo-%Y%m%d-%H%M%S"), "--out")
     results = demo_results(out, args.quick, args.seed, not args.quiet)
     if not results:
         raise SymplugError("no installed plugin offers a demo; install symplug[all]")
@@ -307,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diagnose", help="A and B of a model's outputs and layers on data")
     p.add_argument("domain", help="a domain declared by an installed plugin")
     p.add_argument("--model", required=True, help="model spec understood by the domain's plugin")
+    add_trust_option(p)
     p.add_argument("--data", required=True, nargs="+", metavar="FILE",
                    help="data files understood by the domain's plugin")
     p.add_argument("--group", help="group (default: the domain's first)")
@@ -357,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("md", help="MD stability of raw and symmetrised models, side by side")
     p.add_argument("domain", help="a domain whose plugin offers MD tests (atoms)")
     p.add_argument("--model", required=True, help="model spec understood by the domain's plugin")
+    add_trust_option(p)
     p.add_argument("--structure", required=True, help="a shipped structure name or a file")
     p.add_argument("--steps", type=positive_int, default=500, help="NVE steps (default 500)")
     p.add_argument("--timestep", type=float_at_most(MAX_TIMESTEP_FS, "NVE of atoms is unstable "
@@ -392,22 +392,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_training_commands(sub)  # finetune, track
 
-    from .plugins import get_plugin_manager
+    from .plugins import add_cli_commands
 
-    get_plugin_manager().hook.symplug_cli(subparsers=sub)
+    add_cli_commands(sub)  # a failing plugin's commands are left out, the plugin named
     return parser
 
 
+def add_trust_option(parser: argparse.ArgumentParser) -> None:
+    """``--trust-model``: for every command that loads a model."""
+    parser.add_argument("--trust-model", action="store_true",
+                        help="the model file or module:attribute is trusted to run code when "
+                        "loaded (a metatrain .ckpt is unpickled; a module is imported); "
+                        "without it such models are refused")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from .plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    pm.warn, pm.warned = False, set()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "func", None) is not _cmd_plugins:
+        pm.warn_failed()  # one line per failed plugin; `symplug plugins` lists them
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
         return args.func(args)
-    except SymplugError as exc:
-        print(f"symplug: error: {exc}", file=sys.stderr)
+    except SymplugError as exc:  # one line, whatever a library put in the message
+        print(f"symplug: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("symplug: interrupted", file=sys.stderr)

@@ -26,17 +26,20 @@ def symplug_domains() -> list[Domain]:
 
 
 @hookspec(firstresult=True)
-def symplug_load_model(domain: str, spec: str) -> Any:
+def symplug_load_model(domain: str, spec: str, trusted: bool) -> Any:
     """Load a model of ``domain`` named by ``spec`` (a path, ``module:attr`` or a name).
 
     Return a callable ``batch -> {output: tensor (copies, ...)}`` (a torch module,
     or a wrapper whose ``.module`` holds the layers), or None if ``spec`` is not
-    this plugin's.
+    this plugin's. ``trusted`` is True when the user vouched for the model
+    (``--trust-model``): a spec that can run code when loaded (a pickle read with
+    ``torch.load(weights_only=False)``, a ``module:attr`` import) must be refused with
+    a :class:`symplug.SymplugError` unless it is; load tensors with ``weights_only=True``.
 
     Example::
 
         @hookimpl
-        def symplug_load_model(domain, spec):
+        def symplug_load_model(domain, spec, trusted):
             if domain == "planar" and spec == "mlp":
                 return PlanarMLP()
     """

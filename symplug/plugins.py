@@ -1,8 +1,13 @@
 """The plugin manager: one cached instance that loads the ``symplug`` entry points.
 
 Built-in adapters register through the same entry-point group as third-party
-plugins. A plugin that fails to import, or implements an unknown ``symplug_``
-hook, is recorded in :func:`plugin_errors` and left out; the others still load.
+plugins. A plugin that fails to import (any exception, ``sys.exit`` included; not
+Ctrl-C), implements an unknown ``symplug_`` hook, fails in or returns the wrong type
+from a hook that every plugin answers (domains, CLI commands, report sections, demo),
+or adds a CLI command that exists, is recorded in :func:`plugin_errors` and left out
+of that hook (the CLI warns on stderr, one line per plugin); the others still load.
+A plugin failing in a requested computation (e.g. ``symplug_load_model`` of the
+domain asked for) is a one-line :class:`PluginError` naming it.
 Set ``SYMPLUG_DISABLE_PLUGIN_AUTOLOAD=1`` to load no entry points (plugins can
 then be registered by hand with ``get_plugin_manager().register(module)``).
 """
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -45,6 +51,25 @@ class SymplugPluginManager(pluggy.PluginManager):
         super().__init__(PROJECT_NAME)
         self.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
+        self.warn = False  # the CLI sets it: each failure is then one line on stderr
+        self.warned: set[str] = set()
+
+    def fail(self, name: str, reason: str) -> None:
+        """Record plugin ``name`` as failed because of ``reason`` (and warn, once)."""
+        reason = " ".join(reason.split())  # one line
+        info = self.infos.get(name, PluginInfo(name, "", ""))
+        if info.error is None:
+            self.infos[name] = PluginInfo(info.name, info.distribution, info.version, reason)
+        if self.warn and name not in self.warned:
+            self.warned.add(name)
+            print(f"symplug: warning: plugin {name!r} left out: {reason}", file=sys.stderr)
+
+    def warn_failed(self) -> None:
+        """Warn (once each) about the plugins recorded as failed so far."""
+        self.warn = True
+        for info in list(self.infos.values()):
+            if info.error:
+                self.fail(info.name, info.error)
 
     def register_checked(self, plugin: Any, name: str, distribution: str = "",
                          version: str = "") -> bool:
@@ -52,10 +77,15 @@ class SymplugPluginManager(pluggy.PluginManager):
         try:
             self.register(plugin, name=name)
             self.check_pending()
-        except pluggy.PluginValidationError as exc:
-            if self.is_registered(plugin):
-                self.unregister(plugin)
-            self.infos[name] = PluginInfo(name, distribution, version, f"breaks the contract: {exc}")
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            if self.get_plugin(name) is not None:
+                self.unregister(name=name)
+            reason = (" ".join(str(exc).split()) if isinstance(exc, pluggy.PluginValidationError)
+                      else describe(exc))
+            self.infos[name] = PluginInfo(name, distribution, version,
+                                          f"breaks the contract: {reason}")
             return False
         self.infos[name] = PluginInfo(name, distribution, version)
         return True
@@ -68,26 +98,71 @@ class SymplugPluginManager(pluggy.PluginManager):
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:  # a broken plugin must not take the others down
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # sys.exit too: a broken plugin must not take the others down
                 self.infos[ep.name] = PluginInfo(ep.name, dist, version,
-                                                 f"failed to import {ep.value}: "
-                                                 f"{type(exc).__name__}: {exc}")
+                                                 f"failed to import {ep.value}: {describe(exc)}")
                 continue
             self.register_checked(plugin, ep.name, dist, version)
 
+    def impls(self, hook: str) -> list:
+        """``hook``'s implementations in pluggy's call order."""
+        return list(reversed(getattr(self.hook, hook).get_hookimpls()))
+
     def each_impl(self, hook: str, **kwargs) -> Iterator[tuple[str, Any]]:
         """Call ``hook`` implementation by implementation (pluggy's call order),
-        yielding (plugin name, result); a failing plugin raises a PluginError naming it."""
-        caller = getattr(self.hook, hook)
-        for impl in reversed(caller.get_hookimpls()):
-            args = {name: kwargs[name] for name in impl.argnames}
+        yielding (plugin name, result). A plugin failing for a ``domain`` it does not
+        declare is recorded and left out; any other failure raises a PluginError naming
+        it (a SymplugError, the user's mistake, passes unchanged)."""
+        owners = None
+        for impl in self.impls(hook):
+            args = {name: kwargs[name] for name in impl.argnames if name in kwargs}
             try:
-                yield impl.plugin_name, impl.function(**args)
+                result = impl.function(**args)
             except SymplugError:
                 raise
-            except Exception as exc:
-                raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook}: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                reason = f"failed in {hook}: {describe(exc)}"
+                if "domain" in kwargs:
+                    owners = domains() if owners is None else owners
+                    owner = owners.get(kwargs["domain"], (None,))[0]
+                    if owner is not None and owner != impl.plugin_name:
+                        self.fail(impl.plugin_name, reason)
+                        continue
+                raise PluginError(f"plugin {impl.plugin_name!r} {reason}") from exc
+            yield impl.plugin_name, result
+
+    def call_each(self, hook: str, check=None, **kwargs) -> Iterator[tuple[str, Any]]:
+        """Call ``hook`` of every plugin, yielding (plugin name, result); a plugin that
+        fails, or whose result ``check(result)`` rejects (returns a reason), is recorded
+        and left out. For hooks every plugin answers (report sections, demo)."""
+        for impl in self.impls(hook):
+            args = {name: kwargs[name] for name in impl.argnames if name in kwargs}
+            try:
+                result = impl.function(**args)
+                problem = check(result) if check else None
+            except SymplugError:
+                raise
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                self.fail(impl.plugin_name, f"failed in {hook}: {describe(exc)}")
+                continue
+            if problem:
+                self.fail(impl.plugin_name, f"{hook} returned {problem}")
+                continue
+            yield impl.plugin_name, result
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception a plugin raised (``sys.exit`` included)."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @lru_cache(maxsize=1)
@@ -117,24 +192,53 @@ def domains() -> dict[str, tuple[str, Domain]]:
     """
     pm = get_plugin_manager()
     found: dict[str, tuple[str, Domain]] = {}
-    caller = pm.hook.symplug_domains
-    for impl in reversed(caller.get_hookimpls()):
+    builtin = {name for name, info in pm.infos.items() if info.distribution == PROJECT_NAME}
+    impls = sorted(pm.impls("symplug_domains"), key=lambda i: i.plugin_name not in builtin)
+    for impl in impls:  # built-in plugins first: a third-party duplicate is the one left out
         try:
             records = impl.function()
+            mine: dict[str, tuple[str, Domain]] = {}
             for record in records or []:
                 if not isinstance(record, Domain):
-                    raise PluginError(f"plugin {impl.plugin_name!r} returned "
-                                      f"{type(record).__name__} from symplug_domains, not Domain")
+                    raise PluginError(f"returned {type(record).__name__} from "
+                                      "symplug_domains, not Domain")
                 record.validate(impl.plugin_name)
-                if record.name in found:
-                    raise PluginError(f"plugin {impl.plugin_name!r} declares domain "
-                                      f"{record.name!r}, already declared by {found[record.name][0]!r}")
-                found[record.name] = (impl.plugin_name, record)
-        except Exception as exc:
-            info = pm.infos.get(impl.plugin_name, PluginInfo(impl.plugin_name, "", ""))
-            pm.infos[impl.plugin_name] = PluginInfo(info.name, info.distribution, info.version,
-                                                    f"symplug_domains: {exc}")
+                if record.name in found or record.name in mine:
+                    owner = found.get(record.name, mine.get(record.name))[0]
+                    raise PluginError(f"declares domain {record.name!r}, already declared "
+                                      f"by {owner!r}")
+                mine[record.name] = (impl.plugin_name, record)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            reason = str(exc) if isinstance(exc, PluginError) else describe(exc)
+            pm.fail(impl.plugin_name, f"symplug_domains: {reason}")
+            continue
+        found.update(mine)
     return found
+
+
+def add_cli_commands(subparsers: Any) -> None:
+    """Each plugin's ``symplug_cli`` commands; a plugin that fails, or adds a command
+    that exists, is recorded and its commands are left out (the parser as before it)."""
+    pm = get_plugin_manager()
+    for impl in pm.impls("symplug_cli"):
+        choices, actions = dict(subparsers.choices), list(subparsers._choices_actions)
+        try:
+            impl.function(subparsers=subparsers)
+            replaced = [n for n, parser in choices.items() if subparsers.choices.get(n) is not parser]
+            if replaced:
+                raise PluginError(f"adds command {replaced[0]!r}, which already exists")
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            subparsers.choices.clear()
+            subparsers.choices.update(choices)
+            subparsers._choices_actions[:] = actions
+            reason = str(exc) if isinstance(exc, PluginError) else describe(exc)
+            if "conflicting subparser:" in reason:
+                reason = f"adds command {reason.rsplit(':', 1)[1].strip()!r}, which already exists"
+            pm.fail(impl.plugin_name, f"symplug_cli: {reason}")
 
 
 def get_domain(name: str) -> Domain:
@@ -148,24 +252,41 @@ def get_domain(name: str) -> Domain:
     return found[name][1]
 
 
-def _first(hook: str, what: str, **kwargs) -> Any:
-    for _plugin, result in get_plugin_manager().each_impl(hook, **kwargs):
+def _first(hook: str, what: str, check=None, **kwargs) -> Any:
+    """The first non-None result of ``hook``; ``check(result)`` returns a reason to
+    reject it (a PluginError naming the plugin)."""
+    for plugin, result in get_plugin_manager().each_impl(hook, **kwargs):
         if result is not None:
+            problem = check(result) if check else None
+            if problem:
+                raise PluginError(f"plugin {plugin!r} returned {problem} from {hook}")
             return result
     raise SymplugError(f"no plugin could load {what}")
 
 
-def load_model(domain: str, spec: str) -> Any:
-    """A model for ``domain`` from the first plugin that recognises ``spec``."""
-    return _first("symplug_load_model", f"model {spec!r} for domain {domain!r}",
-                  domain=domain, spec=spec)
+def _not_callable(model: Any) -> str | None:
+    return None if callable(model) else f"{type(model).__name__}, not a callable model,"
+
+
+def _not_list(data: Any) -> str | None:
+    return None if isinstance(data, (list, tuple)) else f"{type(data).__name__}, not a list of samples,"
+
+
+def load_model(domain: str, spec: str, trusted: bool = False) -> Any:
+    """A model for ``domain`` from the first plugin that recognises ``spec``.
+
+    ``trusted``: the user trusts ``spec`` to run code (``--trust-model``): only then may
+    a plugin unpickle arbitrary objects (e.g. a metatrain ``.ckpt``) or import a
+    ``module:attribute``; without it such specs are refused."""
+    return _first("symplug_load_model", f"model {spec!r} for domain {domain!r}", _not_callable,
+                  domain=domain, spec=spec, trusted=bool(trusted))
 
 
 def load_data(domain: str, path: str) -> list:
     """Samples of ``domain`` read from ``path`` by the first plugin that recognises it."""
     if not os.path.exists(path):
         raise SymplugError(f"data file {path!r} does not exist")
-    data = _first("symplug_load_data", f"data file {path!r} for domain {domain!r}",
+    data = _first("symplug_load_data", f"data file {path!r} for domain {domain!r}", _not_list,
                   domain=domain, path=path)
     if len(data) == 0:
         raise SymplugError(f"data file {path!r} holds no samples")
@@ -215,18 +336,38 @@ def run_md(domain: str, options: dict) -> dict:
                   domain=domain, options=options)
 
 
+def _not_sections(found: Any) -> str | None:
+    if found is None:
+        return None
+    if not isinstance(found, (list, tuple)):
+        return f"{type(found).__name__}, not a list of ReportSection"
+    bad = [type(x).__name__ for x in found if not isinstance(x, ReportSection)]
+    return f"{bad[0]}, not ReportSection" if bad else None
+
+
 def report_sections(result: dict) -> list[ReportSection]:
-    """Report sections from every plugin, in call order."""
+    """Report sections from every plugin, in call order; a plugin that fails or returns
+    something else is recorded and left out."""
     sections: list[ReportSection] = []
-    for _plugin, found in get_plugin_manager().each_impl("symplug_report_sections", result=result):
+    for _plugin, found in get_plugin_manager().call_each("symplug_report_sections",
+                                                         _not_sections, result=result):
         sections.extend(found or [])
     return sections
 
 
+def _not_results(found: Any) -> str | None:
+    if found is None:
+        return None
+    if not isinstance(found, dict) or not all(isinstance(r, dict) for r in found.values()):
+        return f"{type(found).__name__}, not {{name: result dictionary}}"
+    return None
+
+
 def demo_results(out: Path, quick: bool, seed: int, progress: bool) -> dict[str, dict]:
-    """``symplug demo``: every plugin's demo results, by name, plugins in alphabetical order."""
-    by_plugin = dict(get_plugin_manager().each_impl("symplug_demo", out=out, quick=quick,
-                                                    seed=seed, progress=progress))
+    """``symplug demo``: every plugin's demo results, by name, plugins in alphabetical
+    order; a plugin whose demo fails (not the user's mistake) is recorded and left out."""
+    by_plugin = dict(get_plugin_manager().call_each("symplug_demo", _not_results, out=out,
+                                                    quick=quick, seed=seed, progress=progress))
     results: dict[str, dict] = {}
     for plugin in sorted(by_plugin):
         for name, result in (by_plugin[plugin] or {}).items():

@@ -396,15 +396,12 @@ def split_samples(samples: Sequence[Any], fraction: float, seed: int) -> tuple[l
 
 def load_checkpoint(path: str | Path) -> dict:
     """A checkpoint written by :func:`finetune`, loaded with ``weights_only=True``."""
-    path = Path(path)
-    if not path.exists():
-        raise SymplugError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]  # torch's messages run to pages
-        raise SymplugError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
-                           f"{first})") from exc
+    from .result import load_weights
+
+    saved = load_weights(path, "checkpoint")
+    if not isinstance(saved, dict):
+        raise SymplugError(f"{path}: not a checkpoint (holds {type(saved).__name__}, not a dictionary)")
+    return saved
 
 
 def finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: str | Path, *,

@@ -20,8 +20,11 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from .plugins import get_domain, load_data, load_model, training_task
     from .training import FinetuneConfig, finetune, split_samples
 
+    from .result import check_folder
+
     torch.set_num_threads(args.threads)
     domain = get_domain(args.domain)
+    check_folder(args.out, "--out")
     samples = load_data(args.domain, args.data)
     if args.max_samples:
         samples = samples[: args.max_samples]
@@ -36,7 +39,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         track_layers=tuple(n for n in (args.layers or "").split(",") if n),
         val_fraction=args.val_fraction)
     train, validation = split_samples(samples, config.val_fraction, config.seed)
-    task = training_task(args.domain, load_model(args.domain, args.model), train)
+    task = training_task(args.domain, load_model(args.domain, args.model,
+                                                    trusted=args.trust_model), train)
     result = finetune(task, domain, config, args.out, validation=validation,
                       progress=not args.quiet, resume_from=args.resume_from)
     if result["rank"] != 0:  # data-parallel: rank 0 reports
@@ -67,8 +71,11 @@ def _cmd_track(args: argparse.Namespace) -> int:
     from .training import (CHECKPOINT_FORMAT, load_checkpoint, track_document, track_entry,
                            write_track)
 
+    from .result import check_folder
+
     torch.set_num_threads(args.threads)
     domain = get_domain(args.domain)
+    out = check_folder(args.out, "--out")  # before the (long) tracking
     for path in args.checkpoints:
         if not Path(path).exists():
             raise SymplugError(f"checkpoint {path!r} does not exist")
@@ -81,7 +88,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
     for k, path in enumerate(tqdm(args.checkpoints, desc="checkpoints", disable=args.quiet,
                                   file=sys.stderr)):
         saved = load_checkpoint(path)
-        model = load_model(args.domain, str(path))
+        model = load_model(args.domain, str(path), trusted=args.trust_model)
         try:
             task = training_task(args.domain, model, samples)
         except SymplugError:  # unlabelled data (e.g. MD frames): A and B, no accuracy
@@ -98,8 +105,6 @@ def _cmd_track(args: argparse.Namespace) -> int:
                                   evaluate=task.evaluate if task else None)
         entry["checkpoint"] = str(path)
         entries.append(entry)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     written = write_track(track_document(domain.name, group, grid, entries), out)
     _print_track(entries)
     print("wrote " + ", ".join(str(p) for p in written.values()))
@@ -123,10 +128,13 @@ def _print_track(entries: list[dict], history: list[dict] | None = None) -> None
 
 def add_commands(sub: Any) -> None:
     """Add ``symplug finetune`` and ``symplug track`` to the CLI's subparsers."""
+    from .cli import add_trust_option
+
     p = sub.add_parser("finetune", help="augmented fine-tuning with symmetry penalties, "
                        "checkpoints and symmetry tracking")
     p.add_argument("domain", help="a domain whose plugin offers fine-tuning (atoms, jets)")
     p.add_argument("--model", required=True, help="model spec understood by the domain's plugin")
+    add_trust_option(p)
     p.add_argument("--data", required=True, help="labelled data file understood by the plugin")
     p.add_argument("--epochs", type=positive_int, default=5, help="epochs (default 5)")
     p.add_argument("--lr", type=positive_float, default=1e-4,
@@ -164,6 +172,7 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("track", help="A and B of saved checkpoints on data, as a time series")
     p.add_argument("domain", help="a domain declared by an installed plugin")
     p.add_argument("--checkpoints", required=True, nargs="+", help="checkpoint files, in order")
+    add_trust_option(p)
     p.add_argument("--data", required=True, help="data file understood by the domain's plugin")
     p.add_argument("--degree", type=positive_int, default=2, help="grid degree (default 2)")
     p.add_argument("--group", help="group (default: the domain's first)")

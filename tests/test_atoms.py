@@ -117,10 +117,10 @@ def test_per_atom_energies_and_dipole(cluster, tmp_path):
     ase.io.write(data, [cluster])
     out = tmp_path / "declared.json"
     proc = subprocess.run([str(Path(sys.executable).parent / "symplug"), "diagnose", "atoms",
-                           "--model", "atoms_models:DipoleEMT", "--data", str(data),
+                           "--model", "atoms_models:DipoleEMT", "--trust-model", "--data", str(data),
                            "--declare", "dipole=1o", "--degree", "2", "--json", str(out),
                            "--quiet"], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(HERE)})
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])})
     assert proc.returncode == 0, proc.stderr
     declared = json.loads(out.read_text())["outputs"]
     assert set(declared) == {"energy", "forces", "dipole"}
@@ -280,9 +280,9 @@ def test_cli_on_labelled_extxyz(cluster, tmp_path):
     data = tmp_path / "frames.extxyz"
     ase.io.write(data, frames)
     out = tmp_path / "result.json"
-    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([str(Path(sys.executable).parent / "symplug"), "diagnose", "atoms",
-                           "--model", "atoms_models:PlantedEMT", "--data", str(data),
+                           "--model", "atoms_models:PlantedEMT", "--trust-model", "--data", str(data),
                            "--degree", "2", "--json", str(out), "--quiet"],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr

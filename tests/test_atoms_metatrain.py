@@ -2,6 +2,7 @@
 project's EMT data, diagnosed as-is: outputs through its exported metatomic model,
 hidden layers through its checkpoint."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +49,7 @@ def pet(tmp_path_factory):
 
 def test_checkpoint_and_export_agree(pet):
     folder, frames = pet
-    ckpt = symplug_atoms.load_model(str(folder / "pet.ckpt"))
+    ckpt = symplug_atoms.load_model(str(folder / "pet.ckpt"), trusted=True)
     exported = symplug_atoms.load_model(str(folder / "pet.pt"))
     assert isinstance(ckpt, symplug_atoms.MetatrainModel)
     assert isinstance(exported, symplug_atoms.MetatomicModel)
@@ -78,7 +79,7 @@ def test_pet_diagnosed_with_hidden_layers(pet):
     folder, frames = pet
     cluster = next(f for f in frames if not f.get_pbc().any())
     layers = ["backend.gnn_layers.0", "backend.gnn_layers_post_mp_edge.0"]
-    result = symplug_atoms.diagnose(symplug_atoms.load_model(str(folder / "pet.ckpt")),
+    result = symplug_atoms.diagnose(symplug_atoms.load_model(str(folder / "pet.ckpt"), trusted=True),
                                     [cluster], degree=2, layers=layers, progress=False,
                                     check_convergence=False)
     assert result["outputs"]["energy"]["equivariance_rmse"] > 0  # unconstrained
@@ -90,3 +91,38 @@ def test_pet_diagnosed_with_hidden_layers(pet):
                                       [cluster], degree=2, progress=False, check_convergence=False)
     assert abs(exported["outputs"]["forces"]["equivariance_rmse"]
                - result["outputs"]["forces"]["equivariance_rmse"]) < 1e-2
+
+
+class _Payload:
+    """Unpickling this writes a marker file: what a hostile checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_malicious_checkpoint_is_refused_unless_trusted(pet, tmp_path, capsys):
+    from symplug.cli import main
+
+    folder, _frames = pet
+    data = str(folder / "cu.extxyz")
+    evil, marker = tmp_path / "evil.ckpt", tmp_path / "MARKER"
+    torch.save({"wrapper": _Payload(marker)}, evil)
+    code = main(["diagnose", "atoms", "--model", str(evil), "--data", data, "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and not marker.exists()
+    assert "refused" in err and "--trust-model" in err and "Traceback" not in err
+    with pytest.raises(symplug.SymplugError, match="trusted=True"):
+        symplug_atoms.load_model(str(evil))
+    assert not marker.exists()
+    # a genuine checkpoint loads as before once trusted, on the command line too
+    out = tmp_path / "trusted.json"
+    code = main(["diagnose", "atoms", "--model", str(folder / "pet.ckpt"), "--trust-model",
+                 "--data", data, "--max-samples", "1", "--degree", "1", "--no-convergence",
+                 "--quiet", "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(out.read_text())["outputs"]["energy"]["equivariance_rmse"] > 0

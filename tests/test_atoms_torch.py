@@ -70,12 +70,12 @@ def test_forces_and_stress_are_derivatives(model, cell):
 
 
 def test_a_bare_module_with_a_cutoff_loads_as_a_torch_model(cluster):
-    model = symplug_atoms.load_model("atoms_models:small_pet")
+    model = symplug_atoms.load_model("atoms_models:small_pet", trusted=True)
     assert isinstance(model, symplug_atoms.TorchAtomsModel) and model.cutoff == 3.0
     out = model(RotatedCopies(cluster, symplug.haar("O3", 2, seed=0)))
     assert out["forces"].shape == (2, len(cluster), 3)
     with pytest.raises(symplug.SymplugError, match="without a numeric 'cutoff'"):
-        symplug_atoms.load_model("torch.nn:Identity")
+        symplug_atoms.load_model("torch.nn:Identity", trusted=True)
 
 
 def test_layers_captured_and_unconstrained(model, cluster):

@@ -571,11 +571,12 @@ def run_md_command(options: dict) -> dict:
     from .models import load_model
 
     check_md_options(options)
+    trusted = bool(options.get("trusted", False))  # --trust-model: both models
     atoms = structure_named(options["structure"])
-    calc = as_calculator(load_model(options["model"]))
+    calc = as_calculator(load_model(options["model"], trusted=trusted))
     calcs = variants(calc, list(options["variants"]), int(options["degree"]),
                      int(options["interval"]), int(options["seed"]))
-    reference = (as_calculator(load_model(options["reference"]))
+    reference = (as_calculator(load_model(options["reference"], trusted=trusted))
                  if options.get("reference") else None)
     result = compare(atoms, calcs, int(options["steps"]), float(options["timestep_fs"]),
                      float(options["temperature_K"]), int(options["seed"]), reference,

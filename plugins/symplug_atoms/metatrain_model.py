@@ -24,16 +24,25 @@ ENERGY = "energy"
 
 class MetatrainModel:
     """A metatrain checkpoint (``.ckpt``): energy (meV/atom), forces (meV/A, autograd)
-    and, for periodic structures, stress (GPa, symmetric strain derivative)."""
+    and, for periodic structures, stress (GPa, symmetric strain derivative).
 
-    def __init__(self, path: str | Path, dtype=torch.float64):
+    metatrain unpickles a checkpoint with ``torch.load(weights_only=False)``, which runs
+    any code the file holds: it is loaded only with ``trusted=True`` (``--trust-model``).
+    """
+
+    def __init__(self, path: str | Path, dtype=torch.float64, trusted: bool = False):
+        path = Path(path)
+        if not trusted:
+            from .models import refuse_untrusted
+
+            refuse_untrusted(str(path), "a metatrain checkpoint is unpickled "
+                             "(torch.load weights_only=False), which can run any code it holds")
         try:
             from metatrain.utils.io import load_model
             from metatrain.utils.neighbor_lists import get_requested_neighbor_lists
         except ImportError as exc:
             raise SymplugError("metatrain checkpoints need metatrain: "
                                "pip install 'symplug[metatrain]'") from exc
-        path = Path(path)
         if not path.exists():
             raise SymplugError(f"{path}: no such metatrain checkpoint")
         try:

@@ -139,16 +139,27 @@ class CalculatorModel:
 
 
 SHIPPED = {"emt": ("ase.calculators.emt", "EMT")}
+TRUST_HINT = "pass --trust-model (trusted=True in Python) if you trust it"
 
 
-def load_model(spec: str):
+def refuse_untrusted(spec: str, why: str) -> None:
+    """The one-line refusal of a model that runs code when loaded, ``why`` saying how."""
+    raise SymplugError(f"model {spec!r}: refused, {why}; {TRUST_HINT}")
+
+
+def load_model(spec: str, trusted: bool = False):
     """A model from a spec: a shipped name (``emt``, ``pet-cu``), a ``*.pt`` file (a
     metatomic model, or a checkpoint written by :mod:`symplug_atoms.train`), a metatrain
     ``*.ckpt`` checkpoint (hidden layers available), or
     ``module:attribute`` naming an ASE calculator instance, class or factory (called
     without arguments), or a torch module ``module(graph, vectors) -> atomic energies``
     with a ``cutoff`` attribute (A), e.g. a
-    :class:`~symplug_atoms.pet.PointEdgeTransformer`."""
+    :class:`~symplug_atoms.pet.PointEdgeTransformer`.
+
+    Loading runs no code from the spec unless ``trusted``: ``.pt`` checkpoints are read
+    with ``torch.load(weights_only=True)`` and metatomic ``.pt`` files are TorchScript
+    (no Python); a ``.ckpt`` (metatrain unpickles it with ``weights_only=False``) and a
+    ``module:attribute`` (an import) are refused unless ``trusted=True``."""
     from .torch_model import SHIPPED as SHIPPED_TORCH
     from .torch_model import load_reference
 
@@ -161,7 +172,7 @@ def load_model(spec: str):
     if spec.endswith(".ckpt"):
         from .metatrain_model import MetatrainModel
 
-        return MetatrainModel(spec)
+        return MetatrainModel(spec, trusted=trusted)
     if spec in SHIPPED:
         module_name, attr = SHIPPED[spec]
     elif ":" in spec:
@@ -170,10 +181,9 @@ def load_model(spec: str):
         raise SymplugError(f"unknown atoms model {spec!r}: give a shipped name "
                            f"({', '.join([*SHIPPED, *SHIPPED_TORCH])}), a .pt checkpoint "
                            "or module:attribute")
-    try:
-        target = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise SymplugError(f"cannot load atoms model {spec!r}: {exc}") from exc
+    if spec not in SHIPPED and not trusted:
+        refuse_untrusted(spec, f"it imports Python module {module_name!r}, which runs its code")
+    target = import_attribute(spec, module_name, attr)
     obj = target() if inspect.isclass(target) or (callable(target) and not
                                                   isinstance(target, BaseCalculator)) else target
     if isinstance(obj, torch.nn.Module):
@@ -188,6 +198,21 @@ def load_model(spec: str):
     if hasattr(obj, "module") and callable(obj):
         return obj  # already a symplug atoms model (e.g. TorchAtomsModel)
     return calculator_model(obj)
+
+
+def import_attribute(spec: str, module_name: str, attr: str):
+    """``module_name.attr`` imported for a trusted ``module:attribute`` spec; any failure
+    of the import (the module's own code: SystemExit included) is a one-line error."""
+    if not module_name or not attr:
+        raise SymplugError(f"cannot load atoms model {spec!r}: expected module:attribute")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        reason = (f"the import called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
+                  else f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+        raise SymplugError(f"cannot load atoms model {spec!r}: {reason}") from exc
 
 
 def calculator_model(calc: BaseCalculator) -> CalculatorModel:

@@ -26,13 +26,13 @@ def symplug_domains() -> list[Domain]:
 
 
 @hookimpl
-def symplug_load_model(domain: str, spec: str):
+def symplug_load_model(domain: str, spec: str, trusted: bool):
     if domain != DOMAIN:
         return None
     _require_ase()
     from .models import load_model
 
-    return load_model(spec)
+    return load_model(spec, trusted=trusted)
 
 
 @hookimpl

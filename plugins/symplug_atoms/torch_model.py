@@ -22,6 +22,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from symplug import SymplugError
+from symplug.result import load_weights
 
 from .action import RotatedCopies
 from .graph import BatchGraph, Graph, build_graph
@@ -186,10 +187,11 @@ def load_reference(path: str | Path | None = None) -> TorchAtomsModel:
     if not path.exists():
         raise SymplugError(f"{path}: no such model file")
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = load_weights(path, "atoms model checkpoint")
         module = PointEdgeTransformer(**{k: (tuple(v) if k == "species" else v)
                                          for k, v in saved["config"].items()})
         module.load_state_dict(saved["state_dict"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        raise SymplugError(f"{path}: not a symplug atoms model checkpoint ({exc})") from exc
+    except (KeyError, IndexError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+        raise SymplugError(f"{path}: not a symplug atoms model checkpoint "
+                           f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from exc
     return TorchAtomsModel(module.double(), cutoff=module.cutoff)  # ours: convert in place

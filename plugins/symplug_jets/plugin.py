@@ -27,12 +27,12 @@ def symplug_domains() -> list[Domain]:
 
 
 @hookimpl
-def symplug_load_model(domain: str, spec: str):
+def symplug_load_model(domain: str, spec: str, trusted: bool):
     if domain not in DOMAINS:
         return None
     from .taggers import load_tagger
 
-    return load_tagger(spec)
+    return load_tagger(spec, trusted=trusted)
 
 
 @hookimpl
@@ -127,10 +127,13 @@ def symplug_report_sections(result: dict):
 
 
 def _cmd_generate(args) -> int:
+    from symplug.result import check_writable
+
     from .generate import check_options, generate_file
     from .rootio import read_root
 
     check_options(args.n, args.seed, args.pt_min, args.pt_max, args.out)  # before Pythia
+    check_writable(args.out, "--out")
     path = generate_file(args.out, args.n, seed=args.seed, pt_min=args.pt_min,
                          pt_max=args.pt_max, progress=not args.quiet)
     jets = read_root(path)

@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 
 from symplug import SymplugError
+from symplug.result import load_weights
 
 
 def jet_mass(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -52,14 +53,13 @@ def load_reference(path: str | Path | None = None, dtype=torch.float64) -> "Call
         raise SymplugError(f"{path}: no such tagger checkpoint")
     if path.is_dir():
         raise SymplugError(f"{path}: a folder, not a tagger checkpoint")
-    try:  # any failure: a pickle, a bare state_dict, another model's weights, a torn file
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = load_weights(path, "tagger checkpoint")
+    try:  # a bare state_dict, another model's weights
         module = ParticleTransformerTagger(**saved["config"])
         module.load_state_dict(saved["state_dict"])
     except Exception as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise SymplugError(f"{path}: not a symplug tagger checkpoint ({type(exc).__name__}: "
-                           f"{reason})") from exc
+        raise SymplugError(f"{path}: not a symplug tagger checkpoint "
+                           f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from exc
     module = module.to(dtype).eval()
     tagger = CallableTagger(lambda p4, mask: module.score(p4.to(dtype), mask), "reference",
                             units="probability")  # softmax probability of Top
@@ -107,12 +107,14 @@ def _as_scores(raw, name: str) -> torch.Tensor:
     return scores if scores.is_floating_point() else scores.to(torch.float64)
 
 
-def load_tagger(spec: str) -> CallableTagger:
-    """A shipped tagger (``reference``, ``mass``, ``pz2``), a checkpoint (``*.pt``) or
-    ``module:function`` (its score a probability, unless the function has a ``units``
-    attribute, e.g. ``score.units = "logit"``), or ``module:name`` of a ready tagger
-    (a :class:`CallableTagger`, e.g. a :class:`~symplug_jets.weaver.WeaverTagger`).
-    Any error while importing the module is an error naming the spec."""
+def load_tagger(spec: str, trusted: bool = False) -> CallableTagger:
+    """A shipped tagger (``reference``, ``mass``, ``pz2``), a checkpoint (``*.pt``, read
+    with ``torch.load(weights_only=True)``), ``module:function`` (its score a
+    probability, unless the function has a ``units`` attribute, e.g. ``score.units =
+    "logit"``) or ``module:name`` of a ready tagger (a :class:`CallableTagger`, e.g. a
+    :class:`~symplug_jets.weaver.WeaverTagger`). A ``module:...`` imports the module,
+    which runs its code: it is refused unless ``trusted`` (``--trust-model``); any error
+    while importing it is an error naming the spec."""
     if spec == "reference":
         return load_reference()
     if spec.endswith(".pt"):
@@ -123,11 +125,20 @@ def load_tagger(spec: str) -> CallableTagger:
         raise SymplugError(f"unknown tagger {spec!r}: give reference, "
                            f"{', '.join(SHIPPED)}, a .pt checkpoint or module:function")
     module, attr = spec.split(":", 1)
-    try:  # the user's module runs here: any error while importing it is its own
+    if not trusted:
+        raise SymplugError(f"model {spec!r}: refused, it imports Python module {module!r}, "
+                           "which runs its code; pass --trust-model (trusted=True in Python) "
+                           "if you trust it")
+    if not module or not attr:
+        raise SymplugError(f"cannot load tagger {spec!r}: expected module:function")
+    try:
         fn = getattr(importlib.import_module(module), attr)
-    except Exception as exc:
-        raise SymplugError(f"cannot load tagger {spec!r}: {type(exc).__name__}: "
-                           f"{' '.join(str(exc).split())}") from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        reason = (f"the import called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
+                  else f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+        raise SymplugError(f"cannot load tagger {spec!r}: {reason}") from exc
     if isinstance(fn, CallableTagger):  # e.g. a WeaverTagger built in the module
         return fn
     return CallableTagger(fn, spec, units=getattr(fn, "units", "probability"))

@@ -47,7 +47,10 @@ class Case:
     ``argv``: the command line after ``symplug`` (``{tmp}`` is replaced by the case's
     folder), or a function making the case's files in that folder and returning it.
     ``call``: instead, a Python function of the folder. ``check(tmp, stdout)`` asserts a
-    ``RESULT``. ``env``: extra environment for ``subprocess`` cases.
+    ``RESULT`` (with ``stderr=True`` it gets stdout and then stderr, for warnings).
+    ``env``: extra environment for ``subprocess`` cases; in its values ``{tmp}`` is the
+    case's folder and ``{PYTHONPATH}`` this process's ``PYTHONPATH`` (e.g. a fake
+    plugin's folder put before it).
     """
 
     id: str
@@ -60,6 +63,7 @@ class Case:
     subprocess: bool = False
     env: dict[str, str] | None = None
     timeout: float = 120.0
+    stderr: bool = False
 
 
 class Hang(Exception):
@@ -98,7 +102,10 @@ def _run_cli(argv: list[str]) -> tuple[int, str, str]:
 
 def _run_subprocess(argv: list[str], env: dict[str, str] | None, timeout: float,
                     cwd: Path) -> tuple[int, str, str]:
-    full = {**os.environ, **(env or {})}
+    here = os.environ.get("PYTHONPATH", "")
+    extra = {k: v.replace("{tmp}", str(cwd)).replace("{PYTHONPATH}", here)
+             for k, v in (env or {}).items()}
+    full = {**os.environ, **extra}
     try:
         done = subprocess.run([sys.executable, "-m", "symplug", *argv], capture_output=True,
                               text=True, env=full, timeout=timeout, cwd=cwd)
@@ -156,7 +163,7 @@ def run_case(case: Case, tmp: Path) -> None:
         assert any(re.search(case.match, r) for r in reasons), \
             f"{case.id}: no skipped sample matching {case.match!r}: {reasons}"
     if case.check is not None:
-        case.check(tmp, out)
+        case.check(tmp, out + err if case.stderr else out)
     else:
         assert case.expect == SKIP, f"{case.id}: a RESULT case needs a check"
 
