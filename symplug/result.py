@@ -178,9 +178,12 @@ def load_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any:
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # weights_only=True met a Python object
-        found = re.search(r"(?:Unsupported|unsupported) (?:global|GLOBAL|operand)[^\n]*?(?=\.?\s*$|\n)",
+        found = re.search(r"(?:Unsupported|unsupported) (?:global|GLOBAL)[^\n]*?(?=\.?\s*$|\n)",
                           str(exc), re.MULTILINE)
-        detail = found.group(0) if found else " ".join(str(exc).split())[:200]
+        if found is None:  # not a pickle at all (text, a torn file): unreadable, not unsafe
+            raise SymplugError(f"{path}: not a readable {what} (not a torch file: "
+                               f"{' '.join(str(exc).split())[:120]})") from exc
+        detail = found.group(0)
         raise SymplugError(f"{path}: refused, it holds a pickled Python object that a safe "
                            f"load (torch.load weights_only=True) does not run ({detail})") from exc
     except Exception as exc:

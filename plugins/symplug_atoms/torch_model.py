@@ -188,6 +188,8 @@ def load_reference(path: str | Path | None = None) -> TorchAtomsModel:
         raise SymplugError(f"{path}: no such model file")
     try:
         saved = load_weights(path, "atoms model checkpoint")
+        if not isinstance(saved, dict):
+            raise TypeError(f"it holds a {type(saved).__name__}, not a dictionary")
         module = PointEdgeTransformer(**{k: (tuple(v) if k == "species" else v)
                                          for k, v in saved["config"].items()})
         module.load_state_dict(saved["state_dict"])

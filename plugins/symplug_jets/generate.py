@@ -54,8 +54,8 @@ def check_options(n: int, seed: int, pt_min: float, pt_max: float,
                   out: str | Path | None = None) -> None:
     """Refuse, in one line naming the option, what Pythia cannot generate: ``n`` >= 1 jets
     per class, 0 <= ``seed`` <= :data:`MAX_SEED`, ``PT_RANGE[0]`` <= ``pt_min`` <
-    ``pt_max`` <= ``PT_RANGE[1]`` GeV; ``out`` a file in an existing folder (checked
-    before the minutes of generation)."""
+    ``pt_max`` <= ``PT_RANGE[1]`` GeV; ``out`` a file that can be written
+    (:func:`symplug.result.check_writable`), all before the minutes of generation."""
     if int(n) < 1:
         raise SymplugError(f"--n must be >= 1 (jets per class), got {n}")
     if not 0 <= int(seed) <= MAX_SEED:
@@ -66,11 +66,9 @@ def check_options(n: int, seed: int, pt_min: float, pt_max: float,
     if not (np.isfinite(pt_max) and pt_min < pt_max <= hi):
         raise SymplugError(f"--pt-max must be in (--pt-min = {pt_min:g}, {hi:g}] GeV, got {pt_max}")
     if out is not None:
-        out = Path(out)
-        if out.is_dir():
-            raise SymplugError(f"--out {out}: a folder; give a .root file to write")
-        if not out.parent.is_dir():
-            raise SymplugError(f"--out {out}: no such folder {str(out.parent)!r}")
+        from symplug.result import check_writable
+
+        check_writable(out, "--out")
 
 
 def _pythia(process: str, seed: int, pt_min: float, pt_max: float):

@@ -127,13 +127,10 @@ def symplug_report_sections(result: dict):
 
 
 def _cmd_generate(args) -> int:
-    from symplug.result import check_writable
-
     from .generate import check_options, generate_file
     from .rootio import read_root
 
     check_options(args.n, args.seed, args.pt_min, args.pt_max, args.out)  # before Pythia
-    check_writable(args.out, "--out")
     path = generate_file(args.out, args.n, seed=args.seed, pt_min=args.pt_min,
                          pt_max=args.pt_max, progress=not args.quiet)
     jets = read_root(path)

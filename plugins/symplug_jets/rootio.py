@@ -201,11 +201,11 @@ def _unphysical(p4: np.ndarray, mask: np.ndarray) -> dict[int, str]:
     reasons: dict[int, str] = {}
     finite = np.isfinite(p4).all(axis=(1, 2))
     huge = (np.abs(np.where(np.isfinite(p4), p4, 0.0)) > MAX_MOMENTUM).any(axis=(1, 2))
-    with np.errstate(invalid="ignore", over="ignore"):  # non-finite jets are counted first
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite, huge: counted first
         m2 = momenta(p4).tau2
         jet = (p4 * mask[..., None]).sum(axis=1)
+        negative_m2 = ((m2 < -MASS2_TOLERANCE * p4[..., 0] ** 2 - 1e-9) & mask).any(axis=1)
     negative_e = ((p4[..., 0] < -ENERGY_TOLERANCE) & mask).any(axis=1)
-    negative_m2 = ((m2 < -MASS2_TOLERANCE * p4[..., 0] ** 2 - 1e-9) & mask).any(axis=1)
     no_axis = np.hypot(jet[:, 1], jet[:, 2]) < 1e-9
     checks = ((~mask.any(axis=1), "no constituents"),
               (~finite, "non-finite constituent momenta"),

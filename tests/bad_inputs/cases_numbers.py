@@ -24,7 +24,7 @@ def _diagnose(*extra: str, model: str = "emt", data: str = str(FRAMES)) -> list[
 
 def _zero(tmp: Path) -> list[str]:
     data = write(tmp, "frames.extxyz", cluster(), crystal())
-    return ["diagnose", "atoms", "--model", ZERO, "--data", data, *QUICK,
+    return ["diagnose", "atoms", "--model", ZERO, "--trust-model", "--data", data, *QUICK,
             "--json", str(tmp / "result.json")]
 
 
@@ -40,7 +40,8 @@ def _zero_undefined(tmp: Path, out: str) -> None:
 
 
 def _zero_labelled(tmp: Path) -> list[str]:
-    return ["diagnose", "atoms", "--model", ZERO, "--data", str(FRAMES), "--max-samples", "2",
+    return ["diagnose", "atoms", "--model", ZERO, "--trust-model", "--data", str(FRAMES),
+            "--max-samples", "2",
             *QUICK, "--json", str(tmp / "result.json")]
 
 
@@ -100,7 +101,8 @@ CASES = [
     Case("numbers/zero-model-with-labels", "numbers", RESULT, argv=_zero_labelled,
          check=_zero_labelled_check),
     Case("numbers/constant-model", "numbers", RESULT,
-         argv=_diagnose("--json", "{tmp}/result.json", model=CONSTANT), check=_constant_check),
+         argv=_diagnose("--json", "{tmp}/result.json", "--trust-model", model=CONSTANT),
+         check=_constant_check),
     # one-element grids
     Case("numbers/degree-zero", "numbers", ERROR, r"argument --degree: must be >= 1, got 0",
          argv=_diagnose("--degree", "0")),
