@@ -12,7 +12,8 @@ import sys
 from typing import Sequence
 
 from .errors import SymplugError
-from .options import float_at_most, int_at_least, nonnegative_float, nonnegative_int, positive_int
+from .options import (add_memory_option, float_at_most, int_at_least, nonnegative_float,
+                      nonnegative_int, positive_int)
 
 # md: a larger time step is refused (NVE of atoms diverges beyond a few fs)
 MAX_TIMESTEP_FS = 10.0
@@ -255,23 +256,6 @@ def summary_table(result: dict) -> str:
         where = f" ({f['where']})" if f.get("where") else ""
         lines.append(f"{f['severity']}: {f['code']}{where}: {f['evidence']}\n  remedy: {f['remedy']}")
     return "\n".join(lines)
-
-
-def _memory_size(text: str) -> int:
-    from .memory import parse_size
-
-    try:
-        return parse_size(text)
-    except SymplugError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def add_memory_option(parser: argparse.ArgumentParser) -> None:
-    """``--max-memory SIZE``: the run's peak-memory budget (symplug.memory)."""
-    parser.add_argument("--max-memory", metavar="SIZE", type=_memory_size,
-                        help="peak memory budget of the run, e.g. 8G or 512M (default: 60%% "
-                        "of the machine's memory); work is split to stay under it and "
-                        "requests that cannot fit are refused up front")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,8 +4,10 @@ A budget is the peak resident memory (RSS, bytes) the process may reach. The def
 is :data:`DEFAULT_FRACTION` of the machine's memory (the cgroup limit where one is
 set). Work that scales with a batch (copies of a sample per model call, jets per
 scoring call) is cut by :func:`chunks`: the first call takes one unit, its measured
-peak gives the cost per unit, and later calls take as many units as fit under the
-budget (growing at most :data:`GROWTH` x per call, never above the caller's cap). A
+peak gives the cost per unit, and later calls take as many units as fit in
+:data:`HEADROOM` of the budget left (growing at most :data:`GROWTH` x per call, so a
+cost that grows faster than the batch is seen before it matters; never above the
+caller's cap). A
 single unit over the budget is refused with the measured figure, and requests whose
 size is known up front are checked by :func:`require`.
 
@@ -22,12 +24,13 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from .errors import SymplugError
 
 DEFAULT_FRACTION = 0.6  # of the machine's (or cgroup's) memory
-GROWTH = 8  # a chunk grows at most this many times per call
+GROWTH = 4  # a chunk grows at most this many times per call
+HEADROOM = 0.85  # chunks aim at this share of the budget left (costs may grow with the batch)
 _UNITS = {"": 1, "b": 1, "k": 2 ** 10, "m": 2 ** 20, "g": 2 ** 30, "t": 2 ** 40}
 
 _active: contextvars.ContextVar[int | None] = contextvars.ContextVar("symplug_budget",
@@ -140,11 +143,21 @@ def require(nbytes: float, what: str, hint: str = "") -> None:
             f"{'; ' + hint if hint else ''}")
 
 
-def chunks(total: int, cap: int, what: str = "copies") -> Iterator[slice]:
+def measure(fn: Callable[[], Any]) -> tuple[Any, int | None]:
+    """``fn()`` and the growth of the peak RSS it caused, bytes (None where the kernel
+    does not say): the measured trial behind a request's estimate."""
+    base = _reset_peak()
+    value = fn()
+    peak = _status("VmHWM")
+    return value, None if base is None or peak is None else max(peak - base, 0)
+
+
+def chunks(total: int, cap: int, what: str = "copies", first: int = 1) -> Iterator[slice]:
     """Consecutive slices of ``range(total)`` sized to keep the peak RSS under the budget.
 
     The work for each slice must be done before the next is drawn (the peak is read
-    then). The first slice has one unit; each later one as many as the measured cost
+    then). The first slice has ``first`` units (e.g. a batch size the model is known to
+    take); each later one as many as the measured cost
     per unit leaves room for, at most ``GROWTH`` x the last and at most ``cap``.
     ``what`` names the units in the error when a single one does not fit.
     """
@@ -160,18 +173,18 @@ def chunks(total: int, cap: int, what: str = "copies") -> Iterator[slice]:
     if base > limit_bytes:
         raise MemoryBudgetError(f"the process already holds {gib(base)}, more than the memory "
                                 f"budget {gib(limit_bytes)} (--max-memory)")
-    start, size = 0, 1
+    start, size = 0, max(1, min(int(first), cap))
     while start < total:
         size = min(size, total - start)
         _reset_peak()
         yield slice(start, start + size)
         peak = _status("VmHWM") or base
         per_unit = max(peak - base, 1) / size  # includes fixed costs: errs on the safe side
-        if peak > limit_bytes and size == 1:
+        if peak > limit_bytes and size <= max(1, int(first)):
             raise MemoryBudgetError(
                 f"one of the {what} of this sample took {gib(peak - base)} (measured; the process "
                 f"peaked at {gib(peak)}), more than the memory budget {gib(limit_bytes)} "
                 "allows; raise --max-memory or use a smaller input")
         start += size
-        fit = int((limit_bytes - base) / per_unit)
+        fit = int(HEADROOM * (limit_bytes - base) / per_unit)
         size = max(1, min(cap, fit, size * GROWTH))

@@ -73,3 +73,22 @@ def open_fraction(text: str) -> float:
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value:g}")
     return value
+
+
+def memory_size(text: str) -> int:
+    """A memory size in bytes, e.g. ``8G``, ``512M`` (:func:`symplug.memory.parse_size`)."""
+    from .errors import SymplugError
+    from .memory import parse_size
+
+    try:
+        return parse_size(text)
+    except SymplugError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def add_memory_option(parser: argparse.ArgumentParser) -> None:
+    """``--max-memory SIZE``: the run's peak-memory budget (:mod:`symplug.memory`)."""
+    parser.add_argument("--max-memory", metavar="SIZE", type=memory_size,
+                        help="peak memory budget of the run, e.g. 8G or 512M (default: 60%% "
+                        "of the machine's memory); work is split to stay under it and "
+                        "requests that cannot fit are refused up front")

@@ -53,6 +53,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from . import memory
 from .errors import SymplugError
 from .groups import check_group, generators, haar
 from .records import Domain, MeanTerm, TrainingTask
@@ -548,6 +549,7 @@ def _finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: P
                                               for k, v in entry["layers"].items()},
                        "metrics": entry["metrics"]})
 
+    _check_batch_memory(step_module, task, items, config, world)
     if config.track_every and not state.track:
         track(None)
         save(final_of_epoch=False)
@@ -602,6 +604,35 @@ def _finetune(task: TrainingTask, domain: Domain, config: FinetuneConfig, out: P
         bar.close()
     return {"history": state.history, "track": state.track, "checkpoint": str(latest),
             "grid": state.grid, "rank": world.rank, "world_size": world.size}
+
+
+def _check_batch_memory(step: "_Step", task: TrainingTask, items: Sequence[Any],
+                        config: FinetuneConfig, world: _World) -> None:
+    """A measured trial before training: forward and backward of one item with the run's
+    penalties (no update; RNG and gradients restored). A batch whose estimated peak (this rank's items x the
+    measured cost per item) passes the memory budget is refused up front, with the
+    largest batch that fits."""
+    rows = math.ceil(min(config.batch, len(items)) / world.size)
+    if rows <= 1 or memory.rss() is None:
+        return
+    buffers = {name: b.clone() for name, b in task.module.named_buffers()}
+    with torch.random.fork_rng(devices=[]):
+        def trial() -> None:
+            compare = None if not config.penalty_equivariance else haar(
+                step.group, 1, seed=0, axis=step.domain.axis)
+            terms = step.terms(task.collate([items[0]]), 1, None, compare)
+            sum(t.total.sum() for t in terms.values()).backward()
+        _, cost = memory.measure(trial)
+    for p in task.module.parameters():
+        p.grad = None
+    with torch.no_grad():  # e.g. batch-norm statistics: the trial leaves no trace
+        for name, b in task.module.named_buffers():
+            b.copy_(buffers[name])
+    if cost:
+        memory.require(rows * cost, f"a training batch of {config.batch} items (measured "
+                       f"{memory.gib(cost)} per item)",
+                       f"the largest batch that fits is about "
+                       f"{max(1, int((memory.budget() - memory.rss()) // cost)) * world.size}")
 
 
 def check_config(config: FinetuneConfig) -> None:

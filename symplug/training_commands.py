@@ -7,11 +7,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import SymplugError
-from .options import (nonnegative_float, nonnegative_int, open_fraction, positive_float,
-                      positive_int)
+from .options import (add_memory_option, nonnegative_float, nonnegative_int, open_fraction,
+                      positive_float, positive_int)
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
@@ -126,6 +126,16 @@ def _print_track(entries: list[dict], history: list[dict] | None = None) -> None
             print(f"epoch {h['epoch']:>3}  loss {h['loss']:.5g}")
 
 
+def _budgeted(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``command`` run under the budget of ``--max-memory`` (symplug.memory)."""
+    def run(args: argparse.Namespace) -> int:
+        from .memory import limit
+
+        with limit(args.max_memory):
+            return command(args)
+    return run
+
+
 def add_commands(sub: Any) -> None:
     """Add ``symplug finetune`` and ``symplug track`` to the CLI's subparsers."""
     from .cli import add_trust_option
@@ -167,7 +177,8 @@ def add_commands(sub: Any) -> None:
                    "instead of --out/checkpoint.pt; the settings must be the run's")
     p.add_argument("--report", action="store_true", help="also write report.html and report.md")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_finetune)
+    add_memory_option(p)
+    p.set_defaults(func=_budgeted(_cmd_finetune))
 
     p = sub.add_parser("track", help="A and B of saved checkpoints on data, as a time series")
     p.add_argument("domain", help="a domain declared by an installed plugin")
@@ -182,4 +193,5 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out", required=True, help="folder for track.json, track.mts, track.png")
     p.add_argument("--report", action="store_true", help="also write report.html and report.md")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_track)
+    add_memory_option(p)
+    p.set_defaults(func=_budgeted(_cmd_track))

@@ -129,6 +129,29 @@ def _small(frames, n=3):
     return [f for f in frames if len(f) <= 38][:n]
 
 
+class Heavy(Planted):
+    """Planted, with a 64 MiB temporary per item in its forward pass."""
+
+    def forward(self, points):
+        out = super().forward(points)
+        scratch = torch.ones(points.shape[0], 8 * 2 ** 20, dtype=torch.float64) * self.a
+        return {"vector": out["vector"] + 0.0 * scratch.mean(dim=1, keepdim=True)}
+
+
+@pytest.mark.skipif(symplug.memory.rss() is None, reason="the kernel reports no RSS here")
+def test_a_batch_too_large_for_the_budget_is_refused_before_training(toy, tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    items = [(torch.randn(4, 3, generator=gen), torch.randn(3, generator=gen)) for _ in range(8)]
+    task = symplug.plugins.training_task("toypoints", Heavy(0.0, [0.0, 0.0, 1.0]), items)
+    config = FinetuneConfig(domain="toypoints", epochs=1, batch=8, track_every=0)
+    with symplug.memory.limit(symplug.memory.rss() + 160 * 2 ** 20):
+        with pytest.raises(symplug.memory.MemoryBudgetError,
+                           match=r"a training batch of 8 items \(measured \d+ MiB per item\).*"
+                           r"the largest batch that fits is about [12]$"):
+            finetune(task, get_domain("toypoints"), config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
 def test_atoms_augmentation_rotates_targets_like_emt(frames):
     """Rotated structures carry the labels EMT gives on the rotated structure (rho(g)
     target: forces g F, energy unchanged), improper elements included."""

@@ -140,11 +140,13 @@ def grid_text(grid: dict, frame: str = "lab") -> str:
 
 def _scores(model, p4: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     """The tagger's scores of the untransformed jets, (N,) or (N, C), in calls of at most
-    :data:`SCORE_CHUNK` jets sized against the memory budget (:func:`symplug.memory.chunks`)."""
+    :data:`SCORE_CHUNK` jets sized against the memory budget (:func:`symplug.memory.chunks`),
+    the first of :data:`BLOCK` jets (the batch of the orbit pass: a model with batch-wise
+    layers never sees a single jet)."""
     from symplug import memory
 
     parts = []
-    for index in memory.chunks(p4.shape[0], SCORE_CHUNK, "jets"):
+    for index in memory.chunks(p4.shape[0], SCORE_CHUNK, "jets", first=BLOCK):
         batch = {"p4": p4[index], "mask": mask[index], "copies": 1,
                  "jets": index.stop - index.start}
         parts.append(model(batch)["score"][0].detach().numpy())

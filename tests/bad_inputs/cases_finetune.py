@@ -167,14 +167,15 @@ def _toy_finetune(tmp: Path, nan_after: int | None = 2, **settings):
 
 
 def _nan_loss_call(tmp: Path):
-    """The guard itself: the loss turns NaN in the second epoch (2 steps per epoch); the
-    checkpoints stay those of epoch 1, with finite weights."""
+    """The guard itself: the loss turns NaN in the second epoch (2 steps per epoch, after
+    the memory budget's one trial call); the checkpoints stay those of epoch 1, with
+    finite weights."""
     import torch
 
     from symplug.training import load_checkpoint
 
     try:
-        _toy_finetune(tmp, nan_after=2)
+        _toy_finetune(tmp, nan_after=3)
     finally:
         saved = load_checkpoint(tmp / "toy" / "checkpoint.pt")
         assert saved["epoch"] == 1 and not (tmp / "toy" / "epoch_002.pt").exists()
