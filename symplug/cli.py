@@ -60,9 +60,7 @@ def _cmd_quadrature(args: argparse.Namespace) -> int:
 def _cmd_diagnose(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from contextlib import nullcontext
-
-    from .dataparallel import connect
+    from .dataparallel import closing_quietly, connect
     from .diagnose import diagnose
     from .plugins import get_domain, load_data, load_model, load_partitions
     from .result import check_folder, check_writable, read_result, write_json
@@ -97,7 +95,8 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         samples = samples[: args.max_samples]
     layers = [name for name in (args.layers or "").split(",") if name]
     outputs = [name for name in (args.outputs or "").split(",") if name] or None
-    with (connect(args.scheduler, args.workers) if distributed else nullcontext()) as client:
+    client = connect(args.scheduler, args.workers) if distributed else None
+    with closing_quietly(client):
         result = diagnose(model, samples, domain, group=args.group, degree=args.degree,
                           kind=args.kind, n=args.n, seed=args.seed, lmax=args.lmax,
                           outputs=outputs, layers=layers, finer_degree=args.finer_degree,

@@ -10,9 +10,10 @@ this process, partition after partition, through the same functions.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
@@ -131,6 +132,23 @@ def executor(client: Any = None) -> LocalExecutor | DaskExecutor:
     if not hasattr(client, "submit") or not hasattr(client, "scheduler_info"):
         raise SymplugError(f"client must be a dask.distributed Client, got {type(client).__name__}")
     return DaskExecutor(client)
+
+
+@contextlib.contextmanager
+def closing_quietly(client: Any) -> Iterator[Any]:
+    """Close ``client`` (a ``distributed.Client``, or None) at the end of the block; a
+    cluster that is slow to shut down (a busy machine) costs a warning line, never the
+    result computed in the block."""
+    try:
+        yield client
+    finally:
+        if client is not None:
+            try:
+                client.close(timeout=60)
+            except Exception as exc:  # the workers are gone with this process anyway
+                print(f"symplug: warning: the dask cluster did not close cleanly "
+                      f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})",
+                      file=sys.stderr)
 
 
 def connect(scheduler: str | None = None, workers: int | None = None,

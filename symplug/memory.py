@@ -2,7 +2,8 @@
 
 A budget is the peak resident memory (RSS, bytes) the process may reach. The default
 is :data:`DEFAULT_FRACTION` of the machine's memory (the cgroup limit where one is
-set). Work that scales with a batch (copies of a sample per model call, jets per
+set), or less on a busy machine (what the process holds plus
+:data:`AVAILABLE_FRACTION` of the memory available when the run starts). Work that scales with a batch (copies of a sample per model call, jets per
 scoring call) is cut by :func:`chunks`: the first call takes one unit, its measured
 peak gives the cost per unit, and later calls take as many units as fit in
 :data:`HEADROOM` of the budget left (growing at most :data:`GROWTH` x per call, so a
@@ -29,6 +30,7 @@ from typing import Any, Callable, Iterator
 from .errors import SymplugError
 
 DEFAULT_FRACTION = 0.6  # of the machine's (or cgroup's) memory
+AVAILABLE_FRACTION = 0.8  # of the memory available when the run starts (a busy machine)
 GROWTH = 4  # a chunk grows at most this many times per call
 HEADROOM = 0.85  # chunks aim at this share of the budget left (costs may grow with the batch)
 _UNITS = {"": 1, "b": 1, "k": 2 ** 10, "m": 2 ** 20, "g": 2 ** 30, "t": 2 ** 40}
@@ -74,9 +76,25 @@ def machine_memory() -> int:
     return int(total)
 
 
+def available_memory() -> int | None:
+    """Bytes the kernel could give now without swapping (``MemAvailable``), or None."""
+    try:
+        text = Path("/proc/meminfo").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^MemAvailable:\s+(\d+)\s+kB", text, re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else None
+
+
 def default_budget() -> int:
-    """:data:`DEFAULT_FRACTION` of :func:`machine_memory`."""
-    return int(DEFAULT_FRACTION * machine_memory())
+    """:data:`DEFAULT_FRACTION` of :func:`machine_memory`, or less when other processes
+    hold memory: what this process holds plus :data:`AVAILABLE_FRACTION` of what is
+    available now."""
+    budget = int(DEFAULT_FRACTION * machine_memory())
+    available = available_memory()
+    if available is not None:
+        budget = min(budget, (rss() or 0) + int(AVAILABLE_FRACTION * available))
+    return budget
 
 
 def budget() -> int:

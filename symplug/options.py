@@ -90,5 +90,5 @@ def add_memory_option(parser: argparse.ArgumentParser) -> None:
     """``--max-memory SIZE``: the run's peak-memory budget (:mod:`symplug.memory`)."""
     parser.add_argument("--max-memory", metavar="SIZE", type=memory_size,
                         help="peak memory budget of the run, e.g. 8G or 512M (default: 60%% "
-                        "of the machine's memory); work is split to stay under it and "
-                        "requests that cannot fit are refused up front")
+                        "of the machine's memory, less on a busy machine); work is split to "
+                        "stay under it and requests that cannot fit are refused up front")

@@ -30,7 +30,8 @@ from .rootio import JetSet, read_root, read_root_dask
 from .taggers import CallableTagger
 
 BLOCK = 16  # jets per orbit sample: a model call sees chunk_size x BLOCK jets
-SCORE_CHUNK = 4096  # jets per scoring call at most (fewer where the memory budget says so)
+SCORE_CHUNK = 256  # jets per scoring call at most (fewer where the memory budget says so):
+# the peak of a tagger with pairwise features is then the same for any file size
 MAX_PARTITION = 100_000  # entries per data-parallel partition at most (memory of a worker)
 PARTITIONS_PER_WORKER = 4  # default partitions per dask worker (load balance)
 DEFAULT_PARTITIONS = 16  # default partitions of the data when the worker count is unknown
