@@ -308,16 +308,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", default="auto", help="auto (the smallest exact rule), finite, "
                    "lebedev, gauss-legendre or haar")
     p.add_argument("--n", type=int_at_least(2), help="number of elements for kind=haar")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for random grids (default 0)")
-    p.add_argument("--lmax", type=nonnegative_int, help="highest l of the spectra (default: the degree)")
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="seed for random grids (default 0)")
+    p.add_argument("--lmax", type=nonnegative_int,
+                   help="highest l of the spectra (default: the degree)")
     p.add_argument("--outputs", help="comma-separated outputs (default: all declared)")
     p.add_argument("--declare", action="append", default=[], metavar="NAME=REP",
                    help="a further model output and its representation, e.g. dipole=1o, "
                    "polarizability=cartesian2, mtt::target=2,+1 (repeatable; values in the "
                    "model's units), diagnosed with the domain's default outputs or those of --outputs")
     p.add_argument("--layers", help="comma-separated hidden layers to capture")
-    p.add_argument("--finer-degree", type=positive_int, help="check convergence on this finer degree "
-                   "(default: the same rule turned by a random rotation, one grid more)")
+    p.add_argument("--finer-degree", type=positive_int,
+                   help="check convergence on this finer degree (default: the same rule "
+                   "turned by a random rotation, one grid more)")
     p.add_argument("--no-convergence", action="store_true", help="skip the convergence check")
     p.add_argument("--chunk-size", type=positive_int, default=64,
                    help="copies per model call at most (default 64; fewer where the memory "

@@ -150,8 +150,9 @@ def _evaluate_partition(model: Callable, domain: Domain, samples: list, plan: _P
     partition ``where[0]``."""
     state = PartitionState(list(samples))
     total = len(samples) * sum(g.size for g in plan.grids)
-    with memory.limit(plan.max_memory), tqdm(total=total, desc=plan.desc, unit="copy", disable=not plan.progress,
-              file=sys.stderr, leave=False) as bar:
+    with memory.limit(plan.max_memory), tqdm(total=total, desc=plan.desc, unit="copy",
+                                             disable=not plan.progress, file=sys.stderr,
+                                             leave=False) as bar:
         for k, grid in enumerate(plan.grids):
             sums: dict[int, GridSums] = {}
             for i, sample in enumerate(state.samples):
