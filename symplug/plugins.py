@@ -165,6 +165,33 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+TRUST_HINT = "pass --trust-model (trusted=True in Python) if you trust it"
+
+
+def refuse_untrusted(spec: str, why: str) -> None:
+    """The one-line refusal of a model that runs code when loaded, ``why`` saying how."""
+    raise SymplugError(f"model {spec!r}: refused, {why}; {TRUST_HINT}")
+
+
+def import_spec(spec: str, what: str, trusted: bool) -> Any:
+    """The attribute named by a ``module:attribute`` model spec. Importing runs the
+    module's code: refused unless ``trusted`` (``--trust-model``); any failure of the
+    import (``sys.exit`` included, not Ctrl-C) is a one-line error naming the spec."""
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    if not trusted:
+        refuse_untrusted(spec, f"it imports Python module {module_name!r}, which runs its code")
+    if not module_name or not attr:
+        raise SymplugError(f"cannot load {what} {spec!r}: expected module:attribute")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise SymplugError(f"cannot load {what} {spec!r}: {describe(exc)}") from exc
+
+
 @lru_cache(maxsize=1)
 def get_plugin_manager() -> SymplugPluginManager:
     """The process-wide plugin manager, with entry points loaded unless disabled."""

@@ -66,13 +66,13 @@ def labelled(atoms: ase.Atoms) -> ase.Atoms:
     return copy
 
 
-def generate(seed: int = 0, progress: bool = True) -> list[ase.Atoms]:
-    """The EMT Cu data set described in the module docstring."""
-    rng = np.random.default_rng(seed)
+def _langevin_frames(jobs, rng: np.random.Generator, desc: str,
+                     progress: bool) -> list[ase.Atoms]:
+    """EMT-labelled snapshots of Langevin MD (5 fs steps, 40 steps of equilibration, one
+    snapshot every 10 steps) for each (name, template, count, temperature K) job; two
+    seeds per job drawn from ``rng``."""
     frames = []
-    templates = _templates()
-    jobs = [(n, a, k, t) for n, a, k in templates for t in TEMPERATURES]
-    for name, template, count, temperature in tqdm(jobs, desc="EMT MD", disable=not progress):
+    for name, template, count, temperature in tqdm(jobs, desc=desc, disable=not progress):
         atoms = template.copy()
         atoms.calc = EMT()
         thermalize_momenta(atoms, temperature_K=temperature,
@@ -86,6 +86,13 @@ def generate(seed: int = 0, progress: bool = True) -> list[ase.Atoms]:
             frame.info.update({"config": name, "temperature_K": temperature})
             frames.append(frame)
     return frames
+
+
+def generate(seed: int = 0, progress: bool = True) -> list[ase.Atoms]:
+    """The EMT Cu data set described in the module docstring."""
+    rng = np.random.default_rng(seed)
+    jobs = [(n, a, k, t) for n, a, k in _templates() for t in TEMPERATURES]
+    return _langevin_frames(jobs, rng, "EMT MD", progress)
 
 
 def _slab(build) -> ase.Atoms:
@@ -129,22 +136,7 @@ def generate_reference(seed: int = 0, progress: bool = True) -> list[ase.Atoms]:
     rng = np.random.default_rng(seed)
     templates = _reference_templates(rng)
     jobs = [(n, a, k, t) for n, a, k in templates for t in REFERENCE_TEMPERATURES]
-    frames = []
-    for name, template, count, temperature in tqdm(jobs, desc="EMT MD (reference)",
-                                                   disable=not progress):
-        atoms = template.copy()
-        atoms.calc = EMT()
-        thermalize_momenta(atoms, temperature_K=temperature,
-                           rng=np.random.default_rng(rng.integers(2 ** 32)))
-        dyn = Langevin(atoms, 5 * units.fs, temperature_K=temperature, friction=0.02, fixcm=False,
-                       rng=np.random.default_rng(rng.integers(2 ** 32)))
-        dyn.run(40)  # equilibrate
-        for _ in range(count):
-            dyn.run(10)
-            frame = labelled(atoms)
-            frame.info.update({"config": name, "temperature_K": temperature})
-            frames.append(frame)
-    return frames
+    return _langevin_frames(jobs, rng, "EMT MD (reference)", progress)
 
 
 def write(frames: list[ase.Atoms], path: str | Path) -> Path:

@@ -33,7 +33,7 @@ class MetatrainModel:
     def __init__(self, path: str | Path, dtype=torch.float64, trusted: bool = False):
         path = Path(path)
         if not trusted:
-            from .models import refuse_untrusted
+            from symplug.plugins import refuse_untrusted
 
             refuse_untrusted(str(path), "a metatrain checkpoint is unpickled "
                              "(torch.load weights_only=False), which can run any code it holds")

@@ -10,7 +10,6 @@ structures only), ``dipole`` in e A; any further output the calculator implement
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
 import sys
 from typing import Mapping, Sequence
@@ -22,6 +21,7 @@ from ase import units
 from ase.calculators.calculator import BaseCalculator
 
 from symplug import SymplugError
+from symplug.plugins import import_spec
 
 from .action import RotatedCopies
 
@@ -138,15 +138,7 @@ class CalculatorModel:
         return f"CalculatorModel({type(self.calc).__name__})"
 
 
-SHIPPED = {"emt": ("ase.calculators.emt", "EMT")}
-TRUST_HINT = "pass --trust-model (trusted=True in Python) if you trust it"
-
-
-def refuse_untrusted(spec: str, why: str) -> None:
-    """The one-line refusal of a model that runs code when loaded, ``why`` saying how."""
-    raise SymplugError(f"model {spec!r}: refused, {why}; {TRUST_HINT}")
-
-
+SHIPPED = {"emt": "ase.calculators.emt:EMT"}
 def load_model(spec: str, trusted: bool = False):
     """A model from a spec: a shipped name (``emt``, ``pet-cu``), a ``*.pt`` file (a
     metatomic model, or a checkpoint written by :mod:`symplug_atoms.train`), a metatrain
@@ -173,17 +165,12 @@ def load_model(spec: str, trusted: bool = False):
         from .metatrain_model import MetatrainModel
 
         return MetatrainModel(spec, trusted=trusted)
-    if spec in SHIPPED:
-        module_name, attr = SHIPPED[spec]
-    elif ":" in spec:
-        module_name, attr = spec.split(":", 1)
-    else:
+    if spec not in SHIPPED and ":" not in spec:
         raise SymplugError(f"unknown atoms model {spec!r}: give a shipped name "
                            f"({', '.join([*SHIPPED, *SHIPPED_TORCH])}), a .pt checkpoint "
                            "or module:attribute")
-    if spec not in SHIPPED and not trusted:
-        refuse_untrusted(spec, f"it imports Python module {module_name!r}, which runs its code")
-    target = import_attribute(spec, module_name, attr)
+    # a shipped calculator is our own code; any other module:attribute runs the user's
+    target = import_spec(SHIPPED.get(spec, spec), "atoms model", trusted or spec in SHIPPED)
     obj = target() if inspect.isclass(target) or (callable(target) and not
                                                   isinstance(target, BaseCalculator)) else target
     if isinstance(obj, torch.nn.Module):
@@ -198,21 +185,6 @@ def load_model(spec: str, trusted: bool = False):
     if hasattr(obj, "module") and callable(obj):
         return obj  # already a symplug atoms model (e.g. TorchAtomsModel)
     return calculator_model(obj)
-
-
-def import_attribute(spec: str, module_name: str, attr: str):
-    """``module_name.attr`` imported for a trusted ``module:attribute`` spec; any failure
-    of the import (the module's own code: SystemExit included) is a one-line error."""
-    if not module_name or not attr:
-        raise SymplugError(f"cannot load atoms model {spec!r}: expected module:attribute")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:
-        reason = (f"the import called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
-                  else f"{type(exc).__name__}: {' '.join(str(exc).split())}")
-        raise SymplugError(f"cannot load atoms model {spec!r}: {reason}") from exc
 
 
 def calculator_model(calc: BaseCalculator) -> CalculatorModel:

@@ -11,13 +11,13 @@ beam only). The ``reference`` tagger gives the softmax probability of Top.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from symplug import SymplugError
+from symplug.plugins import import_spec
 from symplug.result import load_weights
 
 
@@ -124,21 +124,7 @@ def load_tagger(spec: str, trusted: bool = False) -> CallableTagger:
     if ":" not in spec:
         raise SymplugError(f"unknown tagger {spec!r}: give reference, "
                            f"{', '.join(SHIPPED)}, a .pt checkpoint or module:function")
-    module, attr = spec.split(":", 1)
-    if not trusted:
-        raise SymplugError(f"model {spec!r}: refused, it imports Python module {module!r}, "
-                           "which runs its code; pass --trust-model (trusted=True in Python) "
-                           "if you trust it")
-    if not module or not attr:
-        raise SymplugError(f"cannot load tagger {spec!r}: expected module:function")
-    try:
-        fn = getattr(importlib.import_module(module), attr)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:
-        reason = (f"the import called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
-                  else f"{type(exc).__name__}: {' '.join(str(exc).split())}")
-        raise SymplugError(f"cannot load tagger {spec!r}: {reason}") from exc
+    fn = import_spec(spec, "tagger", trusted)
     if isinstance(fn, CallableTagger):  # e.g. a WeaverTagger built in the module
         return fn
     return CallableTagger(fn, spec, units=getattr(fn, "units", "probability"))
