@@ -139,8 +139,12 @@ class CalculatorModel:
 
 
 SHIPPED = {"emt": "ase.calculators.emt:EMT"}
+# metatrain PET trained to 1.67 meV/atom and 11.9 meV/A on its test split
+# (examples/train_reference_pet.py; data/pet_ref_metrics.json)
+SHIPPED_METATOMIC = {"pet-ref": "pet_ref.pt"}
 def load_model(spec: str, trusted: bool = False):
-    """A model from a spec: a shipped name (``emt``, ``pet-cu``), a ``*.pt`` file (a
+    """A model from a spec: a shipped name (``emt``, ``pet-cu``, ``pet-ref``: the
+    reference metatrain PET, exported), a ``*.pt`` file (a
     metatomic model, or a checkpoint written by :mod:`symplug_atoms.train`), a metatrain
     ``*.ckpt`` checkpoint (hidden layers available), or
     ``module:attribute`` naming an ASE calculator instance, class or factory (called
@@ -159,6 +163,10 @@ def load_model(spec: str, trusted: bool = False):
 
     if spec in SHIPPED_TORCH:
         return load_reference()
+    if spec in SHIPPED_METATOMIC:
+        from .torch_model import SHIPPED_DIR
+
+        return MetatomicModel(str(SHIPPED_DIR / SHIPPED_METATOMIC[spec]))
     if spec.endswith(".pt"):
         return MetatomicModel(spec) if is_metatomic_file(spec) else load_reference(spec)
     if spec.endswith(".ckpt"):
@@ -167,7 +175,8 @@ def load_model(spec: str, trusted: bool = False):
         return MetatrainModel(spec, trusted=trusted)
     if spec not in SHIPPED and ":" not in spec:
         raise SymplugError(f"unknown atoms model {spec!r}: give a shipped name "
-                           f"({', '.join([*SHIPPED, *SHIPPED_TORCH])}), a .pt checkpoint "
+                           f"({', '.join([*SHIPPED, *SHIPPED_TORCH, *SHIPPED_METATOMIC])}), "
+                           "a .pt checkpoint "
                            "or module:attribute")
     # a shipped calculator is our own code; any other module:attribute runs the user's
     target = import_spec(SHIPPED.get(spec, spec), "atoms model", trusted or spec in SHIPPED)
