@@ -208,11 +208,11 @@ def _number(value: float | None, spec: str) -> str:
 
 def summary_table(result: dict) -> str:
     """A plain-text summary of a diagnosis result."""
-    from .findings import convergence_verdict
+    from .findings import convergence_verdict, items_text, skipped_text
 
     grid = result["grid"]
     lines = [f"{result['domain']}: group {result['group']}, {grid['kind']} grid degree "
-             f"{grid['degree']} ({grid['size']} elements), {result['n_samples']} samples"]
+             f"{grid['degree']} ({grid['size']} elements), {items_text(result)}"]
     lines.append(f"{'output':<16}{'rep':<12}{'A (RMSE)':>12}  {'units':<10}{'relative':>10}"
                  f"{'invariant':>11}")
     for name, o in result["outputs"].items():
@@ -243,7 +243,7 @@ def summary_table(result: dict) -> str:
     if scalars:
         lines.append("summary: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
     if result.get("skipped"):
-        lines.append(f"skipped {len(result['skipped'])} failed samples: "
+        lines.append(f"skipped {skipped_text(result) or 'parts of the run'}: "
                      + "; ".join(f"#{s['index']}: {s['reason']}" if s["index"] is not None
                                  else s["reason"] for s in result["skipped"][:3]))
     if summary.get("undefined"):  # a figure of the domain's summary that no number can state

@@ -11,6 +11,7 @@ plain single-process run, through the same code.
 
 from __future__ import annotations
 
+import operator
 import sys
 from dataclasses import dataclass, field
 from functools import reduce
@@ -99,13 +100,17 @@ class GridSums:
 class PartitionRecord:
     """What a partition sends to the client: its size, its kept samples (indices within
     the partition), one :class:`GridSums` per grid over them (None if none was kept),
-    JSON-ready per-sample records (``per_sample``) and the reasons of skipped samples."""
+    JSON-ready per-sample records (``per_sample``), the reasons of skipped samples, the
+    user's items in the kept samples (``Domain.count_items``; sums over partitions) and
+    in each skipped one (None where they could not be counted)."""
 
     size: int
     kept: list[int]
     sums: list[GridSums] | None
     details: list[dict] | None
     skipped: dict[int, str]
+    n_items: int = 0
+    skipped_items: dict[int, int | None] = field(default_factory=dict)
 
 
 def _details(r: OrbitResult) -> dict:
@@ -128,6 +133,7 @@ class PartitionState:
     details: dict[int, dict] = field(default_factory=dict)
     values: dict[int, dict] = field(default_factory=dict)
     skipped: dict[int, str] = field(default_factory=dict)
+    items: dict[int, int] = field(default_factory=dict)  # the user's items per sample
 
     @property
     def kept(self) -> list[int]:
@@ -138,7 +144,24 @@ class PartitionState:
         sums = [reduce(GridSums.merge, [per[i] for i in kept]) for per in self.sums] \
             if kept else None
         details = [self.details[i] for i in kept] if self.details else None
-        return PartitionRecord(len(self.samples), kept, sums, details, dict(self.skipped))
+        return PartitionRecord(len(self.samples), kept, sums, details, dict(self.skipped),
+                               sum(self.items[i] for i in kept),
+                               {i: self.items.get(i) for i in self.skipped})
+
+
+def _count_items(domain: Domain, sample: Any) -> int:
+    """The user's items in ``sample`` (``Domain.count_items``; default 1)."""
+    if domain.count_items is None:
+        return 1
+    n = domain.count_items(sample)
+    try:
+        count = operator.index(n)
+    except TypeError:
+        count = -1
+    if isinstance(n, bool) or count < 0:
+        raise SymplugError(f"domain {domain.name!r}: count_items returned {n!r}, not an "
+                           "integer >= 0")
+    return count
 
 
 def _evaluate_partition(model: Callable, domain: Domain, samples: list, plan: _Plan,
@@ -159,8 +182,10 @@ def _evaluate_partition(model: Callable, domain: Domain, samples: list, plan: _P
                 if i in state.skipped:
                     continue
                 try:
-                    if k == 0 and domain.check is not None:
-                        domain.check(sample)
+                    if k == 0:
+                        if domain.check is not None:
+                            domain.check(sample)
+                        state.items[i] = _count_items(domain, sample)
                     excluded = set(domain.excluded_outputs(sample)) \
                         if domain.excluded_outputs is not None else set()
                     reps = {n: r for n, r in plan.reps.items() if n not in excluded}
@@ -180,6 +205,11 @@ def _evaluate_partition(model: Callable, domain: Domain, samples: list, plan: _P
                             f"{type(exc).__name__}: {exc}"
                         raise SymplugError(f"{name}: {reason}") from exc
                     state.skipped[i] = f"{type(exc).__name__}: {exc}"
+                    if i not in state.items and domain.count_items is not None:
+                        try:  # a sample refused by check may still say how many items it has
+                            state.items[i] = _count_items(domain, sample)
+                        except Exception:
+                            pass
                     continue
                 if k == 0:
                     state.values[i] = r.values
@@ -371,6 +401,10 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
     With ``skip_failures``, a sample whose evaluation raises is left out, listed
     under ``"skipped"`` with the reason and counted; the others are kept.
 
+    ``n_samples`` counts the kept samples, ``n_items`` the user's items in them
+    (``Domain.count_items``, e.g. the jets of each block; one per sample by default),
+    named ``item_name``; a skipped entry holds its ``n_items`` where the domain counts.
+
     Data-parallel: ``samples`` may be :class:`~symplug.dataparallel.Partitions`
     (lists of samples or dask Delayed objects producing them) and ``client`` a
     ``dask.distributed`` Client; each partition is then evaluated on a worker and the
@@ -459,11 +493,13 @@ def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Doma
               for k, p in enumerate(parts)]
     records = run.gather([run.submit(_record, s) for s in states],
                          f"{domain.name} partitions", progress)
-    kept, details, skipped, offset, sums = [], [], {}, 0, None
+    kept, details, skipped, offset, sums, n_items, skipped_items = [], [], {}, 0, None, 0, {}
     for rec in records:
         kept += [offset + i for i in rec.kept]
         details += rec.details or []
         skipped.update({offset + i: reason for i, reason in rec.skipped.items()})
+        skipped_items.update({offset + i: n for i, n in rec.skipped_items.items()})
+        n_items += rec.n_items
         offset += rec.size
         if rec.sums is not None:
             sums = rec.sums if sums is None else [a.merge(b) for a, b in zip(sums, rec.sums)]
@@ -478,9 +514,12 @@ def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Doma
     out: dict[str, Any] = {"symplug_version": version, "kind": "diagnosis",
                            "domain": domain.name,
                            "group": group, "grid": grid.describe(), "lmax": lmax,
-                           "n_samples": len(kept), "convergence": conv}
-    if skip_failures:
-        out["skipped"] = [{"index": i, "reason": skipped[i]} for i in sorted(skipped)]
+                           "n_samples": len(kept), "n_items": n_items,
+                           "item_name": domain.item_name, "convergence": conv}
+    if skip_failures:  # with the items of each skipped sample where the domain counts them
+        out["skipped"] = [{"index": i, "reason": skipped[i],
+                           **({"n_items": skipped_items.get(i)} if domain.count_items else {})}
+                          for i in sorted(skipped)]
 
     merged = sums[0]
     # a default output that only skipped samples had (e.g. stress of the one periodic frame)

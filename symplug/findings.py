@@ -263,6 +263,42 @@ def _check_grid_text(conv: dict) -> str:
     return f"degree {conv.get('finer_degree')}, {size}"
 
 
+def items_text(result: dict) -> str:
+    """How much data a diagnosis covers, in the user's items (``n_items``, ``item_name``):
+    "5 structures", or "450 jets (29 engine samples)" where a sample holds several items.
+    A result without them (an older symplug) counts samples."""
+    n_samples = result.get("n_samples", "?")
+    n_items = result.get("n_items", n_samples)
+    name = result.get("item_name") or "samples"
+    if n_items == n_samples or name == "samples":
+        return f"{n_items} {name}"
+    return f"{n_items} {name} ({n_samples} engine sample{'' if n_samples == 1 else 's'})"
+
+
+def sample_word(result: dict) -> str:
+    """What one engine sample is called in text: the item name where every sample holds
+    one item (``n_items`` == ``n_samples``, e.g. "structures"), else "samples"."""
+    name = result.get("item_name") or "samples"
+    return name if result.get("n_items", result.get("n_samples")) == result.get("n_samples") \
+        else "samples"
+
+
+def skipped_text(result: dict) -> str | None:
+    """The samples a diagnosis left out (``skipped``), in the user's items: "2 failed
+    structures", or "2 failed samples (32 jets)" where a sample holds several items;
+    None when no sample failed (only e.g. the domain summary)."""
+    failed = [s for s in result.get("skipped") or [] if s.get("index") is not None]
+    if not failed:
+        return None
+    name = result.get("item_name") or "samples"
+    if not any("n_items" in s for s in failed):  # one item per sample
+        return f"{len(failed)} failed {name}"
+    known = [s["n_items"] for s in failed if s.get("n_items") is not None]
+    count = (f"{sum(known)} {name}" if len(known) == len(failed) else
+             f"at least {sum(known)} {name}" if known else f"{name} not counted")
+    return f"{len(failed)} failed sample{'' if len(failed) == 1 else 's'} ({count})"
+
+
 def convergence_verdict(result: dict) -> str | None:
     """One line on the convergence check: the grid it used, the largest change relative
     to its tolerance and the verdict; None when the check did not run."""
@@ -413,8 +449,8 @@ def ood_growth(result: dict, reference: dict) -> list[Finding]:
         found.append(Finding(
             "ood-growth", "error" if growth >= OOD_GROWTH_ERROR else "warning",
             f"A of output '{name}' grows {growth:.2f}x out of distribution: "
-            f"{_quantity(a, units)} on {result.get('n_samples', '?')} samples vs "
-            f"{_quantity(a_ref, units)} on the reference's {reference.get('n_samples', '?')}",
+            f"{_quantity(a, units)} on {items_text(result)} vs "
+            f"{_quantity(a_ref, units)} on the reference's {items_text(reference)}",
             "the learned symmetry does not extrapolate: add such inputs to training with "
             "augmentation (augmented fine-tuning), or run the symmetrised (group-averaged) "
             "model on them", f"outputs.{name}"))

@@ -52,6 +52,11 @@ class Domain:
       summary, whose stages then get ``orbit_values=[{output: (grid size, ...)}]``, one
       dict per sample, so that they need no second pass over the orbit (e.g. the flip
       rate of a tagger). The values stay where the samples were evaluated.
+    * ``count_items(sample)``: how many of the user's items a sample holds (e.g. the jets
+      of a block), an int >= 0; default one item per sample. It runs where the sample is
+      evaluated; the result's ``n_items`` sums it over the kept samples.
+    * ``item_name``: the plural noun the text uses for the items (``"jets"``,
+      ``"structures"``); default ``"samples"``.
     """
 
     name: str
@@ -68,6 +73,8 @@ class Domain:
     keep_outputs: tuple[str, ...] = ()
     check: Callable[[Any], None] | None = None
     excluded_outputs: Callable[[Any], Any] | None = None
+    count_items: Callable[[Any], int] | None = None
+    item_name: str = "samples"
 
     def declare(self, outputs: Mapping[str, str]) -> "Domain":
         """This domain with further outputs ``{name: representation}``, e.g.
@@ -115,6 +122,11 @@ class Domain:
         if not isinstance(self.summary, tuple) or not all(
                 isinstance(stage, SummaryStage) for stage in self.summary):
             problems.append("summary must be a tuple of SummaryStage records")
+        if self.count_items is not None and not callable(self.count_items):
+            problems.append("count_items is not callable")
+        if not isinstance(self.item_name, str) or not self.item_name.strip() \
+                or self.item_name != " ".join(self.item_name.split()):
+            problems.append(f"item_name {self.item_name!r} is not a plural noun such as 'jets'")
         if problems:
             raise PluginError(f"plugin {plugin!r} declares an invalid domain "
                               f"{getattr(self, 'name', '?')!r}: " + "; ".join(problems))

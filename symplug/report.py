@@ -37,7 +37,8 @@ import numpy as np
 
 from .errors import SymplugError
 from .findings import (CONVERGENCE_RELATIVE_TOL, EQUIVARIANT_RELATIVE, SEVERITIES,
-                       convergence_verdict)
+                       convergence_verdict, items_text, sample_word,
+                       skipped_text)
 from .records import ReportSection
 from .result import write_bytes, write_json, write_tensormap
 from .spectra import parse_sector_key
@@ -239,7 +240,7 @@ def _percent(ratio: float) -> str:
     return f"{100 * ratio:.2g}%" if ratio >= 1e-4 else f"{ratio:.1e} x"
 
 
-def _relative_text(output: dict, v: dict) -> str:
+def _relative_text(output: dict, v: dict, samples: str = "samples") -> str:
     units = output.get("units") or ""
     if v["basis"] is None:
         return "-"
@@ -247,7 +248,7 @@ def _relative_text(output: dict, v: dict) -> str:
     if v["basis"] == "error":
         split = output["bias_variance"]
         part = ("" if split.get("n_labelled", output["n_samples"]) >= output["n_samples"] else
-                f" ({split['n_labelled']} of {output['n_samples']} samples labelled)")
+                f" ({split['n_labelled']} of {output['n_samples']} {samples} labelled)")
         return f"{_percent(v['ratio'])} of E{reference}{part}"
     return f"{_percent(v['ratio'])} of |y|{reference} (no labels)"
 
@@ -341,7 +342,7 @@ def summary_section(results: Mapping[str, dict],
             where = result["group"] if domain == name else f"{domain}, {result['group']}"
             rows.append([f"`{name}` ({where})" if i == 0 else "", out,
                          _quantity(o.get("equivariance_rmse"), o.get("units") or ""),
-                         _relative_text(o, v), f"**{v['verdict']}**",
+                         _relative_text(o, v, sample_word(result)), f"**{v['verdict']}**",
                          _grid_change(result, out)])
             overview.append((f"{name}: {out}" + (" (vs E)" if v["basis"] == "error" else
                                                   " (vs |y|)"), v))
@@ -428,19 +429,20 @@ def diagnosis_sections(name: str, result: dict) -> list[ReportSection]:
     head = [f"Domain `{result['domain']}`, group {result['group']}, {grid['kind']} grid of "
             f"degree {grid['degree']} ({grid['size']} elements, exact for products up to band "
             f"{grid['exact_degree']}), spectra up to l = {result['lmax']}, "
-            f"{result['n_samples']} samples."]
+            f"{items_text(result)}."]
     verdict = convergence_verdict(result)
     if verdict:
         head.append(verdict[0].upper() + verdict[1:] + ".")
     if result.get("skipped"):
-        head.append(f"{len(result['skipped'])} samples failed and were left out (listed in "
-                    f"the JSON under `skipped`).")
+        failed = skipped_text(result)
+        head.append("Left out (listed in the JSON under `skipped`): "
+                    f"{failed or 'a part of the run that failed'}.")
     partial = [f"{name} {o['bias_variance']['n_labelled']} of {o['n_samples']}"
                for name, o in result["outputs"].items()
                if o.get("bias_variance", {}).get("n_labelled", o["n_samples"]) < o["n_samples"]]
     if partial:
-        head.append(f"Only some samples carry reference labels ({', '.join(partial)}): the "
-                    "split against labels covers those.")
+        head.append(f"Only some {sample_word(result)} carry reference labels "
+                    f"({', '.join(partial)}): the split against labels covers those.")
     rows = []
     for out_name, o in result["outputs"].items():
         rows.append([out_name, f"`{o['rep']}`", o["units"] or "-", _fmt(o["equivariance_rmse"]),

@@ -266,7 +266,8 @@ def test_split_against_labels_covers_the_labelled_frames(cluster):
     from symplug.report import diagnosis_sections
 
     text = "\n".join(section.markdown for section in diagnosis_sections("planted", result))
-    assert "Only some samples carry reference labels (energy 1 of 2, forces 1 of 2)" in text
+    assert "Only some structures carry reference labels (energy 1 of 2, forces 1 of 2)" in text
+    assert "2 structures." in text and result["n_items"] == 2
 
 
 def test_cli_on_labelled_extxyz(cluster, tmp_path):
@@ -295,6 +296,9 @@ def test_cli_on_labelled_extxyz(cluster, tmp_path):
     assert abs(split["equivariance_rmse"] - energy["equivariance_rmse"]) < 1e-15
     assert split["symmetrized_rmse"] > 0  # the planted term's average shifts the energy
     assert "energy" in proc.stdout and "meV/atom" in proc.stdout
+    # the header counts the user's structures (one per sample)
+    assert "(120 elements), 2 structures\n" in proc.stdout, proc.stdout
+    assert (result["n_samples"], result["n_items"], result["item_name"]) == (2, 2, "structures")
     proc = subprocess.run([str(Path(sys.executable).parent / "symplug"), "diagnose", "atoms",
                            "--model", "emt", "--data", str(tmp_path / "missing.xyz")],
                           capture_output=True, text=True)

@@ -70,6 +70,7 @@ def test_jets_on_two_workers_equal_one_process(client, jets_file):
     spread = symplug.diagnose(tagger, parts, domain, client=client, **options)
     local = symplug.diagnose(tagger, jet_partitions([jets_file], step_size=48), domain, **options)
     assert single["n_samples"] == spread["n_samples"] == 6
+    assert single["n_items"] == spread["n_items"] == 96 and spread["item_name"] == "jets"
     assert single["summary"]["auc"] > 0.8 and single["summary"]["n_jets"] == 96
     assert single["layers"]["pool"]["invariant_fraction_centered"] < 1.0
     assert_same_result(spread, single)
@@ -186,6 +187,7 @@ def test_skipped_jets_keep_their_entry_and_file_and_an_all_bad_partition_is_an_e
     expected = [{"entry": 40, "reason": "no constituents", "file": str(path)}]
     assert spread["summary"]["skipped"] == parts["summary"]["skipped"] == expected
     assert parts["summary"]["n_jets"] == 47
+    assert spread["n_items"] == parts["n_items"] == 47  # jets, counted on the workers
     constituents[32:48] = [np.zeros((0, 4))] * 16
     write_root(tmp_path / "bad_tail.root", constituents, labels)
     with pytest.raises(symplug.SymplugError, match=r"bad_tail.root: no usable jets in entries 32 to 47"):

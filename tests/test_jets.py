@@ -307,12 +307,16 @@ def test_rejection_with_its_resolution_known_counts():
 
 def test_summary_counts_jets_with_units_rotations_and_resolved_rejection(jets):
     """What a person reads counts jets (24), not the engine's blocks (2 samples)."""
+    from symplug.cli import summary_table
     from symplug.plugins import report_sections
 
     result = sj.diagnose(sj.load_tagger("mass"), jets, group="SO2", degree=2, progress=False,
                          check_convergence=False)
     s = result["summary"]
     assert result["n_samples"] == 2  # the engine's samples: blocks of 16 jets
+    assert (result["n_items"], result["item_name"]) == (24, "jets")  # what the text counts
+    header = summary_table(result).splitlines()[0]
+    assert header.endswith("(5 elements), 24 jets (2 engine samples)"), header
     assert (s["n_jets"], s["n_signal"], s["n_background"]) == (24, 12, 12)
     assert s["rotations"] == "SO(2) about the beam: 5 equispaced angles (degree 2)"
     assert result["outputs"]["score"]["units"] == "probability"
@@ -331,6 +335,43 @@ def test_summary_counts_jets_with_units_rotations_and_resolved_rejection(jets):
     assert axis["outputs"]["score"]["units"] == "GeV^2"
     assert axis["summary"]["rotations"] == ("O(2) about each jet's axis: 3 equispaced angles "
                                             "and their 3 mirror images (degree 1)")
+
+
+def test_core_text_counts_jets_in_partitions_and_skipped_blocks(jets):
+    """24 jets in blocks of 16: n_items is 24 whichever the partitions (counted where the
+    blocks are evaluated); a skipped block is counted in jets too."""
+    import dataclasses
+
+    from symplug.cli import summary_table
+    from symplug.report import diagnosis_sections
+    from symplug_jets.domain import blocks, jets_domain
+
+    tagger, options = sj.load_tagger("mass"), dict(group="SO2", degree=1, progress=False,
+                                                   check_convergence=False)
+    data = blocks(jets)
+    assert [b["p4"].shape[0] for b in data] == [16, 8]
+    whole = symplug.diagnose(tagger, data, jets_domain(), **options)
+    parts = symplug.diagnose(tagger, symplug.Partitions([data[:1], data[1:]]), jets_domain(),
+                             **options)
+    assert whole["n_items"] == parts["n_items"] == 24 and parts["n_samples"] == 2
+    assert summary_table(parts).splitlines()[0].endswith(", 24 jets (2 engine samples)")
+
+    def refuse_short(block):
+        if block["p4"].shape[0] < 16:
+            raise symplug.SymplugError("short block")
+
+    domain = dataclasses.replace(jets_domain(), check=refuse_short)
+    skipped = symplug.diagnose(tagger, symplug.Partitions([data[:1], data[1:]]), domain,
+                               skip_failures=True, **options)
+    assert (skipped["n_samples"], skipped["n_items"]) == (1, 16)
+    assert skipped["skipped"] == [{"index": 1, "reason": "SymplugError: short block",
+                                   "n_items": 8}]
+    text = summary_table(skipped)
+    assert "16 jets (1 engine sample)\n" in text
+    assert "skipped 1 failed sample (8 jets): #1: SymplugError: short block" in text
+    report = "\n".join(s.markdown for s in diagnosis_sections("tagger", skipped))
+    assert "16 jets (1 engine sample)." in report
+    assert "Left out (listed in the JSON under `skipped`): 1 failed sample (8 jets)." in report
 
 
 def test_rejection_bound_in_the_summary_when_no_background_passes():

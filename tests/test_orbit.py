@@ -144,6 +144,35 @@ def test_failing_samples_are_flagged_and_counted(clouds):
                          outputs=["energy"], progress=False)
 
 
+def test_items_are_counted_in_the_domain_words(clouds):
+    """``Domain.count_items``/``item_name``: n_items sums the kept samples' items (here the
+    points of each cloud) and the text counts them; by default one "samples" per sample."""
+    import dataclasses
+
+    from symplug.cli import summary_table
+
+    plain = symplug.diagnose(DistanceModel(), clouds, example.point_domain(), degree=1,
+                             outputs=["energy"], progress=False, check_convergence=False)
+    assert (plain["n_samples"], plain["n_items"], plain["item_name"]) == (3, 3, "samples")
+    assert summary_table(plain).splitlines()[0].endswith("elements), 3 samples")
+    points = dataclasses.replace(example.point_domain(), count_items=lambda x: x.shape[0],
+                                 item_name="points")
+    parts = symplug.Partitions([clouds[:1], clouds[1:]])
+    result = symplug.diagnose(DistanceModel(), parts, points, degree=1, outputs=["energy"],
+                              progress=False, check_convergence=False)
+    assert (result["n_samples"], result["n_items"], result["item_name"]) == (3, 15, "points")
+    assert summary_table(result).splitlines()[0].endswith("elements), 15 points (3 engine samples)")
+    bad = dataclasses.replace(points, count_items=lambda x: 2.5)
+    with pytest.raises(symplug.SymplugError, match="^sample 0: domain 'points': count_items "
+                                                   "returned 2.5, not an integer >= 0"):
+        symplug.diagnose(DistanceModel(), clouds, bad, degree=1, outputs=["energy"],
+                         progress=False, check_convergence=False)
+    for field, value, problem in (("count_items", 3, "count_items is not callable"),
+                                  ("item_name", "", "item_name '' is not a plural noun")):
+        with pytest.raises(symplug.PluginError, match=problem):
+            dataclasses.replace(points, **{field: value}).validate("mine")
+
+
 def test_non_finite_outputs_are_failures_not_zeros(clouds):
     class NaNOnBigClouds(DistanceModel):
         def forward(self, pos):

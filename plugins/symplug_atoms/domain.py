@@ -75,7 +75,8 @@ def atoms_domain() -> Domain:
         outputs={name: Output(REPS[name], UNITS[name]) for name in REPS},
         description="ase.Atoms; O(3) about the centre of mass, cells rotate with the atoms",
         reference=reference_labels, select_outputs=default_outputs, summary=SUMMARY,
-        check=check_structure, excluded_outputs=excluded_outputs)
+        check=check_structure, excluded_outputs=excluded_outputs,
+        item_name="structures")  # one ase.Atoms per sample
 
 
 def check_labels(atoms: ase.Atoms, where: str = "structure") -> None:

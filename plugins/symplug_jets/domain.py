@@ -299,6 +299,11 @@ def summary_stages(frame: str = "lab", signal: str | None = None) -> tuple[Summa
             SummaryStage(partial(_flips_part, signal=signal, frame=frame), _flip_rate))
 
 
+def block_jets(block: dict) -> int:
+    """The jets in a block (``Domain.count_items``: the core's text counts jets)."""
+    return int(block["p4"].shape[0])
+
+
 def jets_domain(frame: str = "lab", units: str = "probability") -> Domain:
     """``jets`` (lab frame; SO2/O2 about the beam) or ``jets_axis`` (about each jet's axis).
     ``units``: those of the tagger's score; the shipped ``reference`` and ``mass`` taggers
@@ -312,7 +317,7 @@ def jets_domain(frame: str = "lab", units: str = "probability") -> Domain:
                   description=("jet constituents (E, px, py, pz); rotations in the "
                                + ("lab frame, axis = beam" if frame == "lab" else "jet frame")),
                   summary=summary_stages(frame), samples_are_blocks=True,
-                  keep_outputs=("score",))
+                  keep_outputs=("score",), count_items=block_jets, item_name="jets")
 
 
 def diagnose(tagger, jets: JetSet | str | Path, group: str = "SO2", degree: int = 4,
