@@ -58,8 +58,6 @@ def _cmd_quadrature(args: argparse.Namespace) -> int:
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .dataparallel import closing_quietly, connect
     from .diagnose import diagnose
     from .plugins import get_domain, load_data, load_model, load_partitions
@@ -131,8 +129,6 @@ def _report_if_asked(args: argparse.Namespace, results: dict, title: str) -> Non
 
 
 def _cmd_md(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .plugins import run_md
     from .result import check_folder, check_writable, write_json
 
@@ -180,7 +176,6 @@ def _cmd_md(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     import time
-    from pathlib import Path
 
     from .plugins import demo_results
     from .report import write_report

@@ -76,7 +76,6 @@ def refused(name: str, command: list[str], zipped: bool = False, match: str = r"
 
 def python_refused(tmp: Path):
     import symplug_atoms
-    from symplug.errors import SymplugError
 
     path = evil("evil.ckpt")(tmp)
     try:
