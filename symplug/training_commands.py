@@ -79,6 +79,9 @@ def _cmd_track(args: argparse.Namespace) -> int:
     for path in args.checkpoints:
         if not Path(path).exists():
             raise SymplugError(f"checkpoint {path!r} does not exist")
+    if args.epochs is not None and len(args.epochs) != len(args.checkpoints):
+        raise SymplugError(f"--epochs gives {len(args.epochs)} epochs for "
+                           f"{len(args.checkpoints)} checkpoints")
     samples = load_data(args.domain, args.data)
     if args.max_samples:
         samples = samples[: args.max_samples]
@@ -87,20 +90,28 @@ def _cmd_track(args: argparse.Namespace) -> int:
     entries, grid = [], {}
     for k, path in enumerate(tqdm(args.checkpoints, desc="checkpoints", disable=args.quiet,
                                   file=sys.stderr)):
-        saved = load_checkpoint(path)
+        try:
+            saved = load_checkpoint(path)
+        except SymplugError:  # not symplug's (e.g. a metatrain .ckpt): the plugin's loader alone
+            saved = {}
         model = load_model(args.domain, str(path), trusted=args.trust_model)
+        if hasattr(model, "as_trained"):  # the weights the training had, not its best so far
+            model = model.as_trained()
         try:
             task = training_task(args.domain, model, samples)
         except SymplugError:  # unlabelled data (e.g. MD frames): A and B, no accuracy
             task = None
-        ours = saved.get("format") == CHECKPOINT_FORMAT  # else a plain model file: its position
+        ours = saved.get("format") == CHECKPOINT_FORMAT
         history = (saved.get("history") or []) if ours else []
+        # --epochs, else the checkpoint's (ours, or the model's own record), else the position
+        epoch = (args.epochs[k] if args.epochs else int(saved["epoch"]) if ours
+                 else getattr(model, "epoch", None))
         outputs = [o for o in task.outputs if o in domain.outputs] if task else []
         entry, grid = track_entry(task.snapshot() if task else model, samples, domain,
                                   group=group, degree=args.degree,
                                   layers=layers or (list(task.layers) if task else []),
                                   outputs=outputs or None,
-                                  epoch=int(saved["epoch"]) if ours else k,
+                                  epoch=k if epoch is None else epoch,
                                   loss=history[-1]["loss"] if history else None,
                                   evaluate=task.evaluate if task else None)
         entry["checkpoint"] = str(path)
@@ -124,6 +135,11 @@ def _print_track(entries: list[dict], history: list[dict] | None = None) -> None
     for h in history or []:
         if not entries:
             print(f"epoch {h['epoch']:>3}  loss {h['loss']:.5g}")
+
+
+def epoch_list(text: str) -> list[int]:
+    """``--epochs 1,2,5``: non-negative integers."""
+    return [nonnegative_int(t) for t in text.split(",")]
 
 
 def _budgeted(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -185,6 +201,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--checkpoints", required=True, nargs="+", help="checkpoint files, in order")
     add_trust_option(p)
     p.add_argument("--data", required=True, help="data file understood by the domain's plugin")
+    p.add_argument("--epochs", type=epoch_list, metavar="E1,E2,...",
+                   help="the checkpoints' epochs (default: as the checkpoints record them, "
+                   "else their positions)")
     p.add_argument("--degree", type=positive_int, default=2, help="grid degree (default 2)")
     p.add_argument("--group", help="group (default: the domain's first)")
     p.add_argument("--layers", help="comma-separated layers (default: the task's)")

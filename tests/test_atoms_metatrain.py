@@ -25,7 +25,7 @@ architecture:
   model: {cutoff: 4.5, d_pet: 16, d_head: 16, d_node: 32, d_feedforward: 32, num_heads: 2,
           num_attention_layers: 1, num_gnn_layers: 1}
   training: {batch_size: 8, num_epochs: 2, learning_rate: 1.0e-3, log_interval: 1,
-             checkpoint_interval: 10}
+             checkpoint_interval: 1}
 training_set:
   systems: {read_from: cu.extxyz, length_unit: angstrom}
   targets:
@@ -126,3 +126,33 @@ def test_a_malicious_checkpoint_is_refused_unless_trusted(pet, tmp_path, capsys)
                  "--quiet", "--json", str(out)])
     assert code == 0, capsys.readouterr().err
     assert json.loads(out.read_text())["outputs"]["energy"]["equivariance_rmse"] > 0
+
+
+def test_track_follows_metatrain_checkpoints(pet, tmp_path, capsys):
+    """``symplug track`` on metatrain checkpoints: the plugin's loader alone (not symplug's
+    checkpoint format), the weights each file was trained to (not the best so far), the
+    epoch the file records (metatrain counts from 0) unless ``--epochs`` says."""
+    from symplug.cli import main
+
+    folder, _frames = pet
+    first = sorted(folder.glob("outputs/*/*/model_0.ckpt"))[-1]
+    last = symplug_atoms.load_model(str(folder / "pet.ckpt"), trusted=True).as_trained()
+    assert last.weights == "last" and last.epoch == 2
+    args = ["track", "atoms", "--checkpoints", str(first), str(folder / "pet.ckpt"),
+            "--trust-model", "--data", str(folder / "cu.extxyz"), "--max-samples", "1",
+            "--degree", "1", "--layers", "backend.gnn_layers.0", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0, capsys.readouterr().err
+    track = json.loads((tmp_path / "a" / "track.json").read_text())
+    assert [e["epoch"] for e in track["epochs"]] == [1, 2]
+    assert all(e["outputs"]["forces"]["equivariance_rmse"] > 0
+               and 0 < e["layers"]["backend.gnn_layers.0"]["invariant_fraction"] <= 1
+               for e in track["epochs"])
+    assert (tmp_path / "a" / "track.mts").exists() and (tmp_path / "a" / "track.png").exists()
+    assert main([*args, "--epochs", "5,9", "--out", str(tmp_path / "b")]) == 0
+    track = json.loads((tmp_path / "b" / "track.json").read_text())
+    assert [e["epoch"] for e in track["epochs"]] == [5, 9]
+    assert main([*args, "--epochs", "5", "--out", str(tmp_path / "c")]) == 2
+    assert "--epochs gives 1 epochs for 2 checkpoints" in capsys.readouterr().err
+    # without trust, the checkpoint is refused
+    assert main([a for a in args if a != "--trust-model"] + ["--out", str(tmp_path / "d")]) == 2
+    assert "--trust-model" in capsys.readouterr().err

@@ -28,17 +28,25 @@ class MetatrainModel:
 
     metatrain unpickles a checkpoint with ``torch.load(weights_only=False)``, which runs
     any code the file holds: it is loaded only with ``trusted=True`` (``--trust-model``).
+
+    ``weights``: ``"best"`` (default, as ``mtt export``: the epoch of best validation
+    error so far) or ``"last"`` (the weights the training had when it wrote the file, as
+    ``mtt train --restart``). ``epoch``: the number of completed epochs those weights
+    are from (metatrain counts from 0), or None if the file does not say.
     """
 
-    def __init__(self, path: str | Path, dtype=torch.float64, trusted: bool = False):
+    def __init__(self, path: str | Path, dtype=torch.float64, trusted: bool = False,
+                 weights: str = "best"):
         path = Path(path)
+        if weights not in ("best", "last"):
+            raise SymplugError(f"weights must be 'best' or 'last', got {weights!r}")
         if not trusted:
             from symplug.plugins import refuse_untrusted
 
             refuse_untrusted(str(path), "a metatrain checkpoint is unpickled "
                              "(torch.load weights_only=False), which can run any code it holds")
         try:
-            from metatrain.utils.io import load_model
+            from metatrain.utils.io import model_from_checkpoint
             from metatrain.utils.neighbor_lists import get_requested_neighbor_lists
         except ImportError as exc:
             raise SymplugError("metatrain checkpoints need metatrain: "
@@ -46,11 +54,15 @@ class MetatrainModel:
         if not path.exists():
             raise SymplugError(f"{path}: no such metatrain checkpoint")
         try:
-            self.module = load_model(str(path)).to(dtype).eval()
+            checkpoint = torch.load(path, weights_only=False, map_location="cpu")
+            epoch = checkpoint.get("epoch" if weights == "last" else "best_epoch")
+            context = "restart" if weights == "last" else "export"
+            self.module = model_from_checkpoint(checkpoint, context=context).to(dtype).eval()
         except Exception as exc:
             raise SymplugError(f"{path}: metatrain cannot load it ({type(exc).__name__}: "
                                f"{exc})") from exc
-        self.path, self.dtype = path, dtype
+        self.path, self.dtype, self.weights = path, dtype, weights
+        self.epoch = None if epoch is None else int(epoch) + 1
         self.options = get_requested_neighbor_lists(self.module)
         self.properties = ("energy", "forces", "stress")
         self._pairs: tuple[tuple, list] | None = None
@@ -78,8 +90,9 @@ class MetatrainModel:
         types = torch.as_tensor(atoms.numbers, dtype=torch.int32)
         com = torch.as_tensor(atoms.get_center_of_mass(), dtype=self.dtype)
         pos0 = torch.as_tensor(atoms.positions, dtype=self.dtype) - com
-        cell0 = torch.as_tensor(atoms.cell.array, dtype=self.dtype)
         pbc = torch.as_tensor(atoms.get_pbc())
+        # a System's cell vector is zero along a non-periodic direction (e.g. a slab's normal)
+        cell0 = torch.as_tensor(atoms.cell.array, dtype=self.dtype) * pbc[:, None]
         periodic = bool(atoms.get_pbc().all())
         systems, positions, strains = [], [], []
         for g in torch.as_tensor(batch.matrices, dtype=self.dtype).detach():
@@ -109,6 +122,12 @@ class MetatrainModel:
         if periodic:
             result["stress"] = stress_gpa(torch.stack(grads[len(positions):]), atoms)
         return result
+
+    def as_trained(self) -> "MetatrainModel":
+        """The checkpoint's last weights (``symplug track`` follows the training itself,
+        not the best model so far)."""
+        return self if self.weights == "last" else MetatrainModel(self.path, self.dtype,
+                                                                   trusted=True, weights="last")
 
     def calculator(self):
         """An ASE calculator of the checkpoint's model (for MD): metatomic-ase's
