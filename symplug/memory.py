@@ -2,15 +2,16 @@
 
 A budget is the peak resident memory (RSS, bytes) the process may reach. The default
 is :data:`DEFAULT_FRACTION` of the machine's memory (the cgroup limit where one is
-set), or less on a busy machine (what the process holds plus
-:data:`AVAILABLE_FRACTION` of the memory available when the run starts). Work that scales with a batch (copies of a sample per model call, jets per
-scoring call) is cut by :func:`chunks`: the first call takes one unit, its measured
-peak gives the cost per unit, and later calls take as many units as fit in
-:data:`HEADROOM` of the budget left (growing at most :data:`GROWTH` x per call, so a
-cost that grows faster than the batch is seen before it matters; never above the
-caller's cap). A
-single unit over the budget is refused with the measured figure, and requests whose
-size is known up front are checked by :func:`require`.
+set), or less on a busy machine: what the process holds plus :data:`AVAILABLE_FRACTION`
+of the memory available when the run starts.
+
+Work that scales with a batch (copies of a sample per model call, jets per scoring
+call) is cut by :func:`chunks`: the first call takes a small batch, its measured peak
+gives the cost per unit, and later calls take as many units as fit in
+:data:`HEADROOM` of the budget left, growing at most :data:`GROWTH` x per call (a cost
+that grows faster than the batch is seen before it matters) and never above the
+caller's cap. A smallest batch over the budget is refused with the measured figure;
+requests whose size is known up front are checked by :func:`require`.
 
 The peak is read from the kernel (``VmHWM``, reset per call through
 ``/proc/self/clear_refs``). Where that is not available (not Linux) the chunks are
@@ -200,9 +201,10 @@ def chunks(total: int, cap: int, what: str = "copies", first: int = 1) -> Iterat
         per_unit = max(peak - base, 1) / size  # includes fixed costs: errs on the safe side
         if peak > limit_bytes and size <= max(1, int(first)):
             raise MemoryBudgetError(
-                f"one of the {what} of this sample took {gib(peak - base)} (measured; the process "
-                f"peaked at {gib(peak)}), more than the memory budget {gib(limit_bytes)} "
-                "allows; raise --max-memory or use a smaller input")
+                f"the smallest call ({size} of the {what} of this sample) took "
+                f"{gib(peak - base)} (measured; the process peaked at {gib(peak)}), more than "
+                f"the memory budget {gib(limit_bytes)} allows; raise --max-memory or use a "
+                "smaller input")
         start += size
         fit = int(HEADROOM * (limit_bytes - base) / per_unit)
         size = max(1, min(cap, fit, size * GROWTH))
