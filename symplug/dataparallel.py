@@ -122,7 +122,13 @@ class DaskExecutor:
                   file=sys.stderr, leave=False) as bar:
             for _ in as_completed(handles):
                 bar.update(1)
-        return self.client.gather(handles)
+        try:
+            return self.client.gather(handles)
+        except SymplugError:
+            raise
+        except Exception as exc:  # e.g. a worker reading a torn file: one line, no traceback
+            raise SymplugError(f"a task on the dask cluster failed ({desc or 'tasks'}): "
+                               f"{type(exc).__name__}: {' '.join(str(exc).split())}") from exc
 
 
 def executor(client: Any = None) -> LocalExecutor | DaskExecutor:

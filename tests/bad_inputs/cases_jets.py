@@ -20,6 +20,7 @@ import numpy as np
 from . import ERROR, RESULT, SKIP, Case
 
 HERE = "bad_inputs.cases_jets"
+SHIPPED_JETS = Path(__file__).resolve().parents[2] / "plugins/symplug_jets/data/tagger_test.root"
 P4 = ("part_energy", "part_px", "part_py", "part_pz")
 MAX_BATCH = 40  # above the orbit pass's batches here (16 and 32 jets), below the summary's 48
 
@@ -124,6 +125,14 @@ def _truncated(tmp: Path) -> list[str]:
     data = _write(tmp, name="full.root").read_bytes()
     (tmp / "jets.root").write_bytes(data[: len(data) // 2])
     return _diagnose(tmp / "jets.root")
+
+
+def _torn_on_workers(tmp: Path) -> list[str]:
+    """The shipped file cut after its metadata: the tree opens, its baskets are gone, so
+    the failure comes from a worker reading a partition."""
+    data = SHIPPED_JETS.read_bytes()
+    (tmp / "torn.root").write_bytes(data[:400_000])
+    return _diagnose(tmp / "torn.root", "mass", "--workers", "1")
 
 
 def _folder(tmp: Path) -> list[str]:
@@ -706,6 +715,9 @@ CASES = [
          argv=_empty_file),
     Case("jets/truncated-transfer", "jets-data", ERROR,
          r"jets\.root: (not a readable ROOT file|cannot read TTree)", argv=_truncated),
+    Case("jets/torn-baskets-on-workers", "jets-data", ERROR,
+         r"a task on the dask cluster failed \(jets partitions\): OSError: .*torn\.root",
+         argv=_torn_on_workers),
     Case("jets/missing-file", "jets-data", ERROR, r"nope\.root(: no such file|' does not exist)",
          argv=_diagnose("{tmp}/nope.root")),
     Case("jets/folder-as-file", "jets-data", ERROR, r"jets\.root: a folder", argv=_folder),
