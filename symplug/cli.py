@@ -12,8 +12,8 @@ import sys
 from typing import Sequence
 
 from .errors import SymplugError
-from .options import (add_memory_option, float_at_most, int_at_least, nonnegative_float,
-                      nonnegative_int, positive_int)
+from .options import (add_memory_option, add_trust_option, float_at_most, int_at_least,
+                      nonnegative_float, nonnegative_int, positive_int)
 
 # md: a larger time step is refused (NVE of atoms diverges beyond a few fs)
 MAX_TIMESTEP_FS = 10.0
@@ -377,14 +377,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_cli_commands(sub)  # a failing plugin's commands are left out, the plugin named
     return parser
-
-
-def add_trust_option(parser: argparse.ArgumentParser) -> None:
-    """``--trust-model``: for every command that loads a model."""
-    parser.add_argument("--trust-model", action="store_true",
-                        help="the model file or module:attribute is trusted to run code when "
-                        "loaded (a metatrain .ckpt is unpickled; a module is imported); "
-                        "without it such models are refused")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -68,6 +68,7 @@ class LocalExecutor:
     workers = 1
 
     def worker_budget(self, budget: int | None) -> int | None:
+        """``budget`` as it is: this process is the only worker."""
         return budget
 
     def load(self, part: Any) -> Any:

@@ -24,7 +24,7 @@ from .dataparallel import Partitions, executor, partition
 from .equivariance import ErrorSums
 from .errors import SymplugError
 from .findings import findings
-from .groups import check_group
+from .groups import check_group, is_planar
 from .orbit import OrbitResult, evaluate_orbit
 from .quadrature import Grid, quadrature
 from .records import Domain
@@ -48,7 +48,7 @@ class _Plan:
     layers: tuple[str, ...]
     lmax: int
     chunk_size: int
-    max_memory: int | None  # bytes per process (None: each worker's own default)
+    max_memory: int | None  # bytes per process (None: the budget in force where it runs)
     keep: tuple[str, ...]
     skip_failures: bool
     per_sample: bool
@@ -252,7 +252,7 @@ def summarize(domain: Domain, samples: Sequence[Any], model: Callable, grid: Gri
 def _require_tables(grid: Grid, lmax: int) -> None:
     """Refuse up front a grid whose spectral basis tables (elements x basis functions
     of band ``lmax``, float64) do not fit in the memory budget."""
-    functions = 2 * lmax + 1 if grid.group in ("SO2", "O2") else \
+    functions = 2 * lmax + 1 if is_planar(grid.group) else \
         sum((2 * l + 1) ** 2 for l in range(lmax + 1))
     memory.require(8.0 * grid.size * functions,
                    f"the spectral tables of the {grid.kind} grid ({grid.size} elements x "
@@ -435,7 +435,7 @@ def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Doma
     if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
         raise SymplugError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     run = executor(client)
-    worker_budget = memory.budget() if client is None else run.worker_budget(budget)
+    worker_budget = run.worker_budget(budget)  # None: the budget in force where it runs
     if not isinstance(samples, Partitions):
         samples = list(samples)
         if not samples:

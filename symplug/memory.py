@@ -77,14 +77,19 @@ def machine_memory() -> int:
     return int(total)
 
 
-def available_memory() -> int | None:
-    """Bytes the kernel could give now without swapping (``MemAvailable``), or None."""
+def _proc_kb(path: str, field: str) -> int | None:
+    """Bytes of the ``field:  N kB`` line of a /proc file, or None where there is none."""
     try:
-        text = Path("/proc/meminfo").read_text()
+        text = Path(path).read_text()
     except OSError:
         return None
-    match = re.search(r"^MemAvailable:\s+(\d+)\s+kB", text, re.MULTILINE)
+    match = re.search(rf"^{field}:\s+(\d+)\s+kB", text, re.MULTILINE)
     return int(match.group(1)) * 1024 if match else None
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel could give now without swapping (``MemAvailable``), or None."""
+    return _proc_kb("/proc/meminfo", "MemAvailable")
 
 
 def default_budget() -> int:
@@ -116,12 +121,8 @@ def limit(nbytes: int | str | None) -> Iterator[int]:
 
 
 def _status(field: str) -> int | None:
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    match = re.search(rf"^{field}:\s+(\d+)\s+kB", text, re.MULTILINE)
-    return int(match.group(1)) * 1024 if match else None
+    """A memory field of this process (``VmRSS``, ``VmHWM``), bytes."""
+    return _proc_kb("/proc/self/status", field)
 
 
 def rss() -> int | None:

@@ -92,3 +92,11 @@ def add_memory_option(parser: argparse.ArgumentParser) -> None:
                         help="peak memory budget of the run, e.g. 8G or 512M (default: 60%% "
                         "of the machine's memory, less on a busy machine); work is split to "
                         "stay under it and requests that cannot fit are refused up front")
+
+
+def add_trust_option(parser: argparse.ArgumentParser) -> None:
+    """``--trust-model``: for every command that loads a model."""
+    parser.add_argument("--trust-model", action="store_true",
+                        help="the model file or module:attribute is trusted to run code when "
+                        "loaded (a metatrain .ckpt is unpickled; a module is imported); "
+                        "without it such models are refused")

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import SymplugError
-from .options import (add_memory_option, nonnegative_float, nonnegative_int, open_fraction,
-                      positive_float, positive_int)
+from .options import (add_memory_option, add_trust_option, nonnegative_float, nonnegative_int,
+                      open_fraction, positive_float, positive_int)
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
@@ -154,8 +154,6 @@ def _budgeted(command: Callable[[argparse.Namespace], int]) -> Callable[[argpars
 
 def add_commands(sub: Any) -> None:
     """Add ``symplug finetune`` and ``symplug track`` to the CLI's subparsers."""
-    from .cli import add_trust_option
-
     p = sub.add_parser("finetune", help="augmented fine-tuning with symmetry penalties, "
                        "checkpoints and symmetry tracking")
     p.add_argument("domain", help="a domain whose plugin offers fine-tuning (atoms, jets)")
