@@ -1,8 +1,8 @@
 """Augmented fine-tuning with symmetry tracking.
 
 The loop is domain-free: the domain's plugin supplies a :class:`~symplug.TrainingTask`
-(``symplug_training_task``: how to batch, predict and score) and the augmentation
-(``symplug_augment_batch``: inputs by the group action, targets by their
+(``Domain.training_task``: how to batch, predict and score) and the augmentation
+(:mod:`symplug.augmentation`: inputs by the task's action, labels by their
 representations). Every step transforms the batch by Haar-random elements of the
 group, one per item, and minimises
 
@@ -53,8 +53,9 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from . import memory
+from . import augmentation, memory
 from .errors import SymplugError
+from .augmentation import apply, rows_matrices
 from .groups import check_group, generators, haar
 from .records import Domain, MeanTerm, TrainingTask
 from .representations import representation
@@ -132,30 +133,17 @@ def seed_everything(seed: int) -> None:
 # ----------------------------------------------------------------------------- penalties
 
 
-def _rows_matrices(task: TrainingTask, batch: Any, name: str, rho: torch.Tensor) -> torch.Tensor:
-    """rho (B, d, d) expanded to one matrix per row of output ``name``."""
-    owner = task.rows(batch, name) if task.rows is not None else None
-    return rho if owner is None else rho[owner]
-
-
-def _apply(rho: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """rho (R, d, d) acting on values (R, ..., d)."""
-    return torch.einsum("rij,r...j->r...i", rho.to(device=values.device, dtype=values.dtype), values)
-
-
 def _equivariance_sums(task: TrainingTask, domain: str, batch: Any,
                        predictions: Mapping[str, torch.Tensor],
                        matrices: torch.Tensor) -> dict[str, MeanTerm]:
     """{output: MeanTerm(sum |f(h x) - rho(h) f(x)|^2, rows x components)}."""
-    from .plugins import augment_batch
-
-    moved = task.predict(augment_batch(domain, batch, matrices))
+    moved = task.predict(augmentation.augment(task, batch, matrices))
     out = {}
     for name, spec in task.outputs.items():
         rep = representation(spec)
         y = rep.flatten(predictions[name], 1, name)
-        rho = _rows_matrices(task, batch, name, rep.matrices(matrices))
-        diff = rep.flatten(moved[name], 1, name) - _apply(rho, y)
+        rho = rows_matrices(task, batch, name, rep.matrices(matrices))
+        diff = rep.flatten(moved[name], 1, name) - apply(rho, y)
         out[name] = MeanTerm(diff.pow(2).sum(), float(diff.numel()))
     return out
 
@@ -172,8 +160,6 @@ def equivariance_penalty(task: TrainingTask, domain: str, batch: Any,
 def _lie_sums(task: TrainingTask, domain: str, batch: Any, size: int, group: str,
               axis: Sequence[float], step: float) -> dict[str, MeanTerm]:
     """{output: MeanTerm(sum_J sum |L_J f|^2, rows x components)}."""
-    from .plugins import augment_batch
-
     n = int(size)
     totals: dict[str, Any] = {name: 0.0 for name in task.outputs}
     counts = {name: 0.0 for name in task.outputs}
@@ -181,14 +167,14 @@ def _lie_sums(task: TrainingTask, domain: str, batch: Any, size: int, group: str
         terms = []
         for sign in (1.0, -1.0):
             mats = torch.linalg.matrix_exp(sign * step * j)[None].expand(n, 3, 3).contiguous()
-            pred = task.predict(augment_batch(domain, batch, mats))
+            pred = task.predict(augmentation.augment(task, batch, mats))
             terms.append((mats, pred))
         for name, spec in task.outputs.items():
             rep = representation(spec)
             back = []
             for mats, pred in terms:
-                rho = _rows_matrices(task, batch, name, rep.matrices(mats))
-                back.append(_apply(rho.transpose(1, 2), rep.flatten(pred[name], 1, name)))
+                rho = rows_matrices(task, batch, name, rep.matrices(mats))
+                back.append(apply(rho.transpose(1, 2), rep.flatten(pred[name], 1, name)))
             diff = (back[0] - back[1]) / (2 * step)
             totals[name] = totals[name] + diff.pow(2).sum()
             counts[name] = float(diff.numel())
@@ -799,11 +785,9 @@ class _Step(torch.nn.Module):
     def terms(self, batch: Any, n: int, augment: torch.Tensor | None,
               compare: torch.Tensor | None) -> dict[tuple[str, str], MeanTerm]:
         """{(part, name): MeanTerm} of this rank's ``n`` items."""
-        from .plugins import augment_batch
-
         task, config, domain = self.task, self.config, self.domain
         if augment is not None:
-            batch = augment_batch(domain.name, batch, augment)
+            batch = augmentation.augment(task, batch, augment)
         predictions = task.predict(batch)
         terms = {("supervised", k): t
                  for k, t in _loss_terms(task.loss(batch, predictions)).items()}
