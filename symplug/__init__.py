@@ -28,7 +28,7 @@ _LAZY = {
     "EquivarianceError": "equivariance", "aggregate_errors": "equivariance",
     "bias_variance": "equivariance", "equivariance_error": "equivariance",
     "Finding": "findings", "findings": "findings",
-    "generators": "groups", "haar": "groups",
+    "Group": "groups", "generators": "groups", "haar": "groups",
     "lie_derivatives": "lie", "evaluate_orbit": "orbit",
     "Grid": "quadrature", "quadrature": "quadrature",
     "Representation": "representations", "representation": "representations",
@@ -64,8 +64,9 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AliasingError", "BiasVariance", "DatasetError", "Domain", "EquivarianceError", "Finding",
-    "Grid", "GridError", "MeanTerm", "Output", "Partitions", "PluginError", "ReportSection",
-    "Representation", "RepresentationError", "Spectrum", "SummaryStage", "SymplugError",
+    "Grid", "GridError", "Group", "MeanTerm", "Output", "Partitions", "PluginError",
+    "ReportSection", "Representation", "RepresentationError", "Spectrum", "SummaryStage",
+    "SymplugError",
     "TrainingTask", "__version__", "aggregate_errors", "aggregate_spectra", "bias_variance",
     "connect", "convergence", "diagnose", "partition", "summarize",
     "equivariance_error", "evaluate_orbit", "findings", "generators", "haar", "hookimpl",

@@ -24,7 +24,7 @@ from .dataparallel import Partitions, executor, partition
 from .equivariance import ErrorSums
 from .errors import SymplugError
 from .findings import findings
-from .groups import check_group, is_planar
+from .groups import Group
 from .orbit import OrbitResult, evaluate_orbit
 from .quadrature import Grid, quadrature
 from .records import Domain
@@ -252,7 +252,7 @@ def summarize(domain: Domain, samples: Sequence[Any], model: Callable, grid: Gri
 def _require_tables(grid: Grid, lmax: int) -> None:
     """Refuse up front a grid whose spectral basis tables (elements x basis functions
     of band ``lmax``, float64) do not fit in the memory budget."""
-    functions = 2 * lmax + 1 if is_planar(grid.group) else \
+    functions = 2 * lmax + 1 if grid.group.is_planar else \
         sum((2 * l + 1) ** 2 for l in range(lmax + 1))
     memory.require(8.0 * grid.size * functions,
                    f"the spectral tables of the {grid.kind} grid ({grid.size} elements x "
@@ -297,15 +297,13 @@ def check_grid(grid: Grid, finer_degree: int | None = None, seed: int = 1) -> Gr
     """
     if grid.monte_carlo:
         other = seed if grid.seed is None else grid.seed + seed
-        return quadrature(grid.group, kind="haar", n=grid.size, seed=other, axis=grid.axis,
-                          purpose=grid.purpose)
+        return quadrature(grid.group, kind="haar", n=grid.size, seed=other, purpose=grid.purpose)
     if finer_degree is None:
         return grid.rotated(seed)
     if int(finer_degree) <= grid.degree:
         raise SymplugError(f"finer degree {finer_degree} must exceed the grid degree {grid.degree}")
     kind = grid.kind if grid.kind in ("lebedev", "gauss-legendre") else "auto"
-    return quadrature(grid.group, int(finer_degree), kind=kind, axis=grid.axis,
-                      purpose=grid.purpose)
+    return quadrature(grid.group, int(finer_degree), kind=kind, purpose=grid.purpose)
 
 
 def convergence(evaluate: Callable[[Grid], dict[str, Quantity | float]], grid: Grid,
@@ -367,7 +365,7 @@ def _undefined_if_zero(entry: dict, errors: "ErrorSums") -> dict:
 
 
 def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domain, *,
-             group: str | None = None, degree: int = 4, kind: str = "auto",
+             group: str | Group | None = None, degree: int = 4, kind: str = "auto",
              n: int | None = None, seed: int | None = None, lmax: int | None = None,
              outputs: Sequence[str] | None = None, layers: Sequence[str] = (),
              finer_degree: int | None = None, check_convergence: bool = True,
@@ -386,10 +384,12 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
     reference labels), B per output and per layer (raw and data-set centred),
     and the change of all these numbers on the convergence grid (:func:`check_grid`:
     the same rule turned by a random rotation, or ``finer_degree``), ranked relative to
-    each quantity. ``kind="auto"`` takes the smallest rule exact to band 2L; ``grid``
-    (a :class:`~symplug.quadrature.Grid`) replaces ``group``, ``degree``, ``kind``, ``n``
-    and ``seed``, e.g. to match another tool's rotations. ``"findings"``
-    holds the failure modes that :func:`symplug.findings.findings` diagnoses.
+    each quantity. ``group`` is a :class:`~symplug.groups.Group` or its name (about the
+    domain's axis; default: the domain's first group). ``kind="auto"`` takes the
+    smallest rule exact to band 2L; ``grid`` (a :class:`~symplug.quadrature.Grid`)
+    replaces ``group``, ``degree``, ``kind``, ``n`` and ``seed``, e.g. to match another
+    tool's rotations. ``"findings"`` holds the failure modes that
+    :func:`symplug.findings.findings` diagnoses.
 
     Memory: ``max_memory`` (bytes or e.g. ``"8G"``; default: the budget in force,
     :func:`symplug.memory.budget`) bounds the peak of the run. ``chunk_size`` is the most
@@ -427,7 +427,7 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
 
 
 def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domain, *,
-              group: str | None, degree: int, kind: str, n: int | None, seed: int | None,
+              group: str | Group | None, degree: int, kind: str, n: int | None, seed: int | None,
               lmax: int | None, outputs: Sequence[str] | None, layers: Sequence[str],
               finer_degree: int | None, check_convergence: bool, chunk_size: int,
               progress: bool, skip_failures: bool, client: Any, per_sample: bool,
@@ -444,9 +444,10 @@ def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Doma
                                                                          4 * run.workers)
     if not samples:
         raise SymplugError("no samples to diagnose")
-    group = check_group(grid.group if grid is not None else group or domain.groups[0])
-    if group not in domain.groups:
-        raise SymplugError(f"group {group} is not offered by domain {domain.name!r} "
+    group = grid.group if grid is not None else Group.parse(group or domain.groups[0],
+                                                            domain.axis)
+    if group.name not in domain.groups:
+        raise SymplugError(f"group {group.name} is not offered by domain {domain.name!r} "
                            f"(offers {', '.join(domain.groups)})")
     domain_h = run.share(domain)
     parts = [run.load(p) for p in samples]
@@ -474,8 +475,7 @@ def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Doma
     model_h = run.share(model)
     reps = {o: domain.outputs[o].rep for o in names}
     if grid is None:
-        grid = quadrature(group, None if kind == "haar" else degree, kind=kind, n=n, seed=seed,
-                          axis=domain.axis)
+        grid = quadrature(group, None if kind == "haar" else degree, kind=kind, n=n, seed=seed)
     _check_diagnosis_grid(grid)
     if lmax is None:
         lmax = grid.moment_degree if grid.moment_degree is not None else degree
@@ -485,7 +485,7 @@ def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Doma
     keep = tuple(o for o in domain.keep_outputs if o in reps)
     plan = _Plan(grids, reps, tuple(layers), lmax, int(chunk_size), worker_budget, keep,
                  skip_failures, per_sample,
-                 progress and client is None, f"{domain.name} {group} degree {grid.degree}")
+                 progress and client is None, f"{domain.name} {group.name} degree {grid.degree}")
     plan_h = run.share(plan)  # grids with their tables: sent once per worker
     sizes = [len(p) if isinstance(p, list) else None for p in samples]
     starts = [None if None in sizes[:k + 1] else sum(sizes[:k]) for k in range(len(sizes))]
@@ -513,7 +513,7 @@ def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Doma
         conv = {"finer_degree": None, "max_abs_change": None}
     out: dict[str, Any] = {"symplug_version": version, "kind": "diagnosis",
                            "domain": domain.name,
-                           "group": group, "grid": grid.describe(), "lmax": lmax,
+                           "group": group.name, "grid": grid.describe(), "lmax": lmax,
                            "n_samples": len(kept), "n_items": n_items,
                            "item_name": domain.item_name, "convergence": conv}
     if skip_failures:  # with the items of each skipped sample where the domain counts them

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from .errors import SymplugError
-from .spectra import Sector, invariant_sector, parse_sector_key, sector_key
+from .groups import O3, Group
+from .spectra import Sector, parse_sector_key, sector_key
 
 SEVERITIES = ("error", "warning", "info")  # most severe first; findings are sorted so
 
@@ -120,7 +121,7 @@ def _sectors_list(shares: dict[Sector, float], keep: Callable[[Sector], bool], t
     return ", ".join(f"({sector_key(k)}) {_pct(v)}" for v, k in picked)
 
 
-def breaking_shares(output: dict, group: str) -> tuple[dict[Sector, float], float] | None:
+def breaking_shares(output: dict, group: str | Group) -> tuple[dict[Sector, float], float] | None:
     """Shares of an output's breaking power per non-invariant sector, and the share
     above l_max, from its ``breaking_spectrum``; None when the result has none or the
     output has no breaking. The total is sum A^2 over samples (from ``per_sample``,
@@ -129,7 +130,7 @@ def breaking_shares(output: dict, group: str) -> tuple[dict[Sector, float], floa
     spec = output.get("breaking_spectrum")
     if not spec:
         return None
-    inv = invariant_sector(group)
+    inv = Group.parse(group).invariant_sector
     power = {parse_sector_key(k): v for k, v in spec["power"].items()}
     if output.get("per_sample"):
         total = sum(s["variance"] * s["n_components"] for s in output["per_sample"])
@@ -211,7 +212,7 @@ def aliasing(result: dict) -> list[Finding]:
                           above, lmax, f"outputs.{name}")
         if f:
             found.append(f)
-    inv = invariant_sector(result["group"])
+    inv = Group.parse(result["group"]).invariant_sector
     for name, layer in result.get("layers", {}).items():
         fractions = {parse_sector_key(k): v for k, v in layer["spectrum"].items()}
         rest = 1.0 - fractions[inv]
@@ -330,20 +331,20 @@ def odd_parity_breaking(result: dict) -> list[Finding]:
     :data:`ODD_PARITY_SHARE` of an output's breaking power lies in sigma = -1 sectors.
     All of it in (0, -1) is the signature of a model that is rotation-equivariant on
     each coset but whose two cosets disagree: augmentation without inversion."""
-    group = result["group"]
-    if group not in ("O3", "O2"):
+    group = Group.parse(result["group"])
+    if not group.has_improper:
         return []
-    improper, op = ("inversion", "I") if group == "O3" else ("mirror", "M")
+    improper, op = group.improper_name, group.improper_symbol
     found = []
     odd = (lambda k: k[1] == -1)
     for name, output, shares, _ in _broken_outputs(result):
         share = sum(v for k, v in shares.items() if odd(k))
         if share < ODD_PARITY_SHARE:
             continue
-        remedy = (f"augment with {group} ({improper}s as well as rotations), not with "
-                  f"{'SO3' if group == 'O3' else 'SO2'} alone, or symmetrise over the "
-                  f"{improper}: y(x) -> (y(x) + rho({op})^-1 y({op} x)) / 2 at twice the cost")
-        if group == "O3":  # that average removes exactly the sectors with sigma (-1)^l = -1
+        remedy = (f"augment with {group.name} ({improper}s as well as rotations), not with "
+                  f"{group.proper.name} alone, or symmetrise over the {improper}: "
+                  f"y(x) -> (y(x) + rho({op})^-1 y({op} x)) / 2 at twice the cost")
+        if isinstance(group, O3):  # that average removes exactly the sectors with sigma (-1)^l = -1
             removed = sum(v for k, v in shares.items() if k[1] * (-1) ** k[0] == -1)
             remedy += (f", which removes the inversion-odd sectors (0,-1), (1,+1), (2,-1), ...: "
                        f"{_pct(removed)} of this breaking")

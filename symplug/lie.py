@@ -22,7 +22,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from .errors import SymplugError
-from .groups import DTYPE, generators
+from .groups import DTYPE, Group
 from .orbit import Action, LayerCapture, call_model, default_split_layer
 from .representations import Representation, representation
 
@@ -91,7 +91,7 @@ def _summary(value: torch.Tensor, primal: torch.Tensor, method: str) -> LieDeriv
 
 def lie_derivatives(model: Callable, sample: Any, action: Action, *,
                     outputs: Mapping[str, str | Representation], layers: Sequence[str] = (),
-                    group: str = "SO3", axis: Sequence[float] = (0.0, 0.0, 1.0),
+                    group: str | Group = "SO3", axis: Sequence[float] | None = None,
                     split_layer: Callable | None = None,
                     method: str = "auto") -> dict[str, dict[str, LieDerivative]]:
     """{output or layer name: {generator name: LieDerivative}} at the input ``sample``.
@@ -100,13 +100,15 @@ def lie_derivatives(model: Callable, sample: Any, action: Action, *,
     in the (1, 3, 3) matrices), ``"central"`` (finite differences on exact
     rotations) or ``"auto"`` (forward, falling back to central where the model
     has no forward-mode rule). Hidden layers are treated as invariant features.
+    ``group``: a :class:`~symplug.groups.Group`, or its name with SO2/O2 about ``axis``
+    (default z); one derivative per generator (:meth:`~symplug.groups.Group.generators`).
     """
     if method not in METHODS:
         raise SymplugError(f"unknown Lie derivative method {method!r}; expected {METHODS}")
     reps = {name: representation(rep) for name, rep in outputs.items()}
     split = split_layer or default_split_layer
     found: dict[str, dict[str, LieDerivative]] = {n: {} for n in list(reps) + list(layers)}
-    for gen_name, j in generators(group, axis).items():
+    for gen_name, j in Group.parse(group, axis).generators().items():
         args = (model, sample, action, j, list(reps), list(layers), split)
         used = "central" if method == "central" else "forward"
         if used == "forward":

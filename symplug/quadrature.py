@@ -41,7 +41,7 @@ from scipy.spatial.transform import Rotation
 
 from . import memory
 from .errors import GridError
-from .groups import DTYPE, check_group, has_improper, haar, is_planar, mirror, rotations_about
+from .groups import DTYPE, Group, PlanarGroup
 
 KINDS = ("auto", "finite", "lebedev", "gauss-legendre", "equispaced", "haar")
 PURPOSES = ("diagnosis", "mean")
@@ -69,25 +69,28 @@ class Grid:
     """A weighted set of group elements.
 
     Attributes: ``matrices`` (N, 3, 3) float64 (improper elements have det -1),
-    ``weights`` (N,) summing to 1, ``group`` name, ``kind``, ``degree`` (the band
-    limit L of the response it was asked for; None for Monte Carlo), ``purpose``
+    ``weights`` (N,) summing to 1, ``group`` (a :class:`~symplug.groups.Group`, with
+    the axis of SO2/O2; a name is parsed), ``kind``, ``degree`` (the band limit L of
+    the response it was asked for; None for Monte Carlo), ``purpose``
     (``"diagnosis"`` or ``"mean"``), ``exact_degree`` (the band the rule integrates
-    exactly: >= 2L for a diagnosis, >= L for a mean; 0 for Monte Carlo), ``axis``
-    (SO2/O2), ``rule`` (a one-line description of the construction) and ``seed``
-    (Monte Carlo and rotated rules).
+    exactly: >= 2L for a diagnosis, >= L for a mean; 0 for Monte Carlo), ``rule`` (a
+    one-line description of the construction) and ``seed`` (Monte Carlo and rotated
+    rules).
     """
 
-    group: str
+    group: Group
     kind: str
     degree: int | None
     exact_degree: int
     matrices: torch.Tensor
     weights: torch.Tensor
-    axis: tuple[float, float, float] = (0.0, 0.0, 1.0)
     rule: str = ""
     seed: int | None = None
     purpose: str = "diagnosis"
     _cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "group", Group.parse(self.group))
 
     @property
     def size(self) -> int:
@@ -134,10 +137,9 @@ class Grid:
         if self.monte_carlo:
             raise GridError("a Monte Carlo grid has no fixed orientation to turn; draw "
                             "another seed instead")
-        proper = "SO2" if is_planar(self.group) else "SO3"
-        g0 = haar(proper, 1, seed=seed, axis=self.axis)[0]
+        g0 = self.group.proper.haar(1, seed=seed)[0]
         return Grid(self.group, self.kind, self.degree, self.exact_degree,
-                    (g0 @ self.matrices).contiguous(), self.weights, self.axis,
+                    (g0 @ self.matrices).contiguous(), self.weights,
                     f"{self.rule}; turned by a Haar-random rotation (seed {seed})", seed,
                     self.purpose)
 
@@ -145,15 +147,15 @@ class Grid:
         """The ``grid`` record of a result (docs/design.md, "Result format")."""
         out = {"kind": self.kind, "degree": self.degree, "size": self.size,
                "exact_degree": self.exact_degree, "purpose": self.purpose,
-               "group": self.group, "rule": self.rule}
-        if is_planar(self.group):
-            out["axis"] = list(self.axis)
+               "group": self.group.name, "rule": self.rule}
+        if isinstance(self.group, PlanarGroup):
+            out["axis"] = list(self.group.axis)
         if self.monte_carlo or self.seed is not None:
             out["seed"] = self.seed
         return out
 
     def __repr__(self) -> str:
-        return (f"Grid(group={self.group!r}, kind={self.kind!r}, degree={self.degree}, "
+        return (f"Grid(group={self.group.name!r}, kind={self.kind!r}, degree={self.degree}, "
                 f"purpose={self.purpose!r}, size={self.size}, exact_degree={self.exact_degree})")
 
 
@@ -213,17 +215,17 @@ def _so3_gauss_legendre(band: int) -> Rule:
             band, rule)
 
 
-def _element_count(group: str, kind: str, band: int) -> int:
+def _element_count(group: Group, kind: str, band: int) -> int:
     """Elements of the rule ``quadrature`` builds, known before it is built."""
     if band == 0:
         count = 1
-    elif is_planar(group):
+    elif group.is_planar:
         count = band + 1
     elif kind == "gauss-legendre":
         count = (band + 1) ** 2 * (band // 2 + 1)
     else:  # finite groups and Lebedev rules are small (at most 5810 nodes x 132 angles)
         count = 0
-    return count * (2 if has_improper(group) else 1)
+    return count * (2 if group.has_improper else 1)
 
 
 def _so3_rule(kind: str, band: int) -> tuple[str, Rule]:
@@ -246,7 +248,7 @@ def _so3_rule(kind: str, band: int) -> tuple[str, Rule]:
     return min(candidates, key=lambda c: c[1][1].shape[0])  # "auto": the smallest
 
 
-def quadrature(group: str, degree: int | None = None, kind: str = "auto",
+def quadrature(group: str | Group, degree: int | None = None, kind: str = "auto",
                axis: Sequence[float] = (0.0, 0.0, 1.0), n: int | None = None,
                seed: int | None = None, purpose: str = "diagnosis") -> Grid:
     """A quadrature on ``group`` for responses band-limited to ``degree`` L.
@@ -266,25 +268,25 @@ def quadrature(group: str, degree: int | None = None, kind: str = "auto",
     * ``"haar"``: ``n`` seeded Haar-random elements with weights 1/n (Monte Carlo;
       metrics then carry jackknife standard errors). ``degree`` is None.
 
-    SO2/O2 (about ``axis``) use K = band + 1 equispaced angles for every exact kind
-    (recorded as kind ``"equispaced"``). The grid's ``kind`` names the rule chosen.
-    O3/O2 append the improper copies (-R for O3, R M for O2 with M the mirror
-    e2 -> -e2), all weights halved. Degree 0 uses the identity alone (plus its improper
-    copy).
+    ``group``: a :class:`~symplug.groups.Group`, or its name with SO2/O2 about ``axis``
+    (:meth:`~symplug.groups.Group.parse`). SO2/O2 use K = band + 1 equispaced angles
+    for every exact kind (recorded as kind ``"equispaced"``). The grid's ``kind`` names
+    the rule chosen. O3/O2 append the improper copies (-R for O3, R M for O2 with M the
+    mirror e2 -> -e2), all weights halved. Degree 0 uses the identity alone (plus its
+    improper copy).
     """
-    group = check_group(group)
+    group = Group.parse(group, axis)
     kind = str(kind).lower()
     if kind not in KINDS:
         raise GridError(f"unknown quadrature kind {kind!r}; expected one of {', '.join(KINDS)}")
     if purpose not in PURPOSES:
         raise GridError(f"unknown grid purpose {purpose!r}; expected one of {', '.join(PURPOSES)}")
-    axis_t = tuple(float(v) for v in np.asarray(axis, dtype=float).reshape(3))
     if kind == "haar":
         if n is None or int(n) < 2:
             raise GridError("kind='haar' needs n >= 2 random elements (n=...)")
-        mats = haar(group, int(n), seed=seed, axis=axis_t)
+        mats = group.haar(int(n), seed=seed)
         weights = torch.full((int(n),), 1.0 / int(n), dtype=DTYPE)
-        return Grid(group, kind, None, 0, mats, weights, axis_t,
+        return Grid(group, kind, None, 0, mats, weights,
                     f"{n} Haar-random elements (seed {seed})", seed, purpose)
     if degree is None or int(degree) != degree or int(degree) < 0:
         raise GridError(f"degree must be a non-negative integer band limit, got {degree!r}")
@@ -292,24 +294,22 @@ def quadrature(group: str, degree: int | None = None, kind: str = "auto",
     band = 2 * degree if purpose == "diagnosis" else degree
     count = _element_count(group, kind, band)
     memory.require(count * BUILD_BYTES_PER_ELEMENT,
-                   f"the {kind} grid of {group} at degree {degree} ({count} elements)",
+                   f"the {kind} grid of {group.name} at degree {degree} ({count} elements)",
                    "ask for a lower degree or a Monte Carlo grid (kind haar)")
     if degree == 0:
         kind = "identity"
         mats, weights, exact, rule = (torch.eye(3, dtype=DTYPE)[None], torch.ones(1, dtype=DTYPE),
                                       0, "identity (band 0)")
-    elif is_planar(group):
+    elif isinstance(group, PlanarGroup):
         kind, k = "equispaced", band + 1
-        mats = rotations_about(axis_t, torch.arange(k, dtype=DTYPE) * (2 * math.pi / k))
+        mats = group.rotations(torch.arange(k, dtype=DTYPE) * (2 * math.pi / k))
         weights, exact, rule = torch.full((k,), 1.0 / k, dtype=DTYPE), band, \
-            f"{k} equispaced angles about axis {list(axis_t)}"
+            f"{k} equispaced angles about axis {list(group.axis)}"
     else:
         kind, (mats, weights, exact, rule) = _so3_rule(kind, band)
-    if has_improper(group):
-        improper = mirror(axis_t) if is_planar(group) else -torch.eye(3, dtype=DTYPE)
-        mats = torch.cat([mats, mats @ improper])
+    if group.has_improper:
+        mats = torch.cat([mats, mats @ group.improper])
         weights = torch.cat([weights, weights]) / 2
-        rule += "; plus improper copies (" + ("R M" if is_planar(group) else "-R") + "), weights halved"
+        rule += f"; plus improper copies ({'R M' if group.is_planar else '-R'}), weights halved"
     weights = weights / weights.sum()  # remove the last ulp of drift
-    return Grid(group, kind, degree, exact, mats.contiguous(), weights, axis_t, rule,
-                purpose=purpose)
+    return Grid(group, kind, degree, exact, mats.contiguous(), weights, rule, purpose=purpose)

@@ -39,6 +39,7 @@ from .errors import SymplugError
 from .findings import (CONVERGENCE_RELATIVE_TOL, EQUIVARIANT_RELATIVE, SEVERITIES,
                        convergence_verdict, items_text, sample_word,
                        skipped_text)
+from .groups import Group
 from .records import ReportSection
 from .result import write_bytes, write_json, write_tensormap
 from .spectra import parse_sector_key
@@ -178,7 +179,7 @@ def figure_spectra(result: dict) -> bytes:
                 dark = sum(cmap(float(norm(min(max(v, FLOOR), 1.0))))[:3]) < 1.6
                 ax.text(j, i, _cell_text(v), ha="center", va="center", fontsize=8.5,
                         color="white" if dark else "black")
-        parity = result["group"] in ("O3", "O2")
+        parity = Group.parse(result["group"]).has_improper
         crowded = parity and cell < 0.32  # label each l once: (l, +1), then (l, -1) unlabelled
         ax.set_xticks(range(n_cols), [
             (str(parse_sector_key(k)[0]) if parse_sector_key(k)[1] > 0 else "") if crowded

@@ -24,14 +24,12 @@ import torch
 
 from . import memory
 from .errors import AliasingError, GridError
-from .groups import DTYPE, angle_about, has_improper, is_planar, proper_part
+from .groups import DTYPE, Group, PlanarGroup, Sector
 from .quadrature import Grid
 from .wigner import wigner_D
 
 JACKKNIFE_GROUPS = 10
 ROUNDOFF = 1e-10  # relative tolerance for "negative beyond round-off"
-
-Sector = tuple[int, int]
 
 
 def sector_key(sector: Sector) -> str:
@@ -46,18 +44,15 @@ def parse_sector_key(key: str) -> Sector:
     return int(l), int(sigma)
 
 
-def sectors(group: str, lmax: int) -> list[Sector]:
-    """All (l, sigma) sectors of ``group`` up to ``lmax``, invariant sector first."""
-    if group == "O3":
-        return [(l, s) for l in range(lmax + 1) for s in (1, -1)]
-    if group == "O2":
-        return [(0, 1), (0, -1)] + [(m, 0) for m in range(1, lmax + 1)]
-    return [(l, 0) for l in range(lmax + 1)]
+def sectors(group: str | Group, lmax: int) -> list[Sector]:
+    """All (l, sigma) sectors of ``group`` up to ``lmax``, invariant sector first
+    (:meth:`Group.sectors <symplug.groups.Group.sectors>`)."""
+    return Group.parse(group).sectors(lmax)
 
 
-def invariant_sector(group: str) -> Sector:
+def invariant_sector(group: str | Group) -> Sector:
     """The sector of exactly invariant quantities: (0, +1), or (0, 0) without improper elements."""
-    return (0, 1) if has_improper(group) else (0, 0)
+    return Group.parse(group).invariant_sector
 
 
 @dataclass(frozen=True)
@@ -68,16 +63,20 @@ class Spectrum:
     the Haar mean of |u|^2, ``fractions`` = power / norm2, ``truncation`` = 1 -
     sum(fractions): the power above ``lmax``. ``mean`` is the orbit mean
     (the symmetrised u, Pi u) with u's item shape. ``stderr`` holds jackknife
-    standard errors of the fractions and truncation for Monte Carlo grids.
+    standard errors of the fractions and truncation for Monte Carlo grids. ``group``
+    is a :class:`~symplug.groups.Group` (a name is parsed).
     """
 
-    group: str
+    group: Group
     lmax: int
     power: dict[Sector, float]
     norm2: float
     mean: torch.Tensor | None = None
     stderr: dict[Sector | str, float] | None = None
     grid: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "group", Group.parse(self.group))
 
     @property
     def fractions(self) -> dict[Sector, float]:
@@ -91,7 +90,7 @@ class Spectrum:
 
     @property
     def invariant_fraction(self) -> float:
-        return self.fractions[invariant_sector(self.group)]
+        return self.fractions[self.group.invariant_sector]
 
     def centered(self, mean: torch.Tensor | None = None) -> "Spectrum":
         """The spectrum of u - c, with c = ``mean`` (broadcast over u's item shape;
@@ -109,7 +108,7 @@ class Spectrum:
     def with_invariant_power(self, power: float) -> "Spectrum":
         """This spectrum with the invariant sector's power replaced by ``power`` (the norm
         follows; centring changes nothing else), without standard errors."""
-        inv = invariant_sector(self.group)
+        inv = self.group.invariant_sector
         powers = dict(self.power)
         powers[inv] = power
         return replace(self, power=powers, norm2=max(self.norm2 - self.power[inv] + power, 0.0),
@@ -190,7 +189,6 @@ class SpectrumAccumulator:
                             f"({grid.rule}): B_l is exact only up to half its exact band "
                             f"{grid.exact_degree}")
         self.grid, self.lmax = grid, int(lmax)
-        self.planar = is_planar(grid.group)
         self.groups = JACKKNIFE_GROUPS if grid.monte_carlo else 1
         self._sums: torch.Tensor | None = None  # (groups, cosets, F, S)
         self._weights = torch.zeros(self.groups, 2, dtype=DTYPE)
@@ -200,9 +198,10 @@ class SpectrumAccumulator:
     def _basis(self, matrices: torch.Tensor) -> torch.Tensor:
         """Real basis functions (B, S) of the proper part of each element: the
         entries of D^0..D^lmax, or 1, cos(m phi), sin(m phi) for SO2/O2."""
-        _, rotations = proper_part(matrices, self.grid.group, self.grid.axis)
-        if self.planar:
-            phi = angle_about(self.grid.axis, rotations)
+        group = self.grid.group
+        _, rotations = group.proper_part(matrices)
+        if isinstance(group, PlanarGroup):
+            phi = group.angles(rotations)
             m = torch.arange(1, self.lmax + 1, dtype=DTYPE)
             return torch.cat([torch.ones_like(phi)[:, None], torch.cos(phi[:, None] * m),
                               torch.sin(phi[:, None] * m)], dim=1)
@@ -243,15 +242,15 @@ class SpectrumAccumulator:
 
     def _finalize(self, sums, weights, norms) -> tuple[dict[Sector, float], float, torch.Tensor]:
         group = self.grid.group
-        improper = has_improper(group)
+        improper = group.has_improper
         cosets = (0, 1) if improper else (0,)
         if any(float(weights[c]) <= 0.0 for c in cosets):
-            raise GridError(f"the grid ({self.grid.rule}) has no weight on a coset of {group}")
+            raise GridError(f"the grid ({self.grid.rule}) has no weight on a coset of {group.name}")
         coef = [sums[c] / weights[c] for c in cosets]
         norm2 = sum(float(norms[c] / weights[c]) for c in cosets) / len(cosets)
         mean = sum(cf[:, 0] for cf in coef) / len(cosets)
         power: dict[Sector, float] = {}
-        if self.planar:
+        if group.is_planar:
             M = self.lmax
             if improper:
                 power[(0, 1)] = float(((coef[0][:, 0] + coef[1][:, 0]) ** 2).sum()) / 4

@@ -16,9 +16,10 @@ from typing import Any, Callable, Mapping
 import torch
 
 from .equivariance import EquivarianceError, back_transform, equivariance_error
+from .groups import Group
 from .orbit import call_model
 from .quadrature import Grid, quadrature
-from .spectra import Spectrum, invariant_sector, sector_key, symmetry_content
+from .spectra import Spectrum, sector_key, symmetry_content
 
 
 def rotate_points(x: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
@@ -44,7 +45,7 @@ def format_report(grid: Grid, errors: Mapping[str, EquivarianceError],
         lines.append(f"  {flag:4s} {name} [{err.rep}]: equivariance RMSE {err.rmse:.3e} "
                      f"(max {max_rmse:.1e}), relative {err.relative:.3e}")
         spec = spectra[name]
-        inv = invariant_sector(spec.group)
+        inv = spec.group.invariant_sector
         worst = sorted(((f, k) for k, f in spec.fractions.items() if k != inv), reverse=True)[:top]
         if worst and worst[0][0] > 0:
             lines.append("       worst sectors of rho(g)^-1 y(g x): " + ", ".join(
@@ -55,7 +56,7 @@ def format_report(grid: Grid, errors: Mapping[str, EquivarianceError],
 
 def assert_equivariant(model_or_values: Callable | torch.Tensor | Mapping[str, torch.Tensor],
                        x: Any = None, *, rep: str | Mapping[str, str] = "0e",
-                       max_rmse: float = 1e-6, group: str = "O3", degree: int = 4,
+                       max_rmse: float = 1e-6, group: str | Group = "O3", degree: int = 4,
                        kind: str = "auto", grid: Grid | None = None,
                        action: Callable[[Any, torch.Tensor], Any] | None = None,
                        lmax: int | None = None, chunk_size: int = 256) -> dict[str, EquivarianceError]:

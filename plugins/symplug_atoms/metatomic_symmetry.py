@@ -20,6 +20,7 @@ import torch
 
 import symplug
 from symplug import symmetry_tensormaps
+from symplug.groups import O3
 
 from .models import to_reporting_units
 
@@ -41,7 +42,7 @@ def metatomic_grid(model: torch.nn.Module) -> symplug.Grid:
     weights = model._rotation_weights.to("cpu", torch.float64)
     band = int(model.max_angular_momentum_grid)
     return symplug.Grid(
-        group="O3", kind="metatomic", degree=band // 2, exact_degree=band,
+        group=O3(), kind="metatomic", degree=band // 2, exact_degree=band,
         matrices=torch.cat([rotations, -rotations]).contiguous(),
         weights=torch.cat([weights, weights]) / 2,
         rule=f"metatomic SymmetrizedModel quadrature ({rotations.shape[0]} rotations, "

@@ -61,6 +61,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 import symplug
 from symplug import SymplugError
+from symplug.groups import O3, SO3
 
 from .action import check_frame, transform
 from .models import ase_results, supported_properties
@@ -94,7 +95,7 @@ class SymmetrizedCalculator(Calculator):
             raise SymplugError(f"interval must be >= 1, got {interval}")
         self.calc, self.mode, self.interval = calc, mode, int(interval)
         self.chunk_size = int(chunk_size)
-        self.group = "O3" if inversion else "SO3"
+        self.group = O3() if inversion else SO3()
         self.grid = grid if grid is not None else symplug.quadrature(self.group, degree, kind=kind,
                                                                      purpose="mean")
         if mode == "rotated" and self.grid.monte_carlo:
@@ -159,7 +160,7 @@ class SymmetrizedCalculator(Calculator):
         elif self.mode == "rotated":
             out = self._grid_average(self.atoms, self.grid.rotated(int(self.rng.integers(2 ** 63))))
         elif self.mode == "random":
-            g = symplug.haar(self.group, 1, seed=int(self.rng.integers(2 ** 63))).numpy()
+            g = self.group.haar(1, seed=int(self.rng.integers(2 ** 63))).numpy()
             out = self._average(self.atoms, g, np.ones(1), False)
         else:
             out = self._mts(self.atoms)

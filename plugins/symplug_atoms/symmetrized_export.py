@@ -65,6 +65,7 @@ from metatomic.torch import (AtomisticModel, ModelCapabilities, ModelMetadata, M
 
 import symplug
 from symplug import SymplugError
+from symplug.groups import O3
 
 ENERGY_STD = "symplug::energy_rot_std"
 FORCES_STD = "symplug::forces_rot_std"
@@ -91,8 +92,9 @@ class SymmetrizedEnergy(torch.nn.Module):
         self.chunk_size = int(chunk_size)
         self.n_grid = int(weights.shape[0])
         self.register_buffer("matrices", matrices.to(dtype).contiguous())
-        # det(g) = +-1: the cell turns with the proper part det(g) g
-        self.register_buffer("signs", torch.sign(torch.linalg.det(matrices)).to(dtype))
+        # g = s R, s = det(g) (the proper part in O(3), whatever the grid's group): the cell
+        # turns with R = s g
+        self.register_buffer("signs", O3().proper_part(matrices)[0].to(dtype))
         self.register_buffer("weights", weights.to(torch.float64))
         self._requested_neighbor_lists = []
         for options in neighbor_lists:  # copies: AtomisticModel() adds requestors to them

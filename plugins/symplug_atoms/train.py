@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-import symplug
+from symplug.groups import O3
 from symplug.result import write_checkpoint
 
 from .data import generate, write
@@ -67,7 +67,7 @@ def predict(model: PointEdgeTransformer, items: list[Item], mats: torch.Tensor,
 def errors(model, items: list[Item], seed: int = 1) -> dict[str, float]:
     """MAE and RMSE of energy (meV/atom) and forces (meV/A) on items, each rotated by a
     Haar-random element of O(3) (seeded); items of any dtype with Item's fields."""
-    mats = symplug.haar("O3", len(items), seed=seed).to(items[0].pos.dtype)
+    mats = O3().haar(len(items), seed=seed).to(items[0].pos.dtype)
     e_err, f_err = [], []
     for start in range(0, len(items), 16):
         chunk = items[start:start + 16]
@@ -125,7 +125,7 @@ def train(out: Path, epochs: int, seed: int, batch: int, lr: float, d: int, laye
         perm = rng.permutation(len(train_items))
         for s in range(0, len(perm), batch):
             chunk = [train_items[i] for i in perm[s:s + batch]]
-            mats = symplug.haar("O3", len(chunk), seed=int(rng.integers(2 ** 32))).float()
+            mats = O3().haar(len(chunk), seed=int(rng.integers(2 ** 32))).float()
             energy, forces = predict(model, chunk, mats, create_graph=True)
             target_e = torch.tensor([i.energy / i.n for i in chunk])
             loss_e = ((energy / torch.tensor([i.n for i in chunk]) - target_e) ** 2).mean()

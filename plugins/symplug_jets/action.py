@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import vector
 
-from symplug.groups import axis_frame
+from symplug.groups import SO2
 
 DTYPE = torch.float64
 
@@ -28,7 +28,7 @@ DTYPE = torch.float64
 def jet_frames(p4: torch.Tensor) -> torch.Tensor:
     """(J, 3, 3) orthonormal frames whose third column is each jet's 3-momentum direction."""
     total = p4[..., 1:].sum(dim=1)
-    return torch.stack([axis_frame(v) for v in total.detach().cpu().numpy()]).to(p4)
+    return torch.stack([SO2(v).frame for v in total.detach().cpu().numpy()]).to(p4)
 
 
 def rotate_jets(block: dict, matrices: torch.Tensor, frame: str = "lab") -> dict:

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 import symplug
-from symplug import Domain, Output, SummaryStage, SymplugError
+from symplug import Domain, Group, Output, SummaryStage, SymplugError
 
 from .action import boost, rotate_jets
 from .metrics import auc, rejection, roc, undefined
@@ -35,7 +35,6 @@ SCORE_CHUNK = 256  # jets per scoring call at most (fewer where the memory budge
 MAX_PARTITION = 100_000  # entries per data-parallel partition at most (memory of a worker)
 PARTITIONS_PER_WORKER = 4  # default partitions per dask worker (load balance)
 DEFAULT_PARTITIONS = 16  # default partitions of the data when the worker count is unknown
-GROUP_NAMES = {"SO2": "SO(2)", "O2": "O(2)", "SO3": "SO(3)", "O3": "O(3)"}
 FINITE_NAMES = {"D2": "dihedral D2", "T": "tetrahedral", "O": "octahedral", "I": "icosahedral"}
 WORKING_POINTS = (0.3, 0.5)
 FLIP_TOLERANCE = 1e-12  # a copy flips class only if its score moved by more (not round-off)
@@ -105,8 +104,8 @@ def grid_text(grid: dict, frame: str = "lab") -> str:
     """A grid record (``result["grid"]``) in the field's words, e.g. ``"SO(2) about the
     beam: 9 equispaced angles (degree 4)"`` or ``"SO(3) in the lab frame: 182 rotations
     (26 Lebedev directions x 7 angles about each, degree 3)"``."""
-    group = grid["group"]
-    planar, improper = group in ("SO2", "O2"), group in ("O2", "O3")
+    group = Group.parse(grid["group"])
+    planar, improper = group.is_planar, group.has_improper
     if planar:
         where = "about the beam" if frame == "lab" else "about each jet's axis"
     else:
@@ -136,7 +135,7 @@ def grid_text(grid: dict, frame: str = "lab") -> str:
             detail = f"{'Gauss-Legendre' if kind == 'gauss-legendre' else kind} rule, {detail}"
     if improper and kind not in ("haar", "identity"):
         what += f" and their {proper} {mirror}s"
-    return f"{GROUP_NAMES.get(group, group)} {where}: {what} ({detail})"
+    return f"{group.label} {where}: {what} ({detail})"
 
 
 def _scores(model, p4: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
@@ -333,7 +332,7 @@ def diagnose(tagger, jets: JetSet | str | Path, group: str = "SO2", degree: int 
                             group=group, degree=degree, **kwargs)
 
 
-def lie_derivatives(tagger, jets: JetSet, group: str = "SO3", frame: str = "lab",
+def lie_derivatives(tagger, jets: JetSet, group: str | Group = "SO3", frame: str = "lab",
                     step: float = 1e-3) -> dict[str, float]:
     """RMS over jets of the Lie derivative of the score along every rotation generator of
     ``group`` (in ``frame``) and along the boosts (beam and jet axis): d/dt s(e^{tJ} x) at
@@ -353,7 +352,8 @@ def lie_derivatives(tagger, jets: JetSet, group: str = "SO3", frame: str = "lab"
         d = (8 * (f(step) - f(-step)) - (f(2 * step) - f(-2 * step))) / (12 * step)
         return float(np.sqrt(np.mean(d ** 2)))
 
-    out = {name: derivative(partial(rotated, j)) for name, j in symplug.generators(group).items()}
+    out = {name: derivative(partial(rotated, j))
+           for name, j in Group.parse(group).generators().items()}
     for axis in ("beam", "jet"):
         out[f"boost_{axis}"] = derivative(partial(boosted, axis))
     return out
