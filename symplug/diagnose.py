@@ -444,11 +444,7 @@ def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Doma
                                                                          4 * run.workers)
     if not samples:
         raise SymplugError("no samples to diagnose")
-    group = grid.group if grid is not None else Group.parse(group or domain.groups[0],
-                                                            domain.axis)
-    if group.name not in domain.groups:
-        raise SymplugError(f"group {group.name} is not offered by domain {domain.name!r} "
-                           f"(offers {', '.join(domain.groups)})")
+    group = domain.group(grid.group if grid is not None else group)
     domain_h = run.share(domain)
     parts = [run.load(p) for p in samples]
     if outputs:

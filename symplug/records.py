@@ -11,6 +11,8 @@ from .errors import PluginError, SymplugError
 if TYPE_CHECKING:  # the records are imported by every plugin at start-up: torch is not
     import torch
 
+    from .groups import Group
+
 
 @dataclass(frozen=True)
 class Output:
@@ -115,9 +117,20 @@ class Domain:
                                  "declared by the user", declared=True)
         return dataclasses.replace(self, outputs={**self.outputs, **extra})
 
+    def group(self, spec: "str | Group | None" = None) -> "Group":
+        """The group ``spec`` (a name or a :class:`~symplug.Group`; None: the domain's first)
+        about the domain's ``axis``; an error when the domain does not offer it."""
+        from .groups import Group
+
+        group = Group.parse(self.groups[0] if spec is None else spec, self.axis)
+        if group.name not in self.groups:
+            raise SymplugError(f"group {group.name} is not offered by domain {self.name!r} "
+                               f"(offers {', '.join(self.groups)})")
+        return group
+
     def validate(self, plugin: str) -> "Domain":
         """Raise :class:`PluginError` naming ``plugin`` if the record breaks the contract."""
-        from .groups import check_group
+        from .groups import Group
         from .representations import representation
 
         problems = []
@@ -138,7 +151,7 @@ class Domain:
                     problems.append(f"output {out_name!r}: {exc}")
         try:
             for g in self.groups:
-                check_group(g)
+                Group.parse(g, self.axis)
         except SymplugError as exc:
             problems.append(str(exc))
         if not isinstance(self.summary, tuple) or not all(
