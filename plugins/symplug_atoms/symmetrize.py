@@ -63,7 +63,7 @@ import symplug
 from symplug import SymplugError
 
 from .action import check_frame, transform
-from .models import ase_results, supported_properties
+from .calculator import ase_results, supported_properties
 from .torch_model import TorchAtomsCalculator, evaluate_copies
 
 MODES = ("average", "rotated", "random", "mts")
