@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
-    from .training_commands import add_commands as add_training_commands
+    from .training.commands import add_commands as add_training_commands
 
     add_training_commands(sub)  # finetune, track
 

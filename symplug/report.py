@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 import os
 import re
@@ -36,6 +35,7 @@ from typing import Mapping
 import numpy as np
 
 from .errors import SymplugError
+from .figures import figure_png, pyplot
 from .findings import (CONVERGENCE_RELATIVE_TOL, EQUIVARIANT_RELATIVE, SEVERITIES,
                        convergence_verdict, items_text, sample_word,
                        skipped_text)
@@ -93,24 +93,6 @@ ul { margin: 0.3em 0; padding-left: 1.4em; }
 .summary ul { margin: 0.2em 0 0.4em; }
 .severity-warning { color: #9a5b00; font-weight: 600; }
 """
-
-
-def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend (figures rendered to files, no screen)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def figure_png(fig) -> bytes:
-    """A matplotlib figure as PNG bytes (100 dpi, tight), the figure closed."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    pyplot().close(fig)
-    return buffer.getvalue()
 
 
 def _sector_order(keys) -> list[str]:
@@ -387,7 +369,7 @@ def spectra_tensormap(result: dict):
     ``output:NAME``, then the layers); properties ``feature``: 0 = fraction of the
     squared norm in the sector, 1 = its power (output units squared).
     """
-    import metatensor
+    from .symmetry_tensormaps import sector_tensormap
 
     rows: list[tuple[int, int, dict, dict]] = []  # (system, layer, fractions, powers)
     names: list[str] = []
@@ -399,18 +381,11 @@ def spectra_tensormap(result: dict):
         for item in entry.get("per_sample_spectrum", []):
             rows.append((item["index"], index, item["spectrum"], item.get("power", {})))
     result["tensormap_layers"] = names
-    blocks, keys = [], []
-    for key in _sector_order(rows[0][2]):
-        l, sigma = parse_sector_key(key)
-        values = np.array([[f[key], p.get(key, math.nan)] for _, _, f, p in rows])
-        samples = metatensor.Labels(["system", "layer"],
-                                    np.array([[s, i] for s, i, _, _ in rows], dtype=np.int32))
-        blocks.append(metatensor.TensorBlock(
-            values=values, samples=samples, components=[],
-            properties=metatensor.Labels(["feature"], np.array([[0], [1]], dtype=np.int32))))
-        keys.append([l, sigma])
-    return metatensor.TensorMap(metatensor.Labels(["chi_lambda", "chi_sigma"],
-                                                  np.array(keys, dtype=np.int32)), blocks)
+    keys = _sector_order(rows[0][2])
+    return sector_tensormap([parse_sector_key(key) for key in keys], ["system", "layer"],
+                            [[s, i] for s, i, _, _ in rows],
+                            [[[f[key], p.get(key, math.nan)] for _, _, f, p in rows]
+                             for key in keys], "feature")
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -491,7 +466,7 @@ def diagnosis_sections(name: str, result: dict) -> list[ReportSection]:
 
 def track_sections(name: str, track: dict) -> list[ReportSection]:
     """Training curves and the last epoch's numbers of a ``track`` result."""
-    from .training import track_figure
+    from .training.tracking import track_figure
 
     last = track["epochs"][-1]
     rows = [[o, _fmt(v["equivariance_rmse"]), v.get("units", "")]

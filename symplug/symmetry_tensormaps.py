@@ -32,13 +32,17 @@ are fractions of the power up to the highest chi_lambda (truncation 0).
 Units: values are in the squared units of the result, times ``scale`` (per output: a
 number, or one per structure indexed by the ``system`` label) when the TensorMaps use
 other units, e.g. eV for a result in meV/atom.
+
+:func:`sector_tensormap` is the one builder of symplug's own spectra TensorMaps (the
+report's ``<name>_spectra.mts``, the training track's ``track.mts``): keys ``(chi_lambda,
+chi_sigma)``, one block per sector.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from urllib.parse import quote, unquote
 
 import numpy as np
@@ -66,6 +70,36 @@ def _labels(names: Sequence[str], rows) -> metatensor.Labels:
     import metatensor
 
     return metatensor.Labels(list(names), np.asarray(rows, dtype=np.int32).reshape(-1, len(names)))
+
+
+def sector_tensormap(sectors: Sequence[tuple[int, int]], sample_names: Sequence[str],
+                     samples: Sequence[Sequence[int]], values: Sequence[Any],
+                     property_name: str, torch: bool = False):
+    """A TensorMap of per-sector values: keys ``(chi_lambda, chi_sigma)`` (the O(3) sector
+    of the orbit content as metatomic names it, sigma 0 without parity), one block per
+    entry of ``sectors``, in that order; in every block the rows ``samples`` (named
+    ``sample_names``), no components and properties ``property_name`` 0 .. n-1;
+    ``values[i]``: the (rows, n) float64 values of sector ``i``. metatensor-core, or
+    metatensor-torch with ``torch``."""
+    if torch:
+        import torch as backend
+        from metatensor.torch import Labels, TensorBlock, TensorMap
+
+        def array(rows, dtype: str):
+            return backend.tensor(rows, dtype=getattr(backend, dtype))
+    else:
+        from metatensor import Labels, TensorBlock, TensorMap
+
+        def array(rows, dtype: str):
+            return np.asarray(rows, dtype=dtype)
+
+    blocks = [array(v, "float64") for v in values]
+    rows = Labels(list(sample_names), array(samples, "int32"))
+    properties = Labels([property_name],
+                        array([[k] for k in range(blocks[0].shape[1] if blocks else 0)], "int32"))
+    keys = Labels(["chi_lambda", "chi_sigma"], array([list(s) for s in sectors], "int32"))
+    return TensorMap(keys, [TensorBlock(values=v, samples=rows, components=[],
+                                        properties=properties) for v in blocks])
 
 
 def to_tensormaps(result: dict, names: Mapping[str, str] | None = None,

@@ -18,7 +18,9 @@ import torch
 
 from symplug import MeanTerm, SymplugError
 from symplug.plugins import get_domain, load_data, load_model
-from symplug.training import FinetuneConfig, _finetune, _World, finetune, load_checkpoint
+from symplug.training import FinetuneConfig, finetune, load_checkpoint
+from symplug.training.distributed import World
+from symplug.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 JETS = ROOT / "plugins/symplug_jets/data/tagger_test.root"
@@ -195,7 +197,7 @@ def test_rows_of_each_rank_are_array_split():
     for n in range(1, 12):
         for size in range(1, 5):
             pieces = np.array_split(np.arange(n), size)
-            rows = [_World(rank, size).rows(n) for rank in range(size)]
+            rows = [World(rank, size).rows(n) for rank in range(size)]
             assert [list(range(lo, hi)) for lo, hi in rows] == [list(p) for p in pieces]
 
 
@@ -203,8 +205,8 @@ def test_batch_smaller_than_the_world_is_refused(tmp_path):
     task = _jets_task()
     with pytest.raises(SymplugError, match="batch 2 is the global batch, split over the 4 "
                                            "processes: it must be at least 4"):
-        _finetune(task, get_domain("jets"), dataclasses.replace(JETS_CONFIG, batch=2),
-                  tmp_path, _World(0, 4), (), False, None)
+        Trainer(task, get_domain("jets"), dataclasses.replace(JETS_CONFIG, batch=2), tmp_path,
+                World(0, 4))
 
 
 # --------------------------------------------------------------------------- command line

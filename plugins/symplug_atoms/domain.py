@@ -16,7 +16,8 @@ import symplug
 from symplug import Domain, Output, SummaryStage, SymplugError
 
 from .action import check_frame, rotated_copies
-from .models import REPS, UNITS, CalculatorModel, calculator_model, to_reporting_units
+from .calculator import REPS, UNITS, CalculatorModel, to_reporting_units
+from .models import calculator_model
 
 
 SOURCE = "symplug_source"  # atoms.info key: the file and frame a structure was read from

@@ -531,7 +531,7 @@ def structure_named(spec: str) -> ase.Atoms:
 
 def as_calculator(model) -> BaseCalculator:
     """An ASE calculator for a loaded atoms model."""
-    from .models import CalculatorModel
+    from .calculator import CalculatorModel
     from .torch_model import TorchAtomsCalculator, TorchAtomsModel
 
     if isinstance(model, BaseCalculator):

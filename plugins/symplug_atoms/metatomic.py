@@ -24,7 +24,7 @@ import torch
 from symplug import SymplugError
 
 from .action import RotatedCopies
-from .models import CalculatorModel, to_reporting_units
+from .calculator import CalculatorModel, to_reporting_units
 
 DIRECT_FORCE_NAMES = ("non_conservative_force", "non_conservative_forces")
 STANDARD = ("energy", "energies", "forces", "stress")  # through compute_energy

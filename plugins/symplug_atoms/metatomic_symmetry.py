@@ -22,7 +22,7 @@ import symplug
 from symplug import symmetry_tensormaps
 from symplug.groups import O3
 
-from .models import to_reporting_units
+from .calculator import to_reporting_units
 
 # symplug atoms output -> the metatomic output that holds it
 NAMES = {"energy": "energy", "forces": "non_conservative_force",

@@ -64,7 +64,7 @@ from symplug import SymplugError
 from symplug.groups import O3, SO3
 
 from .action import check_frame, transform
-from .models import ase_results, supported_properties
+from .calculator import ase_results, supported_properties
 from .torch_model import TorchAtomsCalculator, evaluate_copies
 
 MODES = ("average", "rotated", "random", "mts")

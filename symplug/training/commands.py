@@ -1,5 +1,6 @@
-"""The ``symplug finetune`` and ``symplug track`` commands (:mod:`symplug.training` does
-the work). Kept apart so that building the CLI's parser imports no torch."""
+"""The ``symplug finetune`` and ``symplug track`` commands (the other modules of
+:mod:`symplug.training` do the work, imported when a command runs, so that building the
+CLI's parser imports no torch)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,18 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import SymplugError
-from .options import (add_memory_option, add_trust_option, nonnegative_float, nonnegative_int,
+from ..errors import SymplugError
+from ..options import (add_memory_option, add_trust_option, nonnegative_float, nonnegative_int,
                       open_fraction, positive_float, positive_int)
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
     import torch
 
-    from .plugins import get_domain, load_data, load_model, training_task
-    from .training import FinetuneConfig, finetune, split_samples
-
-    from .result import check_folder
+    from ..plugins import get_domain, load_data, load_model, training_task
+    from ..result import check_folder
+    from .config import FinetuneConfig, split_samples
+    from .trainer import finetune
 
     torch.set_num_threads(args.threads)
     domain = get_domain(args.domain)
@@ -54,7 +55,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 def _report_track(args: argparse.Namespace, track_json: Path) -> None:
     """With ``--report``: report.html and report.md of the track next to it."""
     if args.report and track_json.exists():
-        from .report import write_report
+        from ..report import write_report
 
         track = json.loads(track_json.read_text())
         paths = write_report({"track": track}, track_json.parent,
@@ -66,12 +67,10 @@ def _cmd_track(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from .groups import check_group
-    from .plugins import get_domain, load_data, load_model, training_task
-    from .training import (CHECKPOINT_FORMAT, load_checkpoint, track_document, track_entry,
-                           write_track)
-
-    from .result import check_folder
+    from ..plugins import get_domain, load_data, load_model, training_task
+    from ..result import check_folder
+    from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint
+    from .tracking import track_document, track_entry, write_track
 
     torch.set_num_threads(args.threads)
     domain = get_domain(args.domain)
@@ -85,7 +84,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
     samples = load_data(args.domain, args.data)
     if args.max_samples:
         samples = samples[: args.max_samples]
-    group = check_group(args.group or domain.groups[0])
+    group = domain.group(args.group)
     layers = [n for n in (args.layers or "").split(",") if n]
     entries, grid = [], {}
     for k, path in enumerate(tqdm(args.checkpoints, desc="checkpoints", disable=args.quiet,
@@ -145,7 +144,7 @@ def epoch_list(text: str) -> list[int]:
 def _budgeted(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """``command`` run under the budget of ``--max-memory`` (symplug.memory)."""
     def run(args: argparse.Namespace) -> int:
-        from .memory import limit
+        from ..memory import limit
 
         with limit(args.max_memory):
             return command(args)

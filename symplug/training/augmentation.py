@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from .errors import SymplugError
-from .records import TrainingTask
-from .representations import representation
+from ..errors import SymplugError
+from ..records import TrainingTask
+from ..representations import representation
 
 
 def rows_matrices(task: TrainingTask, batch: Any, name: str, rho: torch.Tensor) -> torch.Tensor:
