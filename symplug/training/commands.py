@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import SymplugError
+from ..protocols import TrainingSnapshot
 from ..options import (add_memory_option, add_trust_option, nonnegative_float, nonnegative_int,
                       open_fraction, positive_float, positive_int)
 
@@ -94,7 +95,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
         except SymplugError:  # not symplug's (e.g. a metatrain .ckpt): the plugin's loader alone
             saved = {}
         model = load_model(args.domain, str(path), trusted=args.trust_model)
-        if hasattr(model, "as_trained"):  # the weights the training had, not its best so far
+        if isinstance(model, TrainingSnapshot):  # the weights the training had, not its best so far
             model = model.as_trained()
         try:
             task = training_task(args.domain, model, samples)
@@ -104,7 +105,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
         history = (saved.get("history") or []) if ours else []
         # --epochs, else the checkpoint's (ours, or the model's own record), else the position
         epoch = (args.epochs[k] if args.epochs else int(saved["epoch"]) if ours
-                 else getattr(model, "epoch", None))
+                 else model.epoch if isinstance(model, TrainingSnapshot) else None)
         outputs = [o for o in task.outputs if o in domain.outputs] if task else []
         entry, grid = track_entry(task.snapshot() if task else model, samples, domain,
                                   group=group, degree=args.degree,
