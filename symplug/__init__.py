@@ -23,7 +23,8 @@ from .records import Domain, MeanTerm, Output, ReportSection, SummaryStage, Trai
 # `plugins` start without importing torch and e3nn (PEP 562 module __getattr__).
 _LAZY = {
     "Partitions": "dataparallel", "connect": "dataparallel", "partition": "dataparallel",
-    "convergence": "diagnose", "diagnose": "diagnose", "summarize": "diagnose",
+    "convergence": "diagnose", "diagnose": "diagnose", "diagnosis_of": "diagnose",
+    "summarize": "diagnose", "Diagnosis": "diagnosis",
     "BiasVariance": "equivariance", "DatasetError": "equivariance",
     "EquivarianceError": "equivariance", "aggregate_errors": "equivariance",
     "bias_variance": "equivariance", "equivariance_error": "equivariance",
@@ -63,12 +64,13 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "AliasingError", "BiasVariance", "DatasetError", "Domain", "EquivarianceError", "Finding",
+    "AliasingError", "BiasVariance", "DatasetError", "Diagnosis", "Domain", "EquivarianceError",
+    "Finding",
     "Grid", "GridError", "Group", "MeanTerm", "Output", "Partitions", "PluginError",
     "ReportSection", "Representation", "RepresentationError", "Spectrum", "SummaryStage",
     "SymplugError",
     "TrainingTask", "__version__", "aggregate_errors", "aggregate_spectra", "bias_variance",
-    "connect", "convergence", "diagnose", "partition", "summarize",
+    "connect", "convergence", "diagnose", "diagnosis_of", "partition", "summarize",
     "equivariance_error", "evaluate_orbit", "findings", "generators", "haar", "hookimpl",
     "hookspec", "lie_derivatives", "quadrature", "representation", "symmetry_content",
     "wigner_D",

@@ -1,10 +1,16 @@
 """Data-set diagnosis: A and B of every output and B of every named layer, with a
-grid-convergence check, assembled into the README "Result format" result dictionary.
+grid-convergence check, as a typed :class:`~symplug.diagnosis.Diagnosis` whose
+``to_dict()`` is the README "Result format" result dictionary.
+
+:func:`diagnosis_of` runs the parts in order: :func:`resolve_grid`,
+:func:`resolve_outputs`, :func:`orbit_pass` (partitions -> merged sums),
+:func:`grid_convergence`, then the aggregation (:func:`output_diagnosis`,
+:func:`layer_diagnosis`, :func:`domain_summary`) and the findings.
 
 The work is split into partitions of samples (:mod:`symplug.dataparallel`): each
 partition is evaluated where its samples are (here, or on a dask worker) and returns
 its sums (A's sums, the summed powers of B, the per-feature moments of each layer's
-orbit means: :class:`GridSums`) and, unless asked not to, JSON-ready per-sample
+orbit means: :class:`GridSums`) and, unless asked not to, compact per-sample
 records; the client merges them in data order. One partition in this process is the
 plain single-process run, through the same code.
 """
@@ -13,24 +19,25 @@ from __future__ import annotations
 
 import operator
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import reduce
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Collection, NamedTuple, Sequence
 
 from tqdm.auto import tqdm
 
 from . import memory
 from .dataparallel import Partitions, executor, partition
+from .diagnosis import (Convergence, Diagnosis, LayerDiagnosis, OutputDiagnosis, QuantityKey,
+                        SampleError, SampleSpectrum, Skipped, SpectrumRecord)
 from .equivariance import ErrorSums
 from .errors import SymplugError
-from .protocols import SelectsOutputs, StatesUnits
 from .findings import findings
 from .groups import Group
 from .orbit import OrbitResult, evaluate_orbit
+from .protocols import SelectsOutputs, StatesUnits
 from .quadrature import Grid, quadrature
 from .records import Domain
-from .spectra import (FeatureMoments, Spectrum, aggregate_spectra, centered_aggregate,
-                      sector_key)
+from .spectra import FeatureMoments, Spectrum, aggregate_spectra, centered_aggregate
 
 # The floor of A's scale in the convergence ranking, relative to the output's magnitude:
 # below it a change of A is round-off (float32 autograd forces of an exactly equivariant
@@ -38,6 +45,8 @@ from .spectra import (FeatureMoments, Spectrum, aggregate_spectra, centered_aggr
 ROUND_OFF = 1e-4
 # The evaluation's convergence flag: A changes by at most 1 % on the check grid.
 EVALUATION_GRID_TOL = 0.01
+ZERO_RESPONSE = ("zero response: the output is 0 on every copy of every sample, so its relative "
+                 "error and invariant fraction are undefined")
 
 
 @dataclass(frozen=True)
@@ -97,30 +106,39 @@ class GridSums:
                         union(self.moments, other.moments, FeatureMoments.merge))
 
 
+@dataclass(frozen=True)
+class SampleDetails:
+    """The per-sample part of the result for one sample (``per_sample``): A and B of
+    each output, B and the invariant fraction of each layer."""
+
+    errors: dict[str, SampleError]
+    outputs: dict[str, SampleSpectrum]
+    layers: dict[str, SampleSpectrum]
+    layer_invariant_fractions: dict[str, float]
+
+    @classmethod
+    def of(cls, r: OrbitResult) -> "SampleDetails":
+        return cls({n: SampleError.of(e) for n, e in r.outputs.items()},
+                   {n: SampleSpectrum.of(s) for n, s in r.output_spectra.items()},
+                   {n: SampleSpectrum.of(s) for n, s in r.layers.items()},
+                   {n: s.invariant_fraction for n, s in r.layers.items()})
+
+
 @dataclass
 class PartitionRecord:
     """What a partition sends to the client: its size, its kept samples (indices within
     the partition), one :class:`GridSums` per grid over them (None if none was kept),
-    JSON-ready per-sample records (``per_sample``), the reasons of skipped samples, the
-    user's items in the kept samples (``Domain.count_items``; sums over partitions) and
-    in each skipped one (None where they could not be counted)."""
+    per-sample records (``per_sample``), the reasons of skipped samples, the user's items
+    in the kept samples (``Domain.count_items``; sums over partitions) and in each
+    skipped one (None where they could not be counted)."""
 
     size: int
     kept: list[int]
     sums: list[GridSums] | None
-    details: list[dict] | None
+    details: list[SampleDetails] | None
     skipped: dict[int, str]
     n_items: int = 0
     skipped_items: dict[int, int | None] = field(default_factory=dict)
-
-
-def _details(r: OrbitResult) -> dict:
-    """The per-sample part of the result for one sample (JSON-ready)."""
-    def spectra(items: dict[str, Spectrum]) -> dict:
-        return {n: {k: d[k] for k in ("spectrum", "power", "invariant_fraction")}
-                for n, d in ((n, s.to_dict()) for n, s in items.items())}
-    return {"errors": {n: e.to_dict() for n, e in r.outputs.items()},
-            "outputs": spectra(r.output_spectra), "layers": spectra(r.layers)}
 
 
 @dataclass
@@ -131,7 +149,7 @@ class PartitionState:
 
     samples: list
     sums: list[dict[int, GridSums]] = field(default_factory=list)  # per grid, per sample
-    details: dict[int, dict] = field(default_factory=dict)
+    details: dict[int, SampleDetails] = field(default_factory=dict)
     values: dict[int, dict] = field(default_factory=dict)
     skipped: dict[int, str] = field(default_factory=dict)
     items: dict[int, int] = field(default_factory=dict)  # the user's items per sample
@@ -215,7 +233,7 @@ def _evaluate_partition(model: Callable, domain: Domain, samples: list, plan: _P
                 if k == 0:
                     state.values[i] = r.values
                     if plan.per_sample:
-                        state.details[i] = _details(r)
+                        state.details[i] = SampleDetails.of(r)
             state.sums.append(sums)
     return state
 
@@ -250,6 +268,25 @@ def summarize(domain: Domain, samples: Sequence[Any], model: Callable, grid: Gri
     return context
 
 
+# -- the grid ------------------------------------------------------------------------
+
+def resolve_grid(domain: Domain, grid: Grid | None, group: str | Group | None, degree: int,
+                 kind: str, n: int | None, seed: int | None) -> Grid:
+    """The grid of a diagnosis: ``grid`` as given, or the rule of ``degree`` (``kind``;
+    ``n`` elements and ``seed`` for Monte Carlo) for ``group`` about the domain's axis
+    (default: the domain's first group). Refuses a group the domain does not offer and a
+    grid whose second moments are exact to band 0 only (e.g. ``degree=0``, the identity:
+    every output would read A = 0, a number that means nothing)."""
+    group = domain.group(grid.group if grid is not None else group)
+    if grid is None:
+        grid = quadrature(group, None if kind == "haar" else degree, kind=kind, n=n, seed=seed)
+    if not grid.monte_carlo and (grid.moment_degree or 0) < 1:
+        raise SymplugError(f"degree {grid.degree} gives a {grid.kind} grid of {grid.size} "
+                           "element(s), exact to band 0 only: a diagnosis needs a grid exact to "
+                           "band >= 1 (--degree 1 or more)")
+    return grid
+
+
 def _require_tables(grid: Grid, lmax: int) -> None:
     """Refuse up front a grid whose spectral basis tables (elements x basis functions
     of band ``lmax``, float64) do not fit in the memory budget."""
@@ -259,32 +296,6 @@ def _require_tables(grid: Grid, lmax: int) -> None:
                    f"the spectral tables of the {grid.kind} grid ({grid.size} elements x "
                    f"{functions} basis functions of band {lmax})",
                    "ask for a lower --degree or --lmax")
-
-
-class Quantity(NamedTuple):
-    """A number compared by the convergence check: its ``value`` and how its change is
-    ranked: relative to max(|value|, ``floor``), or, with ``floor`` None, as it is (a
-    spectrum fraction is already a share of the total power)."""
-
-    value: float
-    floor: float | None = None
-
-
-def _summaries(sums: GridSums, layers: Sequence[str]) -> dict[str, Quantity]:
-    """Flat {quantity: Quantity} for the convergence comparison: A of every output
-    (floored at :data:`ROUND_OFF` of the output's magnitude, so round-off of an
-    equivariant output is not a change) and every spectrum fraction."""
-    flat: dict[str, Quantity] = {}
-    for name, errors in sums.errors.items():
-        err = errors.dataset_error()
-        magnitude = err.rmse / err.relative if err.relative > 0 else 0.0
-        flat[f"outputs.{name}.equivariance_rmse"] = Quantity(err.rmse, ROUND_OFF * magnitude)
-        for key, frac in sums.outputs[name].fractions.items():
-            flat[f"outputs.{name}.spectrum.{sector_key(key)}"] = Quantity(frac)
-    for name in layers:
-        for key, frac in sums.layers[name].fractions.items():
-            flat[f"layers.{name}.spectrum.{sector_key(key)}"] = Quantity(frac)
-    return flat
 
 
 def check_grid(grid: Grid, finer_degree: int | None = None, seed: int = 1) -> Grid:
@@ -307,26 +318,166 @@ def check_grid(grid: Grid, finer_degree: int | None = None, seed: int = 1) -> Gr
     return quadrature(grid.group, int(finer_degree), kind=kind, purpose=grid.purpose)
 
 
+# -- the outputs ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ResolvedOutputs:
+    """The outputs a diagnosis evaluates, in order: their representations, their units,
+    and the domain defaults that may be missing from every sample kept (``optional``)."""
+
+    reps: dict[str, str]
+    units: dict[str, str]
+    optional: frozenset[str]
+
+    def measured(self, present: Collection[str]) -> list[str]:
+        """The outputs to report when ``present`` ones were measured: an optional default
+        that only skipped samples had (e.g. stress of the one periodic frame) is left out;
+        any other missing one is an error."""
+        names = [name for name in self.reps if name in present or name not in self.optional]
+        absent = [name for name in names if name not in present]
+        if absent:
+            raise SymplugError(f"output {absent[0]!r} exists for none of the samples diagnosed")
+        return names
+
+
+def resolve_outputs(model: Callable, domain: Domain, asked: Sequence[str] | None,
+                    chosen: Callable[[], list[Collection[str]]],
+                    ) -> tuple[Callable, ResolvedOutputs]:
+    """The model to evaluate and the outputs to diagnose, decided here only:
+
+    * ``asked``, else the domain's defaults (with ``Domain.select_outputs``, those it
+      chooses for some partition: ``chosen()``) and then its declared outputs;
+    * a :class:`~symplug.protocols.SelectsOutputs` model is replaced by the copy it
+      returns for them, with the names it will compute (it drops defaults it lacks);
+    * units: those a :class:`~symplug.protocols.StatesUnits` model states (a tagger's
+      score: probability, logit), else the domain's.
+    """
+    if asked:
+        names = list(asked)
+    elif domain.select_outputs is not None:
+        choices = chosen()
+        names = [o for o in domain.outputs if any(o in c for c in choices)]
+    else:
+        names = list(domain.outputs)
+    optional = set() if asked else {o for o in names if o in domain.outputs
+                                    and not domain.outputs[o].declared}
+    if not asked:
+        names += [o for o, out in domain.outputs.items() if out.declared and o not in names]
+    unknown = [o for o in names if o not in domain.outputs]
+    if unknown:
+        raise SymplugError(f"domain {domain.name!r} has no output {unknown[0]!r} "
+                           f"(outputs: {', '.join(domain.outputs)})")
+    if isinstance(model, SelectsOutputs):
+        model, names = model.for_outputs({o: domain.outputs[o].rep for o in names}, optional)
+        names = list(names)
+        if not names:
+            raise SymplugError(f"the model computes none of the outputs {sorted(optional)}")
+    stated = dict(model.output_units or {}) if isinstance(model, StatesUnits) else {}
+    return model, ResolvedOutputs({o: domain.outputs[o].rep for o in names},
+                                  {o: stated.get(o) or domain.outputs[o].units for o in names},
+                                  frozenset(optional))
+
+
+# -- the orbit pass ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OrbitPass:
+    """The orbit pass of every partition, merged in data order: the data-set indices of
+    the kept samples with their per-sample records (empty without ``per_sample``), the
+    reasons of the skipped ones and their items, the user's items in the kept samples,
+    and one :class:`GridSums` per grid."""
+
+    kept: list[int]
+    details: list[SampleDetails]
+    skipped: dict[int, str]
+    skipped_items: dict[int, int | None]
+    n_items: int
+    sums: list[GridSums]
+
+
+def orbit_pass(run: Any, model: Any, domain: Any, parts: list, sizes: list[int | None],
+               plan: _Plan, desc: str, progress: bool) -> tuple[list, OrbitPass]:
+    """Evaluate every partition (``parts``, of ``sizes`` samples where known) with
+    ``plan`` on ``run`` (``model`` and ``domain`` as shared there) and merge the records.
+    Returns the partition states (they stay where they were evaluated) and the merge;
+    raises when every sample failed."""
+    plan_h = run.share(plan)  # grids with their tables: sent once per worker
+    starts = [None if None in sizes[:k + 1] else sum(sizes[:k]) for k in range(len(sizes))]
+    states = [run.submit(_evaluate_partition, model, domain, p, plan_h, (k, starts[k]))
+              for k, p in enumerate(parts)]
+    records = run.gather([run.submit(_record, s) for s in states], desc, progress)
+    kept, details, skipped, offset, sums, n_items, skipped_items = [], [], {}, 0, None, 0, {}
+    for rec in records:
+        kept += [offset + i for i in rec.kept]
+        details += rec.details or []
+        skipped.update({offset + i: reason for i, reason in rec.skipped.items()})
+        skipped_items.update({offset + i: n for i, n in rec.skipped_items.items()})
+        n_items += rec.n_items
+        offset += rec.size
+        if rec.sums is not None:
+            sums = rec.sums if sums is None else [a.merge(b) for a, b in zip(sums, rec.sums)]
+    if sums is None:
+        first = next(iter(skipped.values()), "no samples")
+        raise SymplugError(f"every sample failed; the first: {first}")
+    return states, OrbitPass(kept, details, skipped, skipped_items, n_items, sums)
+
+
+# -- the convergence check -----------------------------------------------------------
+
+class Quantity(NamedTuple):
+    """A number compared by the convergence check: its ``value`` and how its change is
+    ranked: relative to max(|value|, ``floor``), or, with ``floor`` None, as it is (a
+    spectrum fraction is already a share of the total power)."""
+
+    value: float
+    floor: float | None = None
+
+
+def _summaries(sums: GridSums, layers: Sequence[str]) -> dict[QuantityKey, Quantity]:
+    """{quantity: Quantity} for the convergence comparison: A of every output (floored
+    at :data:`ROUND_OFF` of the output's magnitude, so round-off of an equivariant
+    output is not a change) and every spectrum fraction."""
+    flat: dict[QuantityKey, Quantity] = {}
+    for name, errors in sums.errors.items():
+        err = errors.dataset_error()
+        magnitude = err.rmse / err.relative if err.relative > 0 else 0.0
+        flat[("outputs", name, "equivariance_rmse")] = Quantity(err.rmse, ROUND_OFF * magnitude)
+        for key, frac in sums.outputs[name].fractions.items():
+            flat[("outputs", name, "spectrum", key)] = Quantity(frac)
+    for name in layers:
+        for key, frac in sums.layers[name].fractions.items():
+            flat[("layers", name, "spectrum", key)] = Quantity(frac)
+    return flat
+
+
 def convergence(evaluate: Callable[[Grid], dict[str, Quantity | float]], grid: Grid,
                 finer_degree: int | None = None) -> dict:
     """Evaluate ``evaluate(grid)`` (a flat {name: :class:`Quantity` or number}; a plain
     number is compared as it is) on ``grid`` and on :func:`check_grid`, and report the
-    changes, ranked relative to each quantity."""
+    changes, ranked relative to each quantity (the README "Result format" record)."""
     def quantities(values: dict) -> dict[str, Quantity]:
         return {k: v if isinstance(v, Quantity) else Quantity(float(v)) for k, v in values.items()}
 
     check = check_grid(grid, finer_degree)
     return _changes(quantities(evaluate(grid)), quantities(evaluate(check)), check,
-                    _method(grid, finer_degree))
+                    _method(grid, finer_degree)).to_dict()
+
+
+def grid_convergence(sums: Sequence[GridSums], grids: Sequence[Grid], layers: Sequence[str],
+                     finer_degree: int | None) -> Convergence:
+    """The convergence check of a diagnosis from its sums on the grid and on the check
+    grid (``grids[1]``): A of every output and every spectrum fraction."""
+    return _changes(_summaries(sums[0], layers), _summaries(sums[1], layers), grids[1],
+                    _method(grids[0], finer_degree))
 
 
 def _method(grid: Grid, finer_degree: int | None) -> str:
     return "resampled" if grid.monte_carlo else "rotated" if finer_degree is None else "finer"
 
 
-def _changes(first: dict[str, Quantity], second: dict[str, Quantity], check: Grid,
-             method: str) -> dict:
-    """The convergence record: absolute and ranked (relative) change of every quantity."""
+def _changes(first: dict[QuantityKey, Quantity], second: dict[QuantityKey, Quantity],
+             check: Grid, method: str) -> Convergence:
+    """Absolute and ranked (relative) change of every quantity between two grids."""
     changes = {k: abs(first[k].value - second[k].value) for k in first}
     relative = {}
     for k, change in changes.items():
@@ -335,34 +486,98 @@ def _changes(first: dict[str, Quantity], second: dict[str, Quantity], check: Gri
                                               second[k].floor)
         relative[k] = change / scale if scale > 0 else 0.0
     worst = max(relative, key=relative.get) if relative else None
-    return {"method": method, "finer_degree": check.degree, "finer_size": check.size,
-            "check_grid": check.describe(),
-            "max_abs_change": max(changes.values()) if changes else 0.0,
-            "max_rel_change": relative[worst] if worst else 0.0,
-            "worst_quantity": worst, "changes": changes, "relative_changes": relative}
+    return Convergence(method, check.degree, check.size, check.describe(),
+                       max(changes.values()) if changes else 0.0,
+                       relative[worst] if worst else 0.0, worst, changes, relative)
 
 
-def _check_diagnosis_grid(grid: Grid) -> None:
-    """Refuse a grid whose second moments are exact to band 0 only (e.g. ``degree=0``,
-    the identity): every output would read A = 0, a number that means nothing."""
-    if not grid.monte_carlo and (grid.moment_degree or 0) < 1:
-        raise SymplugError(f"degree {grid.degree} gives a {grid.kind} grid of {grid.size} "
-                           "element(s), exact to band 0 only: a diagnosis needs a grid exact to "
-                           "band >= 1 (--degree 1 or more)")
+# -- the aggregation -----------------------------------------------------------------
+
+def output_diagnosis(name: str, sums: GridSums, outputs: ResolvedOutputs,
+                     samples: list[tuple[int, SampleDetails]] | None,
+                     convergence: Convergence) -> OutputDiagnosis:
+    """Output ``name`` over the data set from the merged ``sums`` (``samples``: the
+    per-sample records by data-set index, or None), with its change on the check grid;
+    an output with no response at all has its relative numbers stated undefined."""
+    errors = sums.errors[name]
+    error = errors.dataset_error()
+    having = None if samples is None else [(i, d) for i, d in samples if name in d.errors]
+    change = convergence.relative_changes.get(("outputs", name, "equivariance_rmse"))
+    output = OutputDiagnosis(
+        rep=outputs.reps[name], units=outputs.units[name], equivariance_rmse=error.rmse,
+        relative_error=error.relative, n_samples=error.n_samples,
+        spectrum=SpectrumRecord.of(sums.outputs[name]),
+        breaking_spectrum=SpectrumRecord.of(sums.breaking[name]),
+        equivariance_rmse_stderr=error.stderr,
+        per_sample=None if having is None else {i: d.errors[name] for i, d in having},
+        per_sample_spectrum=None if having is None else {i: d.outputs[name] for i, d in having},
+        # over the labelled samples: n_labelled of n_samples
+        bias_variance=errors.bias_variance() if errors.labelled else None,
+        n_labelled=errors.labelled,
+        # as metatrain flags it: A moves by > 1 % on the check grid
+        grid_change=change,
+        grid_converged=None if change is None else change <= EVALUATION_GRID_TOL)
+    return output if errors.z2 > 0 else output.as_undefined(ZERO_RESPONSE)
 
 
-ZERO_RESPONSE = ("zero response: the output is 0 on every copy of every sample, so its relative "
-                 "error and invariant fraction are undefined")
+def layer_diagnosis(name: str, sums: GridSums,
+                    samples: list[tuple[int, SampleDetails]] | None) -> LayerDiagnosis:
+    """Layer ``name`` over the data set from the merged ``sums``, raw and centred on the
+    per-feature data-set mean of its orbit means (``samples`` as for
+    :func:`output_diagnosis`)."""
+    raw = sums.layers[name]
+    centered = centered_aggregate(raw, sums.moments[name])
+    return LayerDiagnosis(
+        spectrum=raw.fractions, power=dict(raw.power), truncation=raw.truncation,
+        spectrum_centered=centered.fractions, truncation_centered=centered.truncation,
+        invariant_fraction=raw.invariant_fraction,
+        invariant_fraction_centered=centered.invariant_fraction,
+        per_sample_invariant_fraction=None if samples is None else
+        tuple(d.layer_invariant_fractions[name] for _, d in samples),
+        per_sample_spectrum=None if samples is None else {i: d.layers[name] for i, d in samples})
 
 
-def _undefined_if_zero(entry: dict, errors: "ErrorSums") -> dict:
-    """An output ``entry`` whose response is identically zero (no power): its relative
-    error, invariant fraction and spectrum are stated undefined (None, with the reason
-    under ``"undefined"``) instead of reading 0."""
-    if errors.z2 > 0:
-        return entry
-    return {**entry, "relative_error": None, "invariant_fraction": None, "truncation": None,
-            "spectrum": {k: None for k in entry.get("spectrum", {})}, "undefined": ZERO_RESPONSE}
+def domain_summary(run: Any, domain: Domain, model: Any, states: list, grid: Grid,
+                   keep_values: bool, max_memory: int | None,
+                   skip_failures: bool) -> tuple[Any, Skipped | None]:
+    """The domain's summary (its stages in order, each partition's part computed where
+    its samples are) and None; with ``skip_failures`` a failing summary (e.g. the model
+    on a larger batch) is (None, the :class:`Skipped` saying why) instead of an error."""
+    context, parts = None, [None] * len(states)
+    try:
+        for stage in domain.summary:  # parts stay with their partitions for the next stage
+            parts = [run.submit(_summary_part, stage, model, s, grid, keep_values, context,
+                                p, max_memory) for s, p in zip(states, parts)]
+            context = stage.reduce([p for p in run.gather(parts) if p is not None], context)
+        return context, None
+    except Exception as exc:
+        reason = " ".join((str(exc) if isinstance(exc, SymplugError)
+                           else f"{type(exc).__name__}: {exc}").split())
+        if not skip_failures:
+            raise SymplugError(f"{domain.name} summary failed: {reason}") from exc
+        return None, Skipped(None, f"{domain.name} summary skipped: {reason}", stage="summary")
+
+
+def _skipped_samples(merged: OrbitPass, domain: Domain) -> list[Skipped]:
+    """The skipped samples in data order, with their items where the domain counts them."""
+    counted = domain.count_items is not None
+    return [Skipped(i, merged.skipped[i], items_counted=counted,
+                    n_items=merged.skipped_items.get(i) if counted else None)
+            for i in sorted(merged.skipped)]
+
+
+# -- the entry points ----------------------------------------------------------------
+
+def _partitions(samples: Sequence[Any] | Partitions, client: Any, workers: int) -> Partitions:
+    """``samples`` as partitions: as given, one (no ``client``), or a few per worker."""
+    if not isinstance(samples, Partitions):
+        samples = list(samples)
+        if not samples:
+            raise SymplugError("no samples to diagnose")
+        samples = Partitions([samples]) if client is None else partition(samples, 4 * workers)
+    if not samples:
+        raise SymplugError("no samples to diagnose")
+    return samples
 
 
 def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domain, *,
@@ -373,7 +588,8 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
              chunk_size: int = 64, progress: bool = True, skip_failures: bool = False,
              client: Any = None, per_sample: bool = True, grid: Grid | None = None,
              max_memory: int | str | None = None) -> dict:
-    """Diagnose ``model`` on ``samples`` of ``domain``; returns the README "Result format" result.
+    """Diagnose ``model`` on ``samples`` of ``domain``; returns the README "Result format"
+    result dictionary (:func:`diagnosis_of` returns it typed).
 
     A model with a ``for_outputs(outputs, optional)`` method (``outputs``: names to
     representations) is evaluated as the copy it returns with the names it will compute,
@@ -415,170 +631,67 @@ def diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domai
     ``per_sample_spectrum``, ``per_sample_invariant_fraction``): each partition then
     sends a few numbers per output and layer instead of a record per sample.
     """
+    return diagnosis_of(model, samples, domain, group=group, degree=degree, kind=kind, n=n,
+                        seed=seed, lmax=lmax, outputs=outputs, layers=layers,
+                        finer_degree=finer_degree, check_convergence=check_convergence,
+                        chunk_size=chunk_size, progress=progress, skip_failures=skip_failures,
+                        client=client, per_sample=per_sample, grid=grid,
+                        max_memory=max_memory).to_dict()
+
+
+def diagnosis_of(model: Callable, samples: Sequence[Any] | Partitions, domain: Domain, *,
+                 group: str | Group | None = None, degree: int = 4, kind: str = "auto",
+                 n: int | None = None, seed: int | None = None, lmax: int | None = None,
+                 outputs: Sequence[str] | None = None, layers: Sequence[str] = (),
+                 finer_degree: int | None = None, check_convergence: bool = True,
+                 chunk_size: int = 64, progress: bool = True, skip_failures: bool = False,
+                 client: Any = None, per_sample: bool = True, grid: Grid | None = None,
+                 max_memory: int | str | None = None) -> Diagnosis:
+    """The diagnosis of :func:`diagnose` (same arguments) as a typed
+    :class:`~symplug.diagnosis.Diagnosis`: spectra keyed by (l, sigma) tuples, the
+    convergence check's quantities by tuples; ``diagnose(...)`` is its ``to_dict()``."""
     from . import __version__
 
     with memory.limit(max_memory):
-        return _diagnose(model, samples, domain, group=group, degree=degree, kind=kind, n=n,
-                         seed=seed, lmax=lmax, outputs=outputs, layers=layers,
-                         finer_degree=finer_degree, check_convergence=check_convergence,
-                         chunk_size=chunk_size, progress=progress, skip_failures=skip_failures,
-                         client=client, per_sample=per_sample, grid=grid,
-                         budget=None if max_memory is None else memory.budget(),
-                         version=__version__)
-
-
-def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Domain, *,
-              group: str | Group | None, degree: int, kind: str, n: int | None, seed: int | None,
-              lmax: int | None, outputs: Sequence[str] | None, layers: Sequence[str],
-              finer_degree: int | None, check_convergence: bool, chunk_size: int,
-              progress: bool, skip_failures: bool, client: Any, per_sample: bool,
-              grid: Grid | None, budget: int | None, version: str) -> dict:
-    if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
-        raise SymplugError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
-    run = executor(client)
-    worker_budget = run.worker_budget(budget)  # None: the budget in force where it runs
-    if not isinstance(samples, Partitions):
-        samples = list(samples)
-        if not samples:
-            raise SymplugError("no samples to diagnose")
-        samples = Partitions([samples]) if client is None else partition(samples,
-                                                                         4 * run.workers)
-    if not samples:
-        raise SymplugError("no samples to diagnose")
-    group = domain.group(grid.group if grid is not None else group)
-    domain_h = run.share(domain)
-    parts = [run.load(p) for p in samples]
-    if outputs:
-        names = list(outputs)
-    elif domain.select_outputs is not None:
-        chosen = run.gather([run.submit(_select_outputs, domain_h, p) for p in parts])
-        names = [o for o in domain.outputs if any(o in c for c in chosen)]
-    else:
-        names = list(domain.outputs)
-    optional = set() if outputs else {o for o in names if o in domain.outputs
-                                      and not domain.outputs[o].declared}
-    if not outputs:
-        names += [o for o, out in domain.outputs.items() if out.declared and o not in names]
-    unknown = [o for o in names if o not in domain.outputs]
-    if unknown:
-        raise SymplugError(f"domain {domain.name!r} has no output {unknown[0]!r} "
-                           f"(outputs: {', '.join(domain.outputs)})")
-    if isinstance(model, SelectsOutputs):
-        # models that compute only what is asked for; they drop the defaults they lack
-        model, names = model.for_outputs({o: domain.outputs[o].rep for o in names}, optional)
-        names = list(names)
-        if not names:
-            raise SymplugError(f"the model computes none of the outputs {sorted(optional)}")
-    model_h = run.share(model)
-    reps = {o: domain.outputs[o].rep for o in names}
-    if grid is None:
-        grid = quadrature(group, None if kind == "haar" else degree, kind=kind, n=n, seed=seed)
-    _check_diagnosis_grid(grid)
-    if lmax is None:
-        lmax = grid.moment_degree if grid.moment_degree is not None else degree
-    grids = (grid, check_grid(grid, finer_degree)) if check_convergence else (grid,)
-    for g in grids:
-        _require_tables(g, lmax)
-    keep = tuple(o for o in domain.keep_outputs if o in reps)
-    plan = _Plan(grids, reps, tuple(layers), lmax, int(chunk_size), worker_budget, keep,
-                 skip_failures, per_sample,
-                 progress and client is None, f"{domain.name} {group.name} degree {grid.degree}")
-    plan_h = run.share(plan)  # grids with their tables: sent once per worker
-    sizes = [len(p) if isinstance(p, list) else None for p in samples]
-    starts = [None if None in sizes[:k + 1] else sum(sizes[:k]) for k in range(len(sizes))]
-    states = [run.submit(_evaluate_partition, model_h, domain_h, p, plan_h, (k, starts[k]))
-              for k, p in enumerate(parts)]
-    records = run.gather([run.submit(_record, s) for s in states],
-                         f"{domain.name} partitions", progress)
-    kept, details, skipped, offset, sums, n_items, skipped_items = [], [], {}, 0, None, 0, {}
-    for rec in records:
-        kept += [offset + i for i in rec.kept]
-        details += rec.details or []
-        skipped.update({offset + i: reason for i, reason in rec.skipped.items()})
-        skipped_items.update({offset + i: n for i, n in rec.skipped_items.items()})
-        n_items += rec.n_items
-        offset += rec.size
-        if rec.sums is not None:
-            sums = rec.sums if sums is None else [a.merge(b) for a, b in zip(sums, rec.sums)]
-    if sums is None:
-        first = next(iter(skipped.values()), "no samples")
-        raise SymplugError(f"every sample failed; the first: {first}")
-    if check_convergence:
-        conv = _changes(_summaries(sums[0], layers), _summaries(sums[1], layers), grids[1],
-                        _method(grid, finer_degree))
-    else:
-        conv = {"finer_degree": None, "max_abs_change": None}
-    out: dict[str, Any] = {"symplug_version": version, "kind": "diagnosis",
-                           "domain": domain.name,
-                           "group": group.name, "grid": grid.describe(), "lmax": lmax,
-                           "n_samples": len(kept), "n_items": n_items,
-                           "item_name": domain.item_name, "convergence": conv}
-    if skip_failures:  # with the items of each skipped sample where the domain counts them
-        out["skipped"] = [{"index": i, "reason": skipped[i],
-                           **({"n_items": skipped_items.get(i)} if domain.count_items else {})}
-                          for i in sorted(skipped)]
-
-    merged = sums[0]
-    # a default output that only skipped samples had (e.g. stress of the one periodic frame)
-    names = [name for name in names if name in merged.errors or name not in optional]
-    absent = [name for name in names if name not in merged.errors]
-    if absent:
-        raise SymplugError(f"output {absent[0]!r} exists for none of the samples diagnosed")
-    out["outputs"] = {}
-    # a model may state the units of its outputs (a tagger's score: probability, logit)
-    units_of = dict(model.output_units or {}) if isinstance(model, StatesUnits) else {}
-    for name in names:
-        errors = merged.errors[name]
-        units = units_of.get(name) or domain.outputs[name].units
-        entry = {"rep": reps[name], "units": units,
-                 **errors.dataset_error().to_dict(), **merged.outputs[name].to_dict(),
-                 "breaking_spectrum": merged.breaking[name].to_dict()}
-        if per_sample:
-            having = [(i, d) for i, d in zip(kept, details) if name in d["errors"]]
-            entry["per_sample"] = [{"index": i, **d["errors"][name]} for i, d in having]
-            entry["per_sample_spectrum"] = [
-                {"index": i, "spectrum": d["outputs"][name]["spectrum"],
-                 "power": d["outputs"][name]["power"]} for i, d in having]
-        if errors.labelled:  # over the labelled samples: n_labelled of n_samples
-            entry["bias_variance"] = {**errors.bias_variance().to_dict(),
-                                      "n_labelled": errors.labelled}
-        change = (conv.get("relative_changes") or {}).get(f"outputs.{name}.equivariance_rmse")
-        if change is not None:  # as metatrain flags it: A moves by > 1 % on the check grid
-            entry["grid_change"] = change
-            entry["grid_converged"] = change <= EVALUATION_GRID_TOL
-        out["outputs"][name] = _undefined_if_zero(entry, errors)
-    out["layers"] = {}
-    for name in layers:
-        raw = merged.layers[name]
-        centered = centered_aggregate(raw, merged.moments[name])
-        record = raw.to_dict()
-        layer = {"spectrum": record["spectrum"], "power": record["power"],
-                 "truncation": raw.truncation,
-                 "spectrum_centered": centered.to_dict()["spectrum"],
-                 "truncation_centered": centered.truncation,
-                 "invariant_fraction": raw.invariant_fraction,
-                 "invariant_fraction_centered": centered.invariant_fraction}
-        if per_sample:
-            layer["per_sample_invariant_fraction"] = [d["layers"][name]["invariant_fraction"]
-                                                      for d in details]
-            layer["per_sample_spectrum"] = [
-                {"index": i, "spectrum": d["layers"][name]["spectrum"],
-                 "power": d["layers"][name]["power"]} for i, d in zip(kept, details)]
-        out["layers"][name] = layer
-    if domain.summary:
-        context, parts = None, [None] * len(states)
-        try:  # a failing summary (e.g. the model on a larger batch) is the domain's block only
-            for stage in domain.summary:  # parts stay with their partitions for the next stage
-                parts = [run.submit(_summary_part, stage, model_h, s, grid, bool(keep), context,
-                                    p, worker_budget) for s, p in zip(states, parts)]
-                context = stage.reduce([p for p in run.gather(parts) if p is not None], context)
-            out["summary"] = context
-        except Exception as exc:
-            reason = " ".join((str(exc) if isinstance(exc, SymplugError)
-                               else f"{type(exc).__name__}: {exc}").split())
-            if not skip_failures:
-                raise SymplugError(f"{domain.name} summary failed: {reason}") from exc
-            out["skipped"].append({"index": None, "stage": "summary",
-                                   "reason": f"{domain.name} summary skipped: {reason}"})
-    out["findings"] = [f.to_dict() for f in findings(out)]
-    return out
+        if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
+            raise SymplugError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+        run = executor(client)
+        # None: the budget in force where it runs
+        worker_budget = run.worker_budget(None if max_memory is None else memory.budget())
+        samples = _partitions(samples, client, run.workers)
+        grid = resolve_grid(domain, grid, group, degree, kind, n, seed)
+        domain_h = run.share(domain)
+        parts = [run.load(p) for p in samples]
+        model, resolved = resolve_outputs(model, domain, outputs, lambda: run.gather(
+            [run.submit(_select_outputs, domain_h, p) for p in parts]))
+        model_h = run.share(model)
+        if lmax is None:
+            lmax = grid.moment_degree if grid.moment_degree is not None else degree
+        grids = (grid, check_grid(grid, finer_degree)) if check_convergence else (grid,)
+        for g in grids:
+            _require_tables(g, lmax)
+        keep = tuple(o for o in domain.keep_outputs if o in resolved.reps)
+        plan = _Plan(grids, resolved.reps, tuple(layers), lmax, int(chunk_size), worker_budget,
+                     keep, skip_failures, per_sample, progress and client is None,
+                     f"{domain.name} {grid.group.name} degree {grid.degree}")
+        states, merged = orbit_pass(run, model_h, domain_h, parts,
+                                    [len(p) if isinstance(p, list) else None for p in samples],
+                                    plan, f"{domain.name} partitions", progress)
+        conv = grid_convergence(merged.sums, grids, layers, finer_degree) if check_convergence \
+            else Convergence()
+        sums = merged.sums[0]
+        per = list(zip(merged.kept, merged.details)) if per_sample else None
+        results = {name: output_diagnosis(name, sums, resolved, per, conv)
+                   for name in resolved.measured(sums.errors)}
+        layer_results = {name: layer_diagnosis(name, sums, per) for name in layers}
+        summary, failed = domain_summary(run, domain, model_h, states, grid, bool(keep),
+                                         worker_budget, skip_failures) \
+            if domain.summary else (None, None)
+        skipped = (_skipped_samples(merged, domain) + ([failed] if failed else [])
+                   if skip_failures else None)
+        diagnosis = Diagnosis(
+            symplug_version=__version__, domain=domain.name, group=grid.group.name,
+            grid=grid.describe(), lmax=lmax, n_samples=len(merged.kept), n_items=merged.n_items,
+            item_name=domain.item_name, convergence=conv, outputs=results, layers=layer_results,
+            skipped=None if skipped is None else tuple(skipped), summary=summary)
+        return replace(diagnosis, findings=tuple(findings(diagnosis)))

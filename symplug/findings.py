@@ -1,11 +1,11 @@
 """Diagnosis of failure modes: rules that turn a diagnosis result into findings.
 
-Each rule reads the README "Result format" result dictionary of :func:`symplug.diagnose` (or
-the same JSON read back) and returns :class:`Finding` records that quote the
-numbers they rest on and name a remedy. Thresholds are the module constants
-below; ``docs/findings.md`` lists the rules.
+Each rule reads a :class:`~symplug.diagnosis.Diagnosis` (:func:`findings` also takes the
+README "Result format" dictionary of :func:`symplug.diagnose`, or the same JSON read back)
+and returns :class:`Finding` records that quote the numbers they rest on and name a
+remedy. Thresholds are the module constants below; ``docs/findings.md`` lists the rules.
 
-The spectral rules read ``outputs[name]["breaking_spectrum"]``: B of the
+The spectral rules read ``outputs[name].breaking_spectrum``: B of the
 back-transformed response z(g) = rho(g)^-1 y(g x). Its power outside the
 invariant sector is the breaking (it sums to A^2 over all components and
 samples), so "share of the breaking power" below means
@@ -24,14 +24,13 @@ Severity convention:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
+from .diagnosis import (SEVERITIES, Convergence, Diagnosis, Finding, OutputDiagnosis,
+                        as_diagnosis, quantity_name)
 from .errors import SymplugError
 from .groups import O3, Group
-from .spectra import Sector, parse_sector_key, sector_key
-
-SEVERITIES = ("error", "warning", "info")  # most severe first; findings are sorted so
+from .spectra import Sector, sector_key
 
 # An output whose relative equivariance error A / sqrt(int |z|^2) (dimensionless)
 # is below this counts as equivariant: float64 round-off is ~1e-15 and float32's
@@ -71,30 +70,6 @@ OOD_GROWTH = 2.0  # warning
 OOD_GROWTH_ERROR = 10.0  # error
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One diagnosed failure mode (or fact): a stable ``code``, a ``severity``
-    (``"info"``, ``"warning"`` or ``"error"``), the ``evidence`` with the numbers,
-    the ``remedy``, and ``where`` (``"outputs.NAME"``, ``"layers.NAME"``,
-    ``"convergence"``) when it concerns one part of the result."""
-
-    code: str
-    severity: str
-    evidence: str
-    remedy: str
-    where: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.severity not in SEVERITIES:
-            raise SymplugError(f"finding {self.code!r}: severity {self.severity!r} is not one "
-                               f"of {', '.join(SEVERITIES)}")
-
-    def to_dict(self) -> dict:
-        """The README "Result format" record: code, severity, evidence, remedy, where."""
-        return {"code": self.code, "severity": self.severity, "evidence": self.evidence,
-                "remedy": self.remedy, "where": self.where}
-
-
 # -- helpers -------------------------------------------------------------------------
 
 def _pct(x: float) -> str:
@@ -105,12 +80,12 @@ def _quantity(value: float, units: str) -> str:
     return f"{value:.3g} {units}".rstrip()
 
 
-def _a(output: dict) -> str:
-    return "A = " + _quantity(output["equivariance_rmse"], output.get("units", ""))
+def _a(output: OutputDiagnosis) -> str:
+    return "A = " + _quantity(output.equivariance_rmse, output.units)
 
 
-def _is_broken(output: dict) -> bool:
-    relative = output.get("relative_error")  # None: a zero response, nothing to conclude
+def _is_broken(output: OutputDiagnosis) -> bool:
+    relative = output.relative_error  # None: a zero response, nothing to conclude
     return relative is not None and relative >= EQUIVARIANT_RELATIVE
 
 
@@ -121,21 +96,22 @@ def _sectors_list(shares: dict[Sector, float], keep: Callable[[Sector], bool], t
     return ", ".join(f"({sector_key(k)}) {_pct(v)}" for v, k in picked)
 
 
-def breaking_shares(output: dict, group: str | Group) -> tuple[dict[Sector, float], float] | None:
+def breaking_shares(output: OutputDiagnosis,
+                    group: str | Group) -> tuple[dict[Sector, float], float] | None:
     """Shares of an output's breaking power per non-invariant sector, and the share
     above l_max, from its ``breaking_spectrum``; None when the result has none or the
     output has no breaking. The total is sum A^2 over samples (from ``per_sample``,
     accumulated around a reference response, so without cancellation), or the
     resolved breaking power where a Monte Carlo estimate of it comes out larger."""
-    spec = output.get("breaking_spectrum")
-    if not spec:
+    spec = output.breaking_spectrum
+    if spec is None or not spec.power:
         return None
     inv = Group.parse(group).invariant_sector
-    power = {parse_sector_key(k): v for k, v in spec["power"].items()}
-    if output.get("per_sample"):
-        total = sum(s["variance"] * s["n_components"] for s in output["per_sample"])
+    power = spec.power
+    if output.per_sample:
+        total = sum(s.variance * s.n_components for s in output.per_sample.values())
     else:
-        total = spec["norm2"] - power[inv]
+        total = spec.norm2 - power[inv]
     resolved = sum(v for k, v in power.items() if k != inv)
     total = max(total, resolved)  # resolved > A^2 only by Monte Carlo sampling noise
     if total <= 0.0:
@@ -144,19 +120,20 @@ def breaking_shares(output: dict, group: str | Group) -> tuple[dict[Sector, floa
     return shares, max(0.0, 1.0 - resolved / total)
 
 
-def _broken_outputs(result: dict) -> Iterator[tuple[str, dict, dict[Sector, float], float]]:
+def _broken_outputs(result: Diagnosis) -> Iterator[tuple[str, OutputDiagnosis,
+                                                         dict[Sector, float], float]]:
     """(name, output, shares, above) for each output above round-off with a breaking spectrum."""
-    for name, output in result.get("outputs", {}).items():
+    for name, output in result.outputs.items():
         if not _is_broken(output):
             continue
-        split = breaking_shares(output, result["group"])
+        split = breaking_shares(output, result.group)
         if split is not None:
             yield name, output, *split
 
 
 # -- rules ---------------------------------------------------------------------------
 
-def low_l_breaking(result: dict) -> list[Finding]:
+def low_l_breaking(result: Diagnosis) -> list[Finding]:
     """``low-l-breaking`` (warning): at least :data:`LOW_L_SHARE` of an output's breaking
     power lies in rotational sectors 1 <= l <= :data:`LOW_L_MAX`, the orders that
     augmentation teaches first: the symmetry is under-learned."""
@@ -195,7 +172,7 @@ def _band_finding(what: str, shares: dict[Sector, float], above: float, lmax: in
                    "(smoother cutoffs, fewer high-frequency angular features)", where)
 
 
-def aliasing(result: dict) -> list[Finding]:
+def aliasing(result: Diagnosis) -> list[Finding]:
     """``aliasing`` (warning): power at or beyond the grid's band limit.
 
     * per output: more than :data:`TRUNCATION_TOL` of the breaking power above l_max,
@@ -205,46 +182,46 @@ def aliasing(result: dict) -> list[Finding]:
       :data:`CONVERGENCE_FRACTION_TOL`, or A by more than :data:`CONVERGENCE_RELATIVE_TOL`
       of itself, on the finer grid.
     """
-    lmax = result.get("lmax", result["grid"]["degree"])
+    lmax = result.lmax
     found = []
     for name, output, shares, above in _broken_outputs(result):
         f = _band_finding(f"the breaking power of output '{name}' ({_a(output)})", shares,
                           above, lmax, f"outputs.{name}")
         if f:
             found.append(f)
-    inv = Group.parse(result["group"]).invariant_sector
-    for name, layer in result.get("layers", {}).items():
-        fractions = {parse_sector_key(k): v for k, v in layer["spectrum"].items()}
-        rest = 1.0 - fractions[inv]
+    inv = Group.parse(result.group).invariant_sector
+    for name, layer in result.layers.items():
+        rest = 1.0 - layer.spectrum[inv]
         if rest <= BAND_LIMITED:
             continue
-        shares = {k: v / rest for k, v in fractions.items() if k != inv}
+        shares = {k: v / rest for k, v in layer.spectrum.items() if k != inv}
         f = _band_finding(f"the non-invariant power of layer '{name}'", shares,
-                          max(0.0, layer["truncation"]) / rest, lmax, f"layers.{name}")
+                          max(0.0, layer.truncation) / rest, lmax, f"layers.{name}")
         if f:
             found.append(f)
     found.extend(_convergence_findings(result))
     return found
 
 
-def _convergence_excess(result: dict) -> tuple[float, str]:
+def _convergence_excess(result: Diagnosis) -> tuple[float, str]:
     """(largest change over its tolerance, its text) of the convergence check: a spectrum
     fraction against :data:`CONVERGENCE_FRACTION_TOL`, A relative to itself (floored at
     round-off of the output's magnitude) against :data:`CONVERGENCE_RELATIVE_TOL`."""
-    conv = result.get("convergence") or {}
-    changes = conv.get("changes") or {}
-    relative = conv.get("relative_changes") or {}
-    outputs = result.get("outputs", {})
+    relative = result.convergence.relative_changes
+    outputs = result.outputs
     worst, worst_text = 0.0, ""
-    suffix = ".equivariance_rmse"
-    for key, change in changes.items():
-        name = key[len("outputs."):-len(suffix)] if key.endswith(suffix) else None
-        if ".spectrum." in key:
-            excess, text = change / CONVERGENCE_FRACTION_TOL, f"{key} changes by {change:.2e}"
-        elif name in outputs and (key in relative or _is_broken(outputs[name])):
+    for key, change in result.convergence.changes.items():
+        if not isinstance(key, tuple):  # a quantity of the caller's, not of a diagnosis
+            continue
+        kind, name, quantity = key[:3]
+        if quantity == "spectrum":
+            excess = change / CONVERGENCE_FRACTION_TOL
+            text = f"{quantity_name(key)} changes by {change:.2e}"
+        elif (kind == "outputs" and quantity == "equivariance_rmse" and name in outputs
+              and (key in relative or _is_broken(outputs[name]))):
             # the check's relative change is floored at round-off, so it also catches an
             # A that aliases to zero on the grid (an output that looks unbroken there)
-            rel = relative[key] if key in relative else change / outputs[name]["equivariance_rmse"]
+            rel = relative[key] if key in relative else change / outputs[name].equivariance_rmse
             excess = rel / CONVERGENCE_RELATIVE_TOL
             text = f"A of output '{name}' changes by {_pct(rel)} ({_a(outputs[name])})"
         else:
@@ -254,29 +231,31 @@ def _convergence_excess(result: dict) -> tuple[float, str]:
     return worst, worst_text
 
 
-def _check_grid_text(conv: dict) -> str:
-    method = conv.get("method", "finer")
-    size = f"{conv.get('finer_size', '?')} elements"
-    if method == "rotated":
+def _check_grid_text(conv: Convergence) -> str:
+    size = f"{'?' if conv.finer_size is None else conv.finer_size} elements"
+    if conv.method == "rotated":
         return f"the same rule turned by a random rotation, {size}"
-    if method == "resampled":
+    if conv.method == "resampled":
         return f"another Monte Carlo sample, {size}"
-    return f"degree {conv.get('finer_degree')}, {size}"
+    return f"degree {conv.finer_degree}, {size}"
 
 
-def items_text(result: dict) -> str:
-    """How much data a diagnosis covers, in the user's items (``n_items``, ``item_name``):
-    "5 structures", or "450 jets (29 engine samples)" where a sample holds several items.
-    A result without them (an older symplug) counts samples."""
-    n_samples = result.get("n_samples", "?")
-    n_items = result.get("n_items", n_samples)
-    name = result.get("item_name") or "samples"
+def _items_text(n_samples: int | str, n_items: int | str, name: str | None) -> str:
+    name = name or "samples"
     if n_items == n_samples or name == "samples":
         return f"{n_items} {name}"
     return f"{n_items} {name} ({n_samples} engine sample{'' if n_samples == 1 else 's'})"
 
 
-def sample_word(result: dict) -> str:
+def items_text(result: Mapping) -> str:
+    """How much data a diagnosis result covers, in the user's items (``n_items``,
+    ``item_name``): "5 structures", or "450 jets (29 engine samples)" where a sample
+    holds several items. A result without them (an older symplug) counts samples."""
+    n_samples = result.get("n_samples", "?")
+    return _items_text(n_samples, result.get("n_items", n_samples), result.get("item_name"))
+
+
+def sample_word(result: Mapping) -> str:
     """What one engine sample is called in text: the item name where every sample holds
     one item (``n_items`` == ``n_samples``, e.g. "structures"), else "samples"."""
     name = result.get("item_name") or "samples"
@@ -284,7 +263,7 @@ def sample_word(result: dict) -> str:
         else "samples"
 
 
-def skipped_text(result: dict) -> str | None:
+def skipped_text(result: Mapping) -> str | None:
     """The samples a diagnosis left out (``skipped``), in the user's items: "2 failed
     structures", or "2 failed samples (32 jets)" where a sample holds several items;
     None when no sample failed (only e.g. the domain summary)."""
@@ -300,38 +279,38 @@ def skipped_text(result: dict) -> str | None:
     return f"{len(failed)} failed sample{'' if len(failed) == 1 else 's'} ({count})"
 
 
-def convergence_verdict(result: dict) -> str | None:
+def convergence_verdict(result: Diagnosis | Mapping) -> str | None:
     """One line on the convergence check: the grid it used, the largest change relative
     to its tolerance and the verdict; None when the check did not run."""
-    conv = result.get("convergence") or {}
-    if conv.get("finer_degree") is None and conv.get("method") is None:
+    result = as_diagnosis(result)
+    if not result.convergence.checked:
         return None
     worst, text = _convergence_excess(result)
     verdict = "not converged" if worst > 1.0 else "converged"
     detail = f"; largest: {text}" if text else ""
-    return (f"grid convergence ({_check_grid_text(conv)}): {verdict} (tolerance: "
-            f"{_pct(CONVERGENCE_RELATIVE_TOL)} of A, {CONVERGENCE_FRACTION_TOL} of a "
-            f"spectrum fraction){detail}")
+    return (f"grid convergence ({_check_grid_text(result.convergence)}): {verdict} "
+            f"(tolerance: {_pct(CONVERGENCE_RELATIVE_TOL)} of A, {CONVERGENCE_FRACTION_TOL} "
+            f"of a spectrum fraction){detail}")
 
 
-def _convergence_findings(result: dict) -> list[Finding]:
+def _convergence_findings(result: Diagnosis) -> list[Finding]:
     worst, worst_text = _convergence_excess(result)
     if worst <= 1.0:
         return []
-    conv = result["convergence"]
     return [Finding("aliasing", "warning",
-                    f"not converged: on the check grid ({_check_grid_text(conv)}) {worst_text}",
-                    f"the grid ({result['grid']['size']} elements) does not resolve the "
+                    f"not converged: on the check grid ({_check_grid_text(result.convergence)}) "
+                    f"{worst_text}",
+                    f"the grid ({result.grid['size']} elements) does not resolve the "
                     "response: raise the degree until the convergence check agrees, or "
                     "band-limit the input embedding", "convergence")]
 
 
-def odd_parity_breaking(result: dict) -> list[Finding]:
+def odd_parity_breaking(result: Diagnosis) -> list[Finding]:
     """``odd-parity-breaking`` (warning; groups with improper elements): at least
     :data:`ODD_PARITY_SHARE` of an output's breaking power lies in sigma = -1 sectors.
     All of it in (0, -1) is the signature of a model that is rotation-equivariant on
     each coset but whose two cosets disagree: augmentation without inversion."""
-    group = Group.parse(result["group"])
+    group = Group.parse(result.group)
     if not group.has_improper:
         return []
     improper, op = group.improper_name, group.improper_symbol
@@ -355,7 +334,7 @@ def odd_parity_breaking(result: dict) -> list[Finding]:
     return found
 
 
-def layer_invariance(result: dict) -> list[Finding]:
+def layer_invariance(result: Diagnosis) -> list[Finding]:
     """Across the named layers in order, on the data-set-centred invariant fraction:
 
     * ``invariance-reached`` (info): the first layer at or above :data:`INVARIANT_REACHED`;
@@ -364,12 +343,11 @@ def layer_invariance(result: dict) -> list[Finding]:
       not become covariant unless raw covariant input is fed back in), info otherwise
       (an equivariant network may turn invariant content into covariant features).
     """
-    layers = result.get("layers", {})
     found: list[Finding] = []
     history: list[tuple[str, float]] = []
     reached = lost = None
-    for name, layer in layers.items():
-        frac = layer["invariant_fraction_centered"]
+    for name, layer in result.layers.items():
+        frac = layer.invariant_fraction_centered
         best = max(history, key=lambda h: h[1]) if history else None
         trail = ", ".join(f"'{n}' {_pct(f)}" for n, f in history + [(name, frac)])
         if reached is None and frac >= INVARIANT_REACHED:
@@ -397,18 +375,18 @@ def layer_invariance(result: dict) -> list[Finding]:
     return found
 
 
-def equivariance_vs_accuracy(result: dict) -> list[Finding]:
+def equivariance_vs_accuracy(result: Diagnosis) -> list[Finding]:
     """``equivariance-dominates-error``: from the bias-variance split
     (random-orientation RMSE^2 = symmetrised RMSE^2 + equivariance RMSE^2), the
     equivariance RMSE is at least :data:`COMPARABLE_RATIO` (warning) or
     :data:`DOMINANT_RATIO` (error) times the error of the symmetrised model."""
     found = []
-    for name, output in result.get("outputs", {}).items():
-        split = output.get("bias_variance")
-        if not split or not _is_broken(output):
+    for name, output in result.outputs.items():
+        split = output.bias_variance
+        if split is None or not _is_broken(output):
             continue
-        eq, sym = split["equivariance_rmse"], split["symmetrized_rmse"]
-        total, units = split["random_orientation_rmse"], output.get("units", "")
+        eq, sym = split.equivariance_rmse, split.symmetrized_rmse
+        total, units = split.total_rmse, output.units
         ratio = eq / sym if sym > 0 else math.inf
         if ratio < COMPARABLE_RATIO:
             continue
@@ -425,48 +403,54 @@ def equivariance_vs_accuracy(result: dict) -> list[Finding]:
     return found
 
 
-def ood_growth(result: dict, reference: dict) -> list[Finding]:
+def ood_growth(result: Diagnosis, reference: Diagnosis) -> list[Finding]:
     """``ood-growth``: A of an output on ``result`` is at least :data:`OOD_GROWTH`
     (warning) or :data:`OOD_GROWTH_ERROR` (error) times A on ``reference``, an
     in-distribution result of the same model, domain and group (e.g. MD frames
     against the test set). Raises :class:`SymplugError` if they are not comparable."""
     for key in ("domain", "group"):
-        if result.get(key) != reference.get(key):
+        if getattr(result, key) != getattr(reference, key):
             raise SymplugError(f"cannot compare results of different {key}s: "
-                               f"{result.get(key)!r} vs reference {reference.get(key)!r}")
+                               f"{getattr(result, key)!r} vs reference "
+                               f"{getattr(reference, key)!r}")
     found = []
-    for name, output in result.get("outputs", {}).items():
-        ref = reference.get("outputs", {}).get(name)
+    for name, output in result.outputs.items():
+        ref = reference.outputs.get(name)
         if ref is None or not _is_broken(output):
             continue
-        units = output.get("units", "")
-        if ref.get("units", "") != units:
+        units = output.units
+        if ref.units != units:
             raise SymplugError(f"output {name!r} is in {units!r} here and in "
-                               f"{ref.get('units', '')!r} in the reference")
-        a, a_ref = output["equivariance_rmse"], ref["equivariance_rmse"]
+                               f"{ref.units!r} in the reference")
+        a, a_ref = output.equivariance_rmse, ref.equivariance_rmse
         growth = a / a_ref if a_ref > 0 else math.inf
         if growth < OOD_GROWTH:
             continue
         found.append(Finding(
             "ood-growth", "error" if growth >= OOD_GROWTH_ERROR else "warning",
             f"A of output '{name}' grows {growth:.2f}x out of distribution: "
-            f"{_quantity(a, units)} on {items_text(result)} vs "
-            f"{_quantity(a_ref, units)} on the reference's {items_text(reference)}",
+            f"{_quantity(a, units)} on "
+            f"{_items_text(result.n_samples, result.n_items, result.item_name)} vs "
+            f"{_quantity(a_ref, units)} on the reference's "
+            f"{_items_text(reference.n_samples, reference.n_items, reference.item_name)}",
             "the learned symmetry does not extrapolate: add such inputs to training with "
             "augmentation (augmented fine-tuning), or run the symmetrised (group-averaged) "
             "model on them", f"outputs.{name}"))
     return found
 
 
-RULES: tuple[Callable[[dict], list[Finding]], ...] = (
+RULES: tuple[Callable[[Diagnosis], list[Finding]], ...] = (
     low_l_breaking, aliasing, odd_parity_breaking, layer_invariance, equivariance_vs_accuracy)
 
 
-def findings(result: dict, *, reference: dict | None = None) -> list[Finding]:
-    """All findings of a diagnosis ``result`` (README "Result format"), most severe first (stable
-    within a severity, in the order of :data:`RULES`); with ``reference``, an
-    in-distribution result to compare against, also :func:`ood_growth`."""
+def findings(result: Diagnosis | Mapping, *,
+             reference: Diagnosis | Mapping | None = None) -> list[Finding]:
+    """All findings of a diagnosis ``result`` (a :class:`~symplug.diagnosis.Diagnosis`, or
+    its README "Result format" dictionary), most severe first (stable within a severity,
+    in the order of :data:`RULES`); with ``reference``, an in-distribution result to
+    compare against, also :func:`ood_growth`."""
+    result = as_diagnosis(result)
     found = [f for rule in RULES for f in rule(result)]
     if reference is not None:
-        found.extend(ood_growth(result, reference))
+        found.extend(ood_growth(result, as_diagnosis(reference)))
     return sorted(found, key=lambda f: SEVERITIES.index(f.severity))

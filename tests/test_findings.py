@@ -310,3 +310,21 @@ def test_evaluation_against_labels_in_metatrains_terms(clouds):
     from symplug.cli import summary_table
     table = summary_table(result)
     assert "O(3)-avg MAE" in table and f"{eq2 / (c * c + eq2):.1%}" in table
+
+
+def test_typed_diagnosis_keys_sectors_and_quantities_by_tuples(clouds):
+    """diagnosis_of is diagnose typed: (l, sigma) tuples and tuple quantities inside, the
+    JSON strings only in to_dict; from_dict reads the JSON back to the same diagnosis."""
+    typed = symplug.diagnosis_of(Planted("cos6", 0.1), clouds, domain(), degree=2,
+                                 layers=["angular"], kind="lebedev", progress=False)
+    assert isinstance(typed, symplug.Diagnosis)
+    assert set(typed.outputs["energy"].breaking_spectrum.power) == {
+        (l, sigma) for l in range(3) for sigma in (1, -1)}
+    assert ("outputs", "energy", "equivariance_rmse") in typed.convergence.changes
+    assert typed.convergence.worst_quantity[:3] == ("layers", "angular", "spectrum")
+    result = typed.to_dict()
+    assert result == run(Planted("cos6", 0.1), clouds, layers=["angular"], kind="lebedev")
+    assert "layers.angular.spectrum.2,+1" in result["convergence"]["changes"]
+    again = symplug.Diagnosis.from_dict(json.loads(json.dumps(result)))
+    assert again == typed and again.to_dict() == result
+    assert findings(again) == findings(result) == list(typed.findings)
