@@ -12,11 +12,8 @@ import sys
 from typing import Sequence
 
 from .errors import SymplugError
-from .options import (add_memory_option, add_trust_option, float_at_most, int_at_least,
-                      nonnegative_float, nonnegative_int, positive_int)
-
-# md: a larger time step is refused (NVE of atoms diverges beyond a few fs)
-MAX_TIMESTEP_FS = 10.0
+from .options import (add_memory_option, add_trust_option, int_at_least, nonnegative_int,
+                      positive_int)
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
@@ -126,52 +123,6 @@ def _report_if_asked(args: argparse.Namespace, results: dict, title: str) -> Non
 
         paths = write_report(results, args.out, title=title)
         print(f"report: {paths['report.html']}")
-
-
-def _cmd_md(args: argparse.Namespace) -> int:
-    from .plugins import run_md
-    from .result import check_folder, check_writable, write_json
-
-    out = check_folder(args.out, "--out")
-    if args.json:
-        check_writable(args.json, "--json")
-    options = {"model": args.model, "structure": args.structure, "steps": args.steps,
-               "timestep_fs": args.timestep, "temperature_K": args.temperature,
-               "degree": args.degree, "variants": args.variants.split(","),
-               "interval": args.interval, "reference": args.reference, "seed": args.seed,
-               "out": str(out), "progress": not args.quiet, "trusted": args.trust_model}
-    result = run_md(args.domain, options)
-    write_json(result, args.json or out / "md.json")
-    _report_if_asked(args, {"md": result}, f"symplug md {args.domain}")
-    rows = result["table"]
-    keys = ["energy_drift_meV_per_atom_per_ps", "completed_fraction", "angular_momentum_max",
-            "rdf_rms_difference"]
-    print(f"{'variant':<14}" + "".join(f"{k:>34}" for k in keys))
-    for name, row in rows.items():
-        print(f"{name:<14}" + "".join(
-            f"{row.get(k):>34.4g}" if isinstance(row.get(k), float) else f"{str(row.get(k)):>34}"
-            for k in keys))
-    outer = [name for name, row in rows.items() if row.get("energy_drift_steps") == "outer"]
-    if outer:
-        print(f"drift of {', '.join(outer)}: K + E_avg at the outer (correction) steps only")
-    # the figures MLIP benchmarks report (docs/atoms.md, "MD stability in community units")
-    community = [("MLIPAudit r", "mlipaudit_drift_ratio", "{:.3g}"),
-                 ("score", "mlipaudit_score", "{:.3f}"),
-                 ("arena done", "mlip_arena_completed_fraction", "{:.3f}"),
-                 ("COM drift A", "com_drift_final_A", "{:.2e}"),
-                 ("Fu fail ps", "fu_time_to_failure_ps", "{:.3f}"),
-                 ("Fu criterion", "fu_failure_criterion", "{}"),
-                 ("max bond dev A", "fu_max_bond_deviation_A", "{:.3f}")]
-    if any("mlipaudit_score" in row for row in rows.values()):
-        print("\nin community units (MLIPAudit, mlip-arena, Fu et al.):")
-        print(f"{'variant':<14}" + "".join(f"{label:>16}" for label, _, _ in community))
-        for name, row in rows.items():
-            print(f"{name:<14}" + "".join(
-                f"{'-' if row.get(k) is None else fmt.format(row[k]):>16}"
-                for _, k, fmt in community))
-        print("Fu fail ps: first time a Fu et al. criterion fired ('-': none within the "
-              "recorded run)")
-    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -334,31 +285,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_diagnose)
 
-    p = sub.add_parser("md", help="MD stability of raw and symmetrised models, side by side")
-    p.add_argument("domain", help="a domain whose plugin offers MD tests (atoms)")
-    p.add_argument("--model", required=True, help="model spec understood by the domain's plugin")
-    add_trust_option(p)
-    p.add_argument("--structure", required=True, help="a shipped structure name or a file")
-    p.add_argument("--steps", type=positive_int, default=500, help="NVE steps (default 500)")
-    p.add_argument("--timestep", type=float_at_most(MAX_TIMESTEP_FS, "NVE of atoms is unstable "
-                   "beyond a few fs"), default=2.0, help="time step in fs, in (0, "
-                   f"{MAX_TIMESTEP_FS:g}] (default 2)")
-    p.add_argument("--temperature", type=nonnegative_float, default=600.0,
-                   help="initial temperature in K (default 600)")
-    p.add_argument("--degree", type=positive_int, default=2,
-                   help="band L whose mean the symmetrised variants average exactly (default "
-                   "2: the tetrahedral rule, 24 copies with inversion)")
-    p.add_argument("--variants", default="raw,symmetrized,random,mts",
-                   help="comma-separated: raw, symmetrized, random, mts")
-    p.add_argument("--interval", type=positive_int, default=4, help="MTS interval in steps (default 4)")
-    p.add_argument("--reference", help="reference model for the RDF comparison (e.g. emt)")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="velocity and rotation seed")
-    p.add_argument("--out", default="symplug-md", help="folder for JSON and figures")
-    p.add_argument("--json", help="write the result JSON here (default OUT/md.json)")
-    p.add_argument("--report", action="store_true",
-                   help="also write report.html and report.md with the traces to --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_md)
 
     p = sub.add_parser("demo", help="the shipped models on their shipped data: diagnosis, MD, "
                        "jet analysis, findings and the report (about 5 min; --quick about 1)")

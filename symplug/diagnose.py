@@ -23,6 +23,7 @@ from . import memory
 from .dataparallel import Partitions, executor, partition
 from .equivariance import ErrorSums
 from .errors import SymplugError
+from .protocols import SelectsOutputs, StatesUnits
 from .findings import findings
 from .groups import Group
 from .orbit import OrbitResult, evaluate_orbit
@@ -444,11 +445,7 @@ def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Doma
                                                                          4 * run.workers)
     if not samples:
         raise SymplugError("no samples to diagnose")
-    group = grid.group if grid is not None else Group.parse(group or domain.groups[0],
-                                                            domain.axis)
-    if group.name not in domain.groups:
-        raise SymplugError(f"group {group.name} is not offered by domain {domain.name!r} "
-                           f"(offers {', '.join(domain.groups)})")
+    group = domain.group(grid.group if grid is not None else group)
     domain_h = run.share(domain)
     parts = [run.load(p) for p in samples]
     if outputs:
@@ -466,7 +463,7 @@ def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Doma
     if unknown:
         raise SymplugError(f"domain {domain.name!r} has no output {unknown[0]!r} "
                            f"(outputs: {', '.join(domain.outputs)})")
-    if callable(getattr(model, "for_outputs", None)):
+    if isinstance(model, SelectsOutputs):
         # models that compute only what is asked for; they drop the defaults they lack
         model, names = model.for_outputs({o: domain.outputs[o].rep for o in names}, optional)
         names = list(names)
@@ -529,7 +526,7 @@ def _diagnose(model: Callable, samples: Sequence[Any] | Partitions, domain: Doma
         raise SymplugError(f"output {absent[0]!r} exists for none of the samples diagnosed")
     out["outputs"] = {}
     # a model may state the units of its outputs (a tagger's score: probability, logit)
-    units_of = dict(getattr(model, "output_units", None) or {})
+    units_of = dict(model.output_units or {}) if isinstance(model, StatesUnits) else {}
     for name in names:
         errors = merged.errors[name]
         units = units_of.get(name) or domain.outputs[name].units

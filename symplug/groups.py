@@ -280,42 +280,7 @@ class O2(PlanarGroup):
 GROUPS = tuple(_REGISTRY)
 
 
-# -- the functions of group names, kept for their callers ------------------------------
-
-def check_group(group: str | Group) -> str:
-    """The canonical name of ``group`` (:meth:`Group.parse`)."""
-    return Group.parse(group).name
-
-
-def has_improper(group: str | Group) -> bool:
-    """True for the groups that contain elements with det -1 (O3, O2)."""
-    return Group.parse(group).has_improper
-
-
-def is_planar(group: str | Group) -> bool:
-    """True for SO2/O2 (one rotation axis)."""
-    return Group.parse(group).is_planar
-
-
-def axis_frame(axis: Sequence[float] = (0.0, 0.0, 1.0)) -> torch.Tensor:
-    """:attr:`PlanarGroup.frame` of ``axis``."""
-    return SO2(axis).frame
-
-
-def rotations_about(axis: Sequence[float], angles: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices (N, 3, 3) by ``angles`` (radians) about ``axis``."""
-    return SO2(axis).rotations(angles)
-
-
-def mirror(axis: Sequence[float] = (0.0, 0.0, 1.0)) -> torch.Tensor:
-    """The O2 mirror (3, 3): reflection e2 -> -e2 of :func:`axis_frame`."""
-    return O2(axis).improper
-
-
-def angle_about(axis: Sequence[float], matrices: torch.Tensor) -> torch.Tensor:
-    """Angles phi (N,) of proper rotations about ``axis`` (inverse of :func:`rotations_about`)."""
-    return SO2(axis).angles(matrices)
-
+# -- the public shorthands of the README (a group name or a Group value) -------------
 
 def haar(group: str | Group, n: int, seed: int | None = None,
          axis: Sequence[float] = (0.0, 0.0, 1.0)) -> torch.Tensor:
@@ -327,9 +292,3 @@ def generators(group: str | Group,
                axis: Sequence[float] = (0.0, 0.0, 1.0)) -> dict[str, torch.Tensor]:
     """Lie-algebra generators of ``group`` (:meth:`Group.generators`)."""
     return Group.parse(group, axis).generators()
-
-
-def proper_part(matrices: torch.Tensor, group: str | Group,
-                axis: Sequence[float] = (0.0, 0.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sign, proper rotation) of ``matrices`` in ``group`` (:meth:`Group.proper_part`)."""
-    return Group.parse(group, axis).proper_part(matrices)

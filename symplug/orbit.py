@@ -20,6 +20,7 @@ import torch
 from .equivariance import EquivarianceAccumulator, EquivarianceError
 from . import memory
 from .errors import SymplugError
+from .protocols import SplitsLayers, WrapsModule
 from .quadrature import Grid
 from .representations import Representation, representation
 from .spectra import Spectrum, SpectrumAccumulator
@@ -41,7 +42,7 @@ def find_module(model: Any) -> torch.nn.Module | None:
     """The torch module whose submodules name the layers: the model or ``model.module``."""
     if isinstance(model, torch.nn.Module):
         return model
-    module = getattr(model, "module", None)
+    module = model.module if isinstance(model, WrapsModule) else None
     return module if isinstance(module, torch.nn.Module) else None
 
 
@@ -140,7 +141,8 @@ def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
     is called with the number of grid elements done after each chunk. The values of
     the outputs named in ``keep`` are kept, in grid order (``OrbitResult.values``).
     """
-    split = split_layer or getattr(model, "split_layer", None) or default_split_layer
+    split = split_layer or (model.split_layer if isinstance(model, SplitsLayers) else None) \
+        or default_split_layer
     reps = {name: representation(rep) for name, rep in outputs.items()}
     acc_a = {n: EquivarianceAccumulator(grid, r, name=n) for n, r in reps.items()}
     acc_b = {n: SpectrumAccumulator(grid, lmax) for n in list(reps) + list(layers)}

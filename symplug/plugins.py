@@ -6,8 +6,8 @@ Ctrl-C), implements an unknown ``symplug_`` hook, fails in or returns the wrong 
 from a hook that every plugin answers (domains, CLI commands, report sections, demo),
 or adds a CLI command that exists, is recorded in :func:`plugin_errors` and left out
 of that hook (the CLI warns on stderr, one line per plugin); the others still load.
-A plugin failing in a requested computation (e.g. ``symplug_load_model`` of the
-domain asked for) is a one-line :class:`PluginError` naming it.
+A domain failing in a requested computation (e.g. its ``load_model``) is a one-line
+:class:`PluginError` naming the plugin that declared it.
 Set ``SYMPLUG_DISABLE_PLUGIN_AUTOLOAD=1`` to load no entry points (plugins can
 then be registered by hand with ``get_plugin_manager().register(module)``).
 """
@@ -31,6 +31,18 @@ from .markers import PROJECT_NAME
 from .records import Domain, ReportSection, TrainingTask
 
 ENTRY_POINT_GROUP = "symplug"
+
+# hooks of symplug 0.1 and what replaces each: a plugin still implementing one is told
+REMOVED_HOOKS = {
+    "symplug_load_model": "pass load_model=(spec, trusted) -> model to its Domain",
+    "symplug_load_data": "pass load_data=(path) -> samples to its Domain",
+    "symplug_load_partitions": "pass load_partitions=(paths, size) -> partitions to its Domain",
+    "symplug_training_task": "pass training_task=(model, samples) -> TrainingTask to its Domain",
+    "symplug_augment_batch": "give its TrainingTask act=(batch, matrices) -> batch (inputs "
+                             "only; labels turn by the representations of its outputs, "
+                             "through labels= and with_labels=)",
+    "symplug_md": "add the command through symplug_cli",
+}
 DISABLE_AUTOLOAD_ENV = "SYMPLUG_DISABLE_PLUGIN_AUTOLOAD"
 
 
@@ -75,6 +87,11 @@ class SymplugPluginManager(pluggy.PluginManager):
                          version: str = "") -> bool:
         """Register ``plugin``; on a contract violation unregister it and record why."""
         try:
+            old = [hook for hook in REMOVED_HOOKS if callable(getattr(plugin, hook, None))]
+            if old:
+                raise PluginError(
+                    f"implements {old[0]}, a hook of symplug 0.1 that the domain record now "
+                    f"replaces: {REMOVED_HOOKS[old[0]]} (README, 'Write a third-party plugin')")
             self.register(plugin, name=name)
             self.check_pending()
         except KeyboardInterrupt:
@@ -82,7 +99,8 @@ class SymplugPluginManager(pluggy.PluginManager):
         except BaseException as exc:
             if self.get_plugin(name) is not None:
                 self.unregister(name=name)
-            reason = (" ".join(str(exc).split()) if isinstance(exc, pluggy.PluginValidationError)
+            reason = (" ".join(str(exc).split())
+                      if isinstance(exc, (pluggy.PluginValidationError, PluginError))
                       else describe(exc))
             self.infos[name] = PluginInfo(name, distribution, version,
                                           f"breaks the contract: {reason}")
@@ -109,31 +127,6 @@ class SymplugPluginManager(pluggy.PluginManager):
     def impls(self, hook: str) -> list:
         """``hook``'s implementations in pluggy's call order."""
         return list(reversed(getattr(self.hook, hook).get_hookimpls()))
-
-    def each_impl(self, hook: str, **kwargs) -> Iterator[tuple[str, Any]]:
-        """Call ``hook`` implementation by implementation (pluggy's call order),
-        yielding (plugin name, result). A plugin failing for a ``domain`` it does not
-        declare is recorded and left out; any other failure raises a PluginError naming
-        it (a SymplugError, the user's mistake, passes unchanged)."""
-        owners = None
-        for impl in self.impls(hook):
-            args = {name: kwargs[name] for name in impl.argnames if name in kwargs}
-            try:
-                result = impl.function(**args)
-            except SymplugError:
-                raise
-            except KeyboardInterrupt:
-                raise
-            except BaseException as exc:
-                reason = f"failed in {hook}: {describe(exc)}"
-                if "domain" in kwargs:
-                    owners = domains() if owners is None else owners
-                    owner = owners.get(kwargs["domain"], (None,))[0]
-                    if owner is not None and owner != impl.plugin_name:
-                        self.fail(impl.plugin_name, reason)
-                        continue
-                raise PluginError(f"plugin {impl.plugin_name!r} {reason}") from exc
-            yield impl.plugin_name, result
 
     def call_each(self, hook: str, check=None, **kwargs) -> Iterator[tuple[str, Any]]:
         """Call ``hook`` of every plugin, yielding (plugin name, result); a plugin that
@@ -268,27 +261,43 @@ def add_cli_commands(subparsers: Any) -> None:
             pm.fail(impl.plugin_name, f"symplug_cli: {reason}")
 
 
-def get_domain(name: str) -> Domain:
-    """The domain called ``name``, or a one-line error listing the known ones."""
+def owned_domain(name: str) -> tuple[str, Domain]:
+    """(declaring plugin, domain) for ``name``, or a one-line error listing the known ones."""
     found = domains()
     if name not in found:
         known = ", ".join(sorted(found)) or "none"
         failed = "; ".join(f"{i.name}: {i.error}" for i in plugin_errors())
         raise SymplugError(f"unknown domain {name!r} (installed: {known})"
                            + (f"; failed plugins: {failed}" if failed else ""))
-    return found[name][1]
+    return found[name]
 
 
-def _first(hook: str, what: str, check=None, **kwargs) -> Any:
-    """The first non-None result of ``hook``; ``check(result)`` returns a reason to
-    reject it (a PluginError naming the plugin)."""
-    for plugin, result in get_plugin_manager().each_impl(hook, **kwargs):
-        if result is not None:
-            problem = check(result) if check else None
-            if problem:
-                raise PluginError(f"plugin {plugin!r} returned {problem} from {hook}")
-            return result
-    raise SymplugError(f"no plugin could load {what}")
+def get_domain(name: str) -> Domain:
+    """The domain called ``name``, or a one-line error listing the known ones."""
+    return owned_domain(name)[1]
+
+
+def call_domain(name: str, behaviour: str, check=None, **kwargs) -> Any:
+    """Domain ``name``'s ``behaviour`` (e.g. ``load_model``) called with ``kwargs``. A
+    user's mistake (:class:`SymplugError`) passes unchanged; any other failure, or a result
+    ``check(result)`` rejects (returns a reason), is a :class:`PluginError` naming the
+    plugin that declared the domain."""
+    plugin, domain = owned_domain(name)
+    function = getattr(domain, behaviour)
+    if function is None:
+        raise SymplugError(f"domain {name!r} (plugin {plugin!r}) offers no {behaviour}")
+    try:
+        result = function(**kwargs)
+    except (SymplugError, KeyboardInterrupt):
+        raise
+    except BaseException as exc:  # sys.exit too: one line naming the plugin
+        raise PluginError(f"plugin {plugin!r} failed in {behaviour} of domain {name!r}: "
+                          f"{describe(exc)}") from exc
+    problem = check(result) if check else None
+    if problem:
+        raise PluginError(f"plugin {plugin!r} returned {problem} from {behaviour} of domain "
+                          f"{name!r}")
+    return result
 
 
 def _not_callable(model: Any) -> str | None:
@@ -299,68 +308,55 @@ def _not_list(data: Any) -> str | None:
     return None if isinstance(data, (list, tuple)) else f"{type(data).__name__}, not a list of samples,"
 
 
+def _not_parts(parts: Any) -> str | None:
+    return None if parts is None or isinstance(parts, (list, tuple)) else \
+        f"{type(parts).__name__}, not a list of partitions (or None),"
+
+
+def _not_task(task: Any) -> str | None:
+    return None if isinstance(task, TrainingTask) else f"{type(task).__name__}, not TrainingTask,"
+
+
 def load_model(domain: str, spec: str, trusted: bool = False) -> Any:
-    """A model for ``domain`` from the first plugin that recognises ``spec``.
+    """A model of ``domain`` named by ``spec``, loaded by the domain.
 
     ``trusted``: the user trusts ``spec`` to run code (``--trust-model``): only then may
-    a plugin unpickle arbitrary objects (e.g. a metatrain ``.ckpt``) or import a
+    the domain unpickle arbitrary objects (e.g. a metatrain ``.ckpt``) or import a
     ``module:attribute``; without it such specs are refused."""
-    return _first("symplug_load_model", f"model {spec!r} for domain {domain!r}", _not_callable,
-                  domain=domain, spec=spec, trusted=bool(trusted))
+    return call_domain(domain, "load_model", _not_callable, spec=spec, trusted=bool(trusted))
 
 
 def load_data(domain: str, path: str) -> list:
-    """Samples of ``domain`` read from ``path`` by the first plugin that recognises it."""
+    """Samples of ``domain`` read from ``path`` by the domain."""
     if not os.path.exists(path):
         raise SymplugError(f"data file {path!r} does not exist")
-    data = _first("symplug_load_data", f"data file {path!r} for domain {domain!r}", _not_list,
-                  domain=domain, path=path)
+    data = call_domain(domain, "load_data", _not_list, path=path)
     if len(data) == 0:
         raise SymplugError(f"data file {path!r} holds no samples")
     return list(data)
 
 
 def load_partitions(domain: str, paths: Sequence[str], size: int | None = None) -> Partitions:
-    """Partitions of about ``size`` units (the plugin's: ROOT entries, frames; None: its
-    default) of the data in ``paths``: lazy ones from the plugin's
-    ``symplug_load_partitions``, else the files read here and split into partitions of
-    ``size`` samples (default 16)."""
+    """Partitions of about ``size`` units (the domain's: ROOT entries, frames; None: its
+    default) of the data in ``paths``: lazy ones from the domain's ``load_partitions``,
+    else the files read here and split into partitions of ``size`` samples (default 16)."""
     for path in paths:
         if not os.path.exists(path):
             raise SymplugError(f"data file {path!r} does not exist")
     if size is not None and int(size) < 1:
         raise SymplugError(f"partition size must be >= 1, got {size}")
-    for _plugin, parts in get_plugin_manager().each_impl("symplug_load_partitions", domain=domain,
-                                                          paths=list(paths), size=size):
+    if get_domain(domain).load_partitions is not None:
+        parts = call_domain(domain, "load_partitions", _not_parts, paths=list(paths), size=size)
         if parts is not None:
             return Partitions(parts)
     return partition([s for path in paths for s in load_data(domain, path)], size=size or 16)
 
 
-def augment_batch(domain: str, batch: Any, matrices: Any) -> Any:
-    """A training batch transformed by group elements, by the domain's plugin."""
-    return _first("symplug_augment_batch", f"an augmentation for domain {domain!r}",
-                  domain=domain, batch=batch, matrices=matrices)
-
-
 def training_task(domain: str, model: Any, samples: list) -> TrainingTask:
-    """The fine-tuning task of ``model`` on ``samples`` from ``domain``'s plugin, checked."""
-    get_domain(domain)
-    for plugin, task in get_plugin_manager().each_impl("symplug_training_task", domain=domain,
-                                                       model=model, samples=samples):
-        if task is not None:
-            if not isinstance(task, TrainingTask):
-                raise PluginError(f"plugin {plugin!r} returned {type(task).__name__} from "
-                                  "symplug_training_task, not TrainingTask")
-            return task.validate(plugin)
-    raise SymplugError(f"no plugin offers fine-tuning for domain {domain!r}")
-
-
-def run_md(domain: str, options: dict) -> dict:
-    """The MD stability comparison of ``domain``, by its plugin."""
-    get_domain(domain)
-    return _first("symplug_md", f"an MD stability test for domain {domain!r}",
-                  domain=domain, options=options)
+    """The fine-tuning task of ``model`` on ``samples`` from ``domain``, checked."""
+    plugin, _ = owned_domain(domain)
+    task = call_domain(domain, "training_task", _not_task, model=model, samples=samples)
+    return task.validate(plugin)
 
 
 def _not_sections(found: Any) -> str | None:
@@ -373,11 +369,26 @@ def _not_sections(found: Any) -> str | None:
 
 
 def report_sections(result: dict) -> list[ReportSection]:
-    """Report sections from every plugin, in call order; a plugin that fails or returns
-    something else is recorded and left out."""
+    """Report sections for ``result``: its domain's (``Domain.report_sections``), then
+    every plugin's ``symplug_report_sections``, in call order. A plugin that fails or
+    returns something else is recorded and left out."""
+    pm = get_plugin_manager()
     sections: list[ReportSection] = []
-    for _plugin, found in get_plugin_manager().call_each("symplug_report_sections",
-                                                         _not_sections, result=result):
+    name = result.get("domain")
+    plugin, domain = domains().get(name, (None, None)) if isinstance(name, str) else (None, None)
+    if domain is not None and domain.report_sections is not None:
+        try:
+            found = domain.report_sections(result)
+            problem = _not_sections(found) and f"returned {_not_sections(found)}"
+        except (SymplugError, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            found, problem = None, f"failed: {describe(exc)}"
+        if problem:
+            pm.fail(plugin, f"report_sections of domain {name!r} {problem}")
+        else:
+            sections.extend(found or [])
+    for _plugin, found in pm.call_each("symplug_report_sections", _not_sections, result=result):
         sections.extend(found or [])
     return sections
 

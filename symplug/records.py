@@ -11,6 +11,8 @@ from .errors import PluginError, SymplugError
 if TYPE_CHECKING:  # the records are imported by every plugin at start-up: torch is not
     import torch
 
+    from .groups import Group
+
 
 @dataclass(frozen=True)
 class Output:
@@ -57,6 +59,23 @@ class Domain:
       evaluated; the result's ``n_items`` sums it over the kept samples.
     * ``item_name``: the plural noun the text uses for the items (``"jets"``,
       ``"structures"``); default ``"samples"``.
+
+    What the domain loads and trains (each optional; the core names what is missing):
+
+    * ``load_model(spec, trusted) -> model``: a model named by ``spec`` (a path,
+      ``module:attr`` or a name), a callable ``batch -> {output: tensor (copies, ...)}``.
+      ``trusted`` is True when the user vouched for it (``--trust-model``): a spec that
+      runs code when loaded (a pickle read with ``torch.load(weights_only=False)``, a
+      ``module:attr`` import) must raise a :class:`SymplugError` unless it is.
+    * ``load_data(path) -> list``: the samples in a file.
+    * ``load_partitions(paths, size) -> list``: the samples as lazy partitions of about
+      ``size`` units (the domain's: entries of a ROOT file, frames; None: its default),
+      ``dask.delayed`` objects that each produce a list of samples, or None when the
+      files are not ones it streams (the core then reads them with ``load_data``).
+    * ``training_task(model, samples) -> TrainingTask``: the domain part of augmented
+      fine-tuning (:class:`TrainingTask`).
+    * ``report_sections(result) -> list[ReportSection]``: sections for the report of a
+      result of this domain.
     """
 
     name: str
@@ -75,6 +94,11 @@ class Domain:
     excluded_outputs: Callable[[Any], Any] | None = None
     count_items: Callable[[Any], int] | None = None
     item_name: str = "samples"
+    load_model: Callable[[str, bool], Any] | None = None
+    load_data: Callable[[str], list] | None = None
+    load_partitions: Callable[[list, int | None], list | None] | None = None
+    training_task: Callable[[Any, list], "TrainingTask"] | None = None
+    report_sections: Callable[[dict], list["ReportSection"]] | None = None
 
     def declare(self, outputs: Mapping[str, str]) -> "Domain":
         """This domain with further outputs ``{name: representation}``, e.g.
@@ -93,9 +117,20 @@ class Domain:
                                  "declared by the user", declared=True)
         return dataclasses.replace(self, outputs={**self.outputs, **extra})
 
+    def group(self, spec: "str | Group | None" = None) -> "Group":
+        """The group ``spec`` (a name or a :class:`~symplug.Group`; None: the domain's first)
+        about the domain's ``axis``; an error when the domain does not offer it."""
+        from .groups import Group
+
+        group = Group.parse(self.groups[0] if spec is None else spec, self.axis)
+        if group.name not in self.groups:
+            raise SymplugError(f"group {group.name} is not offered by domain {self.name!r} "
+                               f"(offers {', '.join(self.groups)})")
+        return group
+
     def validate(self, plugin: str) -> "Domain":
         """Raise :class:`PluginError` naming ``plugin`` if the record breaks the contract."""
-        from .groups import check_group
+        from .groups import Group
         from .representations import representation
 
         problems = []
@@ -116,14 +151,16 @@ class Domain:
                     problems.append(f"output {out_name!r}: {exc}")
         try:
             for g in self.groups:
-                check_group(g)
+                Group.parse(g, self.axis)
         except SymplugError as exc:
             problems.append(str(exc))
         if not isinstance(self.summary, tuple) or not all(
                 isinstance(stage, SummaryStage) for stage in self.summary):
             problems.append("summary must be a tuple of SummaryStage records")
-        if self.count_items is not None and not callable(self.count_items):
-            problems.append("count_items is not callable")
+        for name in ("check", "count_items", "reference", "select_outputs", "excluded_outputs",
+                     "split_layer", *BEHAVIOUR):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                problems.append(f"{name} is not callable")
         if not isinstance(self.item_name, str) or not self.item_name.strip() \
                 or self.item_name != " ".join(self.item_name.split()):
             problems.append(f"item_name {self.item_name!r} is not a plural noun such as 'jets'")
@@ -131,6 +168,9 @@ class Domain:
             raise PluginError(f"plugin {plugin!r} declares an invalid domain "
                               f"{getattr(self, 'name', '?')!r}: " + "; ".join(problems))
         return self
+
+
+BEHAVIOUR = ("load_model", "load_data", "load_partitions", "training_task", "report_sections")
 
 
 @dataclass(frozen=True)
@@ -183,16 +223,23 @@ class MeanTerm:
 
 @dataclass(frozen=True)
 class TrainingTask:
-    """The domain part of augmented fine-tuning, returned by ``symplug_training_task``.
+    """The domain part of augmented fine-tuning, returned by ``Domain.training_task``.
 
     The core loop (:func:`symplug.training.finetune`) batches ``items``, transforms each
-    batch by Haar-random group elements through ``symplug_augment_batch`` (inputs by
-    the domain's action, targets by their representations), and minimises
-    ``loss`` plus the optional symmetry penalties on ``outputs``.
+    batch by Haar-random group elements (inputs by ``act``, labels by their
+    representations in ``outputs``), and minimises ``loss`` plus the optional symmetry
+    penalties on ``outputs``.
 
     * ``module``: the torch module whose parameters are trained.
     * ``items``: the training examples (e.g. labelled structures, single jets).
-    * ``collate(items) -> batch``: one batch, the object ``symplug_augment_batch`` takes.
+    * ``collate(items) -> batch``: one batch, the object ``act`` transforms.
+    * ``act(batch, matrices) -> batch``: the inputs of each batch item acted on by its own
+      element (``matrices`` (B, 3, 3) float64), labels left as they are: the domain's
+      action on training batches. None: the task cannot be augmented.
+    * ``labels(batch) -> {name: tensor}`` and ``with_labels(batch, labels) -> batch``: the
+      batch's labels that are not invariant, named as in ``outputs`` and laid out as the
+      predictions (rows as ``rows`` says); the core transforms them by their
+      representations. None: every label is invariant.
     * ``predict(batch) -> {name: tensor}``: differentiable predictions in training units;
       the leading axis holds one row per batch item, or per token (see ``rows``).
     * ``loss(batch, predictions)``: the supervised loss, either a ``{name: MeanTerm}``
@@ -221,6 +268,9 @@ class TrainingTask:
     output_weights: Mapping[str, float] = field(default_factory=dict)
     rows: Callable[[Any, str], torch.Tensor | None] | None = None
     layers: tuple[str, ...] = ()
+    act: Callable[[Any, torch.Tensor], Any] | None = None
+    labels: Callable[[Any], Mapping[str, torch.Tensor]] | None = None
+    with_labels: Callable[[Any, Mapping[str, torch.Tensor]], Any] | None = None
 
     def validate(self, plugin: str) -> "TrainingTask":
         """Raise :class:`PluginError` naming ``plugin`` if the record breaks the contract."""
@@ -234,6 +284,11 @@ class TrainingTask:
         for name in ("collate", "predict", "loss", "snapshot"):
             if not callable(getattr(self, name)):
                 problems.append(f"{name} is not callable")
+        for name in ("act", "labels", "with_labels", "evaluate", "rows"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                problems.append(f"{name} is not callable")
+        if (self.labels is None) != (self.with_labels is None):
+            problems.append("labels and with_labels come together")
         for out_name, rep in dict(self.outputs).items():
             try:
                 representation(rep)

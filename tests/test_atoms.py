@@ -227,14 +227,14 @@ def test_failing_structure_is_flagged_and_the_rest_kept(cluster):
     assert result["outputs"]["energy"]["equivariance_rmse"] < 1e-9
 
 
-def test_augment_batch_transforms_labels(cell):
-    from symplug.plugins import augment_batch
+def test_transform_labelled_transforms_labels(cell):
+    from symplug_atoms.action import transform_labelled
 
     labelled = cell.copy()
     labelled.calc = EMT()
     labelled.get_stress()
     g = symplug.haar("O3", 1, seed=9)
-    (new,) = augment_batch("atoms", [labelled], g)
+    new = transform_labelled(labelled, g[0].numpy())
     direct = transform(cell, g[0].numpy())
     direct.calc = EMT()
     assert np.abs(new.calc.results["forces"] - direct.get_forces()).max() < 1e-10

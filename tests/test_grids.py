@@ -11,7 +11,6 @@ import torch
 from scipy.integrate import lebedev_rule
 
 import symplug
-from symplug.groups import proper_part
 from symplug.testing import rotate_points
 from symplug.wigner import wigner_D
 
@@ -19,7 +18,7 @@ from symplug.wigner import wigner_D
 def wigner_means(grid, l):
     """(|sum_q w_q D^l(R_q)|max, |sum_q w_q s_q D^l(R_q)|max): the grid's integral of
     the Wigner-D functions of order l on both cosets, minus the exact value."""
-    sign, rot = proper_part(grid.matrices, grid.group)
+    sign, rot = grid.group.proper_part(grid.matrices)
     d = wigner_D(l, rot)
     exact = torch.eye(1, dtype=d.dtype) if l == 0 else torch.zeros_like(d[0])
     proper = torch.einsum("q,qmn->mn", grid.weights, d) - exact

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 import symplug
-from symplug.groups import angle_about, proper_part
+from symplug.groups import Group, SO2
 from symplug.quadrature import LEBEDEV_ORDERS, lebedev_order
 from symplug.wigner import wigner_D
 
 
 def gram_error(grid, l1, l2):
     """max |sum_q w D^l1_mn D^l2_m'n' - delta/(2l+1)| over all entries (proper rotations)."""
-    _, rot = proper_part(grid.matrices, grid.group)
+    _, rot = grid.group.proper_part(grid.matrices)
     d1 = wigner_D(l1, rot).reshape(grid.size, -1)
     d2 = wigner_D(l2, rot).reshape(grid.size, -1)
     gram = torch.einsum("q,qa,qb->ab", grid.weights, d1, d2)
@@ -39,8 +39,8 @@ def test_wigner_products_exact_to_degree_and_not_beyond(kind, group, degree):
 def test_planar_fourier_products_exact_to_degree_and_not_beyond(group, degree):
     axis = (1.0, 2.0, -0.5)
     grid = symplug.quadrature(group, degree, axis=axis)
-    _, rot = proper_part(grid.matrices, group, axis)
-    phi = angle_about(axis, rot)
+    _, rot = Group.parse(group, axis).proper_part(grid.matrices)
+    phi = SO2(axis).angles(rot)
     modes = [torch.ones_like(phi)] + [f(m * phi) for m in range(1, degree + 2)
                                       for f in (torch.cos, torch.sin)]
     basis = torch.stack(modes, 1)

@@ -47,32 +47,31 @@ class Planted(torch.nn.Module):
         return {"vector": self.a * points.mean(-2) + self.eps * self.w}
 
 
+def _toy_task(model, samples):
+    return TrainingTask(
+        module=model, items=samples,
+        collate=lambda items: {"points": torch.stack([p for p, _ in items]),
+                               "target": torch.stack([t for _, t in items])},
+        predict=lambda batch: model(batch["points"]),
+        loss=lambda batch, pred: (pred["vector"] - batch["target"]).pow(2).mean(),
+        outputs={"vector": "1o"}, snapshot=lambda: model,
+        act=lambda batch, matrices: {**batch, "points": torch.einsum(
+            "bij,bpj->bpi", matrices, batch["points"])},
+        labels=lambda batch: {"vector": batch["target"]},
+        with_labels=lambda batch, labels: {**batch, "target": labels["vector"]})
+
+
 class ToyPlugin:
-    """A third-party style plugin: domain ``toypoints`` with augmentation and a task."""
+    """A third-party style plugin: domain ``toypoints`` with a training task."""
 
     @hookimpl
     def symplug_domains(self):
         return [symplug.Domain(name="toypoints", act=_rotate_points,
-                               outputs={"vector": symplug.Output("1o", "a.u.")})]
+                               outputs={"vector": symplug.Output("1o", "a.u.")},
+                               training_task=self.training_task)]
 
-    @hookimpl
-    def symplug_augment_batch(self, domain, batch, matrices):
-        if domain != "toypoints":
-            return None
-        return {"points": torch.einsum("bij,bpj->bpi", matrices, batch["points"]),
-                "target": torch.einsum("bij,bj->bi", matrices, batch["target"])}
-
-    @hookimpl
-    def symplug_training_task(self, domain, model, samples):
-        if domain != "toypoints":
-            return None
-        return TrainingTask(
-            module=model, items=samples,
-            collate=lambda items: {"points": torch.stack([p for p, _ in items]),
-                                   "target": torch.stack([t for _, t in items])},
-            predict=lambda batch: model(batch["points"]),
-            loss=lambda batch, pred: (pred["vector"] - batch["target"]).pow(2).mean(),
-            outputs={"vector": "1o"}, snapshot=lambda: model)
+    def training_task(self, model, samples):
+        return _toy_task(model, samples)
 
 
 @pytest.fixture
@@ -93,19 +92,19 @@ def test_penalties_of_a_planted_breaking_term(toy):
     task = training_task("toypoints", model, [(p, p.sum(0)) for p in points])
     batch = task.collate(task.items)
     h = symplug.haar("O3", 6, seed=4)
-    pen = equivariance_penalty(task, "toypoints", batch, task.predict(batch), h)["vector"]
+    pen = equivariance_penalty(task, batch, task.predict(batch), h)["vector"]
     expected = eps ** 2 * ((w - h @ w) ** 2).sum(-1).mean() / 3
     assert abs(float(pen.detach()) - float(expected)) < 1e-12
-    lie = lie_penalty(task, "toypoints", batch, 6, "SO3", step=step)["vector"]
+    lie = lie_penalty(task, batch, 6, "SO3", step=step)["vector"]
     exact = (math.sin(step) / step) ** 2 * eps ** 2 * 2 * float(w @ w) / 3
     assert abs(float(lie.detach()) - exact) < 1e-12
-    assert float(lie_penalty(task, "toypoints", batch, 6, "SO2", step=step)["vector"].detach()) == \
+    assert float(lie_penalty(task, batch, 6, "SO2", step=step)["vector"].detach()) == \
         pytest.approx((math.sin(step) / step) ** 2 * eps ** 2 * float(w[0] ** 2 + w[1] ** 2) / 3,
                       abs=1e-12)
     model.eps = 0.0  # exactly equivariant: both vanish
-    assert float(equivariance_penalty(task, "toypoints", batch, task.predict(batch),
+    assert float(equivariance_penalty(task, batch, task.predict(batch),
                                       h)["vector"].detach()) < 1e-28
-    assert float(lie_penalty(task, "toypoints", batch, 6, "SO3", step=step)["vector"].detach()) < 1e-28
+    assert float(lie_penalty(task, batch, 6, "SO3", step=step)["vector"].detach()) < 1e-28
 
 
 # --------------------------------------------------------------------------- atoms and jets tasks
@@ -162,9 +161,9 @@ def test_atoms_augmentation_rotates_targets_like_emt(frames):
     task = training_task("atoms", TorchAtomsModel(DistanceAtoms(), 4.5), [cluster])
     mats = symplug.haar("O3", 4, seed=2)
     mats[0] = -mats[0] if torch.linalg.det(mats[0]) > 0 else mats[0]  # one improper element
-    from symplug.plugins import augment_batch
+    from symplug.training import augment
 
-    batch = augment_batch("atoms", task.collate([task.items[0]] * 4), mats)
+    batch = augment(task, task.collate([task.items[0]] * 4), mats)
     for item, g in zip(batch, mats):
         moved = transform(cluster, g.numpy())
         moved.calc = EMT()
@@ -184,8 +183,8 @@ def test_exactly_invariant_atoms_model_has_zero_penalties(frames):
                       dtype=torch.float64)
     batch = task.collate(task.items)
     pred = task.predict(batch)
-    pen = equivariance_penalty(task, "atoms", batch, pred, symplug.haar("O3", 3, seed=5))
-    lie = lie_penalty(task, "atoms", batch, 3, "O3")
+    pen = equivariance_penalty(task, batch, pred, symplug.haar("O3", 3, seed=5))
+    lie = lie_penalty(task, batch, 3, "O3")
     assert pred["forces"].abs().max() > 1e-3  # non-trivial forces
     for name in ("energy", "forces"):
         assert float(pen[name].detach()) < 1e-24 and float(lie[name].detach()) < 1e-24
@@ -213,7 +212,7 @@ def blocks():
 
 
 def test_jets_augmentation_and_invariant_tagger(blocks):
-    from symplug.plugins import augment_batch
+    from symplug.training import augment
     from symplug_jets.action import rotate_jets
     from symplug_jets.finetune import training_task as jets_task
     from symplug_jets.taggers import CallableTagger
@@ -223,14 +222,15 @@ def test_jets_augmentation_and_invariant_tagger(blocks):
     task = jets_task(tagger, blocks[:1], dtype=torch.float64)
     batch = task.collate(task.items)
     g = symplug.haar("O3", 1, seed=1)
-    moved = augment_batch("jets", batch, g.expand(16, 3, 3))
+    moved = augment(task, batch, g.expand(16, 3, 3))
     assert torch.equal(moved["target"], batch["target"])  # labels are invariant
     assert torch.allclose(moved["p4"], rotate_jets(blocks[0], g)["p4"], atol=1e-12)
-    for domain in ("jets", "jets_axis"):
-        pen = equivariance_penalty(task, domain, batch, task.predict(batch),
+    for frame in ("lab", "jet"):
+        task = jets_task(tagger, blocks[:1], dtype=torch.float64, frame=frame)
+        pen = equivariance_penalty(task, batch, task.predict(batch),
                                    symplug.haar("SO3", 16, seed=3))
         assert float(pen["score"].detach()) < 1e-24
-        assert float(lie_penalty(task, domain, batch, 16, "SO3")["score"].detach()) < 1e-24
+        assert float(lie_penalty(task, batch, 16, "SO3")["score"].detach()) < 1e-24
 
 
 # --------------------------------------------------------------------------- resume after a kill
@@ -397,13 +397,9 @@ def test_cli_mistakes(capsys, argv, message, tmp_path, monkeypatch):
 def test_invalid_training_task_names_the_plugin(toy, monkeypatch):
     from symplug import PluginError
 
-    monkeypatch.setattr(ToyPlugin, "symplug_training_task", hookimpl(
-        lambda self, domain, model, samples: TrainingTask(
-            module="not a module", items=[], collate=None, predict=len, loss=len,
-            outputs={"vector": "7q"}, snapshot=len)), raising=True)
-    pm = get_plugin_manager()
-    pm.unregister(toy)
-    pm.register(toy, name="toypoints-test")
+    monkeypatch.setattr(ToyPlugin, "training_task", lambda self, model, samples: TrainingTask(
+        module="not a module", items=[], collate=None, predict=len, loss=len,
+        outputs={"vector": "7q"}, snapshot=len), raising=True)
     with pytest.raises(PluginError, match="toypoints-test.*not a torch.nn.Module.*collate is not "
                                           "callable.*output 'vector'"):
         training_task("toypoints", None, [])

@@ -102,6 +102,26 @@ def transform(atoms: ase.Atoms, g: np.ndarray) -> ase.Atoms:
     return new
 
 
+def transform_labelled(atoms: ase.Atoms, g: np.ndarray) -> ase.Atoms:
+    """:func:`transform` keeping the labels of ``atoms.calc`` transformed by their
+    representations: energy invariant, forces g F, stress g S g^T (Voigt or 3x3)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
+
+    g = np.asarray(g, dtype=np.float64)
+    new = transform(atoms, g)
+    results = dict(getattr(atoms.calc, "results", {}) or {})
+    if "forces" in results:
+        results["forces"] = np.asarray(results["forces"]) @ g.T
+    if "stress" in results:
+        stress = np.asarray(results["stress"])
+        full = voigt_6_to_full_3x3_stress(stress) if stress.shape == (6,) else stress
+        results["stress"] = full_3x3_to_voigt_6_stress(g @ full @ g.T)
+    if results:
+        new.calc = SinglePointCalculator(new, **results)
+    return new
+
+
 @dataclass(frozen=True)
 class RotatedCopies:
     """The batch the atoms domain hands to a model: one structure and the (B, 3, 3)

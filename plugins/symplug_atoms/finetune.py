@@ -1,9 +1,9 @@
-"""Augmented fine-tuning of torch atoms models (the atoms ``symplug_training_task``).
+"""Augmented fine-tuning of torch atoms models (the atoms domain's ``training_task``).
 
 Training items are labelled structures as tensors on a neighbour graph built once
-(:class:`Labelled`); a batch is a :class:`StructureBatch`, which the atoms
-``symplug_augment_batch`` rotates (positions and cell about the centre of mass,
-forces as vectors, energy unchanged) without rebuilding graphs. The loss is the
+(:class:`Labelled`); a batch is a :class:`StructureBatch`, whose positions and cell
+the task's ``act`` rotates about the centre of mass without rebuilding graphs (the core
+rotates the force labels as ``1o``; the energy is invariant). The loss is the
 reference model's: 10 x MSE(E/N in eV) + MSE(F in eV/A), as :class:`~symplug.MeanTerm`
 sums over structures and force components; the penalties compare the
 energy per atom (``0e``, eV/atom) and the forces (``1o``, eV/A) with the same weights.
@@ -53,10 +53,10 @@ class Labelled:
                    torch.tensor(np.asarray(results["forces"]), dtype=dtype))
 
     def transformed(self, g: torch.Tensor) -> "Labelled":
-        """Acted on by the orthogonal g (3, 3): positions, cell rows (image shifts S.a
-        turn with g) and forces rotate; the energy is invariant."""
+        """The structure acted on by the orthogonal g (3, 3): positions and cell rows
+        (image shifts S.a turn with g) rotate; the labels are left as they are."""
         g = g.to(self.pos.dtype)
-        return replace(self, pos=self.pos @ g.T, cell=self.cell @ g.T, forces=self.forces @ g.T)
+        return replace(self, pos=self.pos @ g.T, cell=self.cell @ g.T)
 
 
 class StructureBatch(list):
@@ -64,8 +64,18 @@ class StructureBatch(list):
 
 
 def transform_batch(batch: StructureBatch, matrices: torch.Tensor) -> StructureBatch:
-    """Each structure acted on by its own element (``matrices`` (B, 3, 3))."""
+    """Each structure acted on by its own element (``matrices`` (B, 3, 3)), labels kept."""
     return StructureBatch(item.transformed(g) for item, g in zip(batch, torch.as_tensor(matrices)))
+
+
+def _labels(batch: StructureBatch) -> dict[str, torch.Tensor]:
+    """The labels that turn: forces (all atoms, 1o); the energy is invariant."""
+    return {"forces": torch.cat([item.forces for item in batch])}
+
+
+def _with_labels(batch: StructureBatch, labels: dict[str, torch.Tensor]) -> StructureBatch:
+    forces = torch.split(labels["forces"], [item.n for item in batch])
+    return StructureBatch(replace(item, forces=f) for item, f in zip(batch, forces))
 
 
 def _predict(module: torch.nn.Module, batch: StructureBatch) -> dict[str, torch.Tensor]:
@@ -129,4 +139,5 @@ def training_task(model: TorchAtomsModel, frames: Sequence[ase.Atoms],
         outputs={"energy": "0e", "forces": "1o"},
         output_weights={"energy": ENERGY_WEIGHT, "forces": FORCE_WEIGHT}, rows=_rows,
         snapshot=lambda: TorchAtomsModel(copy.deepcopy(module), cutoff),
-        evaluate=evaluate, layers=layers)
+        evaluate=evaluate, layers=layers, act=transform_batch, labels=_labels,
+        with_labels=_with_labels)

@@ -53,6 +53,7 @@ from tqdm.auto import tqdm
 from symplug import SymplugError
 
 from .action import check_frame
+from .limits import MAX_TIMESTEP_FS
 
 VARIANTS = ("raw", "symmetrized", "rotated", "random", "mts")
 
@@ -544,45 +545,62 @@ def as_calculator(model) -> BaseCalculator:
     raise SymplugError(f"cannot run MD with {type(model).__name__}")
 
 
-MAX_TIMESTEP_FS = 10.0  # fs: NVE of atoms diverges beyond a few fs
+@dataclass(frozen=True)
+class MDComparison:
+    """One ``symplug md atoms`` comparison: NVE of ``model`` (a model spec) and its
+    ``variants`` on ``structure`` (a shipped name or a file), ``steps`` of
+    ``timestep_fs`` fs from ``temperature_K`` K; ``degree`` is the band whose mean the
+    symmetrised variants average exactly, ``interval`` the MTS interval in steps,
+    ``reference`` a model spec for the RDF comparison, ``out`` the folder of the figure,
+    ``trusted``: both model specs may run code when loaded (``--trust-model``)."""
+
+    model: str
+    structure: str
+    steps: int = 500
+    timestep_fs: float = 2.0
+    temperature_K: float = 600.0
+    degree: int = 2
+    variants: tuple[str, ...] = ("raw", "symmetrized", "random", "mts")
+    interval: int = 4
+    reference: str | None = None
+    seed: int = 0
+    out: str | None = None
+    progress: bool = True
+    trusted: bool = False
+
+    def check(self) -> None:
+        """Refuse settings outside their ranges before anything runs (one line naming
+        the setting): steps, interval, degree >= 1; 0 < timestep_fs <=
+        :data:`MAX_TIMESTEP_FS`; temperature_K finite and >= 0; variants known, not empty."""
+        names = [str(n).strip() for n in self.variants]
+        unknown = [n for n in names if n not in VARIANTS]
+        if not names or unknown:
+            raise SymplugError(f"unknown MD variant {unknown[0] if unknown else ''!r}; choose "
+                               f"from {', '.join(VARIANTS)}")
+        for key in ("steps", "interval", "degree"):
+            if int(getattr(self, key)) < 1:
+                raise SymplugError(f"MD {key} must be >= 1, got {getattr(self, key)}")
+        dt, temperature = float(self.timestep_fs), float(self.temperature_K)
+        if not (math.isfinite(dt) and 0 < dt <= MAX_TIMESTEP_FS):
+            raise SymplugError(f"MD timestep must be in (0, {MAX_TIMESTEP_FS:g}] fs, got {dt:g}")
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise SymplugError(f"MD temperature must be finite and >= 0 K, got {temperature:g}")
 
 
-def check_md_options(options: dict) -> None:
-    """Refuse MD settings outside their ranges before anything runs (one line naming the
-    setting): steps, interval, degree >= 1; 0 < timestep_fs <= :data:`MAX_TIMESTEP_FS`;
-    temperature_K finite and >= 0; variants known and not empty."""
-    names = [str(n).strip() for n in options.get("variants", ())]
-    unknown = [n for n in names if n not in VARIANTS]
-    if not names or unknown:
-        raise SymplugError(f"unknown MD variant {unknown[0] if unknown else ''!r}; choose from "
-                           f"{', '.join(VARIANTS)}")
-    for key in ("steps", "interval", "degree"):
-        if int(options.get(key, 1)) < 1:
-            raise SymplugError(f"MD {key} must be >= 1, got {options[key]}")
-    dt, temperature = float(options["timestep_fs"]), float(options["temperature_K"])
-    if not (math.isfinite(dt) and 0 < dt <= MAX_TIMESTEP_FS):
-        raise SymplugError(f"MD timestep must be in (0, {MAX_TIMESTEP_FS:g}] fs, got {dt:g}")
-    if not (math.isfinite(temperature) and temperature >= 0):
-        raise SymplugError(f"MD temperature must be finite and >= 0 K, got {temperature:g}")
-
-
-def run_md_command(options: dict) -> dict:
-    """``symplug md atoms``: compare variants, write the figure, return the result."""
+def run_md(run: MDComparison) -> dict:
+    """``symplug md atoms``: compare the variants, write the figure, return the result."""
     from .models import load_model
 
-    check_md_options(options)
-    trusted = bool(options.get("trusted", False))  # --trust-model: both models
-    atoms = structure_named(options["structure"])
-    calc = as_calculator(load_model(options["model"], trusted=trusted))
-    calcs = variants(calc, list(options["variants"]), int(options["degree"]),
-                     int(options["interval"]), int(options["seed"]))
-    reference = (as_calculator(load_model(options["reference"], trusted=trusted))
-                 if options.get("reference") else None)
-    result = compare(atoms, calcs, int(options["steps"]), float(options["timestep_fs"]),
-                     float(options["temperature_K"]), int(options["seed"]), reference,
-                     progress=bool(options.get("progress", True)))
-    result["model"] = options["model"]
-    result["degree"] = int(options["degree"])
-    if options.get("out"):
-        result["figure"] = str(plot(result, Path(options["out"]) / "md.png"))
+    run.check()
+    atoms = structure_named(run.structure)
+    calc = as_calculator(load_model(run.model, trusted=run.trusted))
+    calcs = variants(calc, list(run.variants), run.degree, run.interval, run.seed)
+    reference = (as_calculator(load_model(run.reference, trusted=run.trusted))
+                 if run.reference else None)
+    result = compare(atoms, calcs, run.steps, run.timestep_fs, run.temperature_K, run.seed,
+                     reference, progress=run.progress)
+    result["model"] = run.model
+    result["degree"] = run.degree
+    if run.out:
+        result["figure"] = str(plot(result, Path(run.out) / "md.png"))
     return result

@@ -1,9 +1,9 @@
-"""Augmented fine-tuning of torch taggers (the jets ``symplug_training_task``).
+"""Augmented fine-tuning of torch taggers (the jets domains' ``training_task``).
 
 Training items are single jets (constituents, mask, top/QCD label) taken from the
 domain's jet blocks; a batch is ``{"p4" (J, P, 4) float64 GeV, "mask" (J, P),
-"target" (J,) 1 for signal}``, which the jets ``symplug_augment_batch`` rotates jet by
-jet (labels are invariant). The loss is the cross-entropy of the two logits (a
+"target" (J,) 1 for signal}``, which the task's ``act`` rotates jet by jet (labels
+are invariant). The loss is the cross-entropy of the two logits (a
 :class:`~symplug.MeanTerm` over jets); the penalties compare the signal probability
 ``score`` (``0e``).
 """
@@ -11,6 +11,7 @@ jet (labels are invariant). The loss is the cross-entropy of the two logits (a
 from __future__ import annotations
 
 import copy
+from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 
 from symplug import MeanTerm, SymplugError, TrainingTask
 
+from .action import rotate_each
 from .domain import signal_label
 from .taggers import CallableTagger
 from .train_tagger import evaluate as tagging_metrics
@@ -59,10 +61,11 @@ def _loss(batch: dict, pred: dict[str, torch.Tensor]) -> dict[str, MeanTerm]:
 
 
 def training_task(model: CallableTagger, samples: Sequence[dict],
-                  dtype: torch.dtype = torch.float32) -> TrainingTask:
+                  dtype: torch.dtype = torch.float32, frame: str = "lab") -> TrainingTask:
     """The fine-tuning task of a torch tagger (``model.module(p4, mask) -> (J, 2)``
     logits, with ``score``) on labelled jet blocks, trained in ``dtype``; tracking uses
-    a float64 copy."""
+    a float64 copy. Augmentation rotates each jet about the beam (``frame`` "lab") or
+    its own axis ("jet"); the labels are invariant."""
     module = getattr(model, "module", None)
     if not isinstance(module, torch.nn.Module) or not hasattr(module, "score"):
         raise SymplugError(f"fine-tuning needs a torch tagger (reference or a .pt checkpoint of "
@@ -97,4 +100,5 @@ def training_task(model: CallableTagger, samples: Sequence[dict],
         module=module, items=items, collate=_collate, predict=predict,
         loss=_loss,
         outputs={"score": "0e"}, snapshot=snapshot, evaluate=evaluate,
+        act=partial(rotate_each, frame=frame),
         layers=("embed", *(f"blocks.{k}" for k in range(n_blocks)), "pool"))

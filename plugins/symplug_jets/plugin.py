@@ -1,44 +1,33 @@
-"""The jets adapter's hook implementations (registered through the ``symplug``
-entry-point group). uproot and awkward are imported only when a hook needs them."""
+"""The jets adapter's registration (through the ``symplug`` entry-point group, exactly
+as a third-party plugin registers): the ``jets`` and ``jets_axis`` domains with their
+loaders, training tasks and report sections, ``symplug jets generate`` and the demo.
+uproot and awkward are imported only when a domain needs them."""
 
 from __future__ import annotations
 
-from symplug import Domain, ReportSection, SymplugError, hookimpl
+import dataclasses
+import importlib.util
+from functools import partial
 
-DOMAINS = ("jets", "jets_axis")
+from symplug import Domain, ReportSection, SymplugError, hookimpl
 
 
 def _require_jets():
-    try:
-        import awkward  # noqa: F401
-        import uproot  # noqa: F401
-    except ImportError as exc:
+    missing = [m for m in ("awkward", "uproot") if importlib.util.find_spec(m) is None]
+    if missing:
         raise SymplugError("the jets domains need uproot and awkward: "
-                           "pip install 'symplug[jets]'") from exc
+                           "pip install 'symplug[jets]'")
 
 
-@hookimpl
-def symplug_domains() -> list[Domain]:
-    try:
-        from .domain import jets_domain
-    except ImportError:
-        return []  # without the jets extra the domains are not offered
-    return [jets_domain("lab"), jets_domain("jet")]
-
-
-@hookimpl
-def symplug_load_model(domain: str, spec: str, trusted: bool):
-    if domain not in DOMAINS:
-        return None
+def load_model(spec: str, trusted: bool):
+    """A tagger named by ``spec`` (:func:`symplug_jets.load_tagger`)."""
     from .taggers import load_tagger
 
     return load_tagger(spec, trusted=trusted)
 
 
-@hookimpl
-def symplug_load_data(domain: str, path: str):
-    if domain not in DOMAINS:
-        return None
+def load_data(path: str) -> list:
+    """The jets of a ROOT file (JetClass layout) or a top-tagging HDF5 file, in blocks."""
     _require_jets()
     from .domain import blocks
     from .rootio import read_root, read_top_tagging_h5
@@ -47,13 +36,12 @@ def symplug_load_data(domain: str, path: str):
     return blocks(reader(path))
 
 
-@hookimpl
-def symplug_load_partitions(domain: str, paths: list[str], size: int | None):
+def load_partitions(paths: list, size: int | None):
     """ROOT files through ``uproot.dask``: partitions of about ``size`` entries; by default
     (``size`` None) the entries of all files split 16 ways in whole blocks of 16 jets, at
     most 100 000 entries each (:func:`~symplug_jets.domain.partition_step`), so that one
-    small file still spreads over the workers."""
-    if domain not in DOMAINS or not all(p.endswith(".root") for p in paths):
+    small file still spreads over the workers. None for other files."""
+    if not all(p.endswith(".root") for p in paths):
         return None
     _require_jets()
     from .domain import jet_partitions
@@ -61,31 +49,18 @@ def symplug_load_partitions(domain: str, paths: list[str], size: int | None):
     return jet_partitions(paths, step_size=size)
 
 
-@hookimpl
-def symplug_augment_batch(domain: str, batch, matrices):
-    """``batch``: a dict with ``p4`` (J, P, 4) (and any other keys, e.g. labels, which are
-    invariant); each jet is rotated by its own element, about the beam (``jets``) or
-    its own axis (``jets_axis``)."""
-    if domain not in DOMAINS:
-        return None
-    from .action import rotate_each
+def training_task(model, samples: list, frame: str):
+    """Augmented fine-tuning of a torch tagger on labelled jet blocks, jets rotated about
+    the beam (``frame`` "lab") or their own axis ("jet")."""
+    from .finetune import training_task as make
 
-    return rotate_each(batch, matrices, frame="lab" if domain == "jets" else "jet")
+    return make(model, samples, frame=frame)
 
 
-@hookimpl
-def symplug_training_task(domain: str, model, samples: list):
-    if domain not in DOMAINS:
-        return None
-    from .finetune import training_task
-
-    return training_task(model, samples)
-
-
-@hookimpl
-def symplug_report_sections(result: dict):
-    if result.get("kind") != "jet_analysis" and (result.get("domain") not in DOMAINS
-                                                 or "summary" not in result):
+def report_sections(result: dict, frame: str) -> list[ReportSection]:
+    """A jet analysis, or the tagging summary of a diagnosis, rotations about the beam
+    (``frame`` "lab") or each jet's axis ("jet")."""
+    if result.get("kind") != "jet_analysis" and "summary" not in result:
         return []
     from .analysis import boost_figure, roc_figure, score_shift_figure, table_markdown
     from .domain import BLOCK, grid_text
@@ -99,8 +74,7 @@ def symplug_report_sections(result: dict):
         return [ReportSection(f"Jet tagging analysis: {result['model']} on {result['n_jets']} jets",
                               table_markdown(result), figures)]
     s = result["summary"]
-    rotations = s.get("rotations") or grid_text(result["grid"],
-                                                "lab" if result["domain"] == "jets" else "jet")
+    rotations = s.get("rotations") or grid_text(result["grid"], frame)
     units = result["outputs"].get("score", {}).get("units") or "probability"
     counts = f"{s['n_jets']} jets"
     if "n_signal" in s:
@@ -124,6 +98,19 @@ def symplug_report_sections(result: dict):
         if alone:
             figures["roc.png"] = roc_figure({"tagger": {**s["roc"], "auc": s["auc"]}})
     return [ReportSection(f"Jet tagging under {rotations}", "\n".join(lines), figures)]
+
+
+@hookimpl
+def symplug_domains() -> list[Domain]:
+    try:
+        from .domain import jets_domain
+    except ImportError:
+        return []  # without the jets extra the domains are not offered
+    return [dataclasses.replace(jets_domain(frame), load_model=load_model, load_data=load_data,
+                                load_partitions=load_partitions,
+                                training_task=partial(training_task, frame=frame),
+                                report_sections=partial(report_sections, frame=frame))
+            for frame in ("lab", "jet")]
 
 
 def _cmd_generate(args) -> int:

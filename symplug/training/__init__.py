@@ -2,7 +2,7 @@
 runs and symmetry tracking (docs/training.md).
 
 Modules: :mod:`~symplug.training.config` (settings, data split),
-:mod:`~symplug.training.augmentation` (the domain's batch transformation),
+:mod:`~symplug.training.augmentation` (batches acted on: inputs by the task, labels by their representations),
 :mod:`~symplug.training.penalties` (P_eq, P_lie), :mod:`~symplug.training.objective`
 (one step's all-reduced objective), :mod:`~symplug.training.checkpoints` (checkpoints,
 RNG states, seeds, resuming), :mod:`~symplug.training.distributed` (ranks, DDP),

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import SymplugError
+from ..protocols import TrainingSnapshot
 from ..options import (add_memory_option, add_trust_option, nonnegative_float, nonnegative_int,
                       open_fraction, positive_float, positive_int)
 
@@ -67,7 +68,6 @@ def _cmd_track(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from ..groups import check_group
     from ..plugins import get_domain, load_data, load_model, training_task
     from ..result import check_folder
     from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint
@@ -85,7 +85,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
     samples = load_data(args.domain, args.data)
     if args.max_samples:
         samples = samples[: args.max_samples]
-    group = check_group(args.group or domain.groups[0])
+    group = domain.group(args.group)
     layers = [n for n in (args.layers or "").split(",") if n]
     entries, grid = [], {}
     for k, path in enumerate(tqdm(args.checkpoints, desc="checkpoints", disable=args.quiet,
@@ -95,7 +95,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
         except SymplugError:  # not symplug's (e.g. a metatrain .ckpt): the plugin's loader alone
             saved = {}
         model = load_model(args.domain, str(path), trusted=args.trust_model)
-        if hasattr(model, "as_trained"):  # the weights the training had, not its best so far
+        if isinstance(model, TrainingSnapshot):  # the weights the training had, not its best so far
             model = model.as_trained()
         try:
             task = training_task(args.domain, model, samples)
@@ -105,7 +105,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
         history = (saved.get("history") or []) if ours else []
         # --epochs, else the checkpoint's (ours, or the model's own record), else the position
         epoch = (args.epochs[k] if args.epochs else int(saved["epoch"]) if ours
-                 else getattr(model, "epoch", None))
+                 else model.epoch if isinstance(model, TrainingSnapshot) else None)
         outputs = [o for o in task.outputs if o in domain.outputs] if task else []
         entry, grid = track_entry(task.snapshot() if task else model, samples, domain,
                                   group=group, degree=args.degree,

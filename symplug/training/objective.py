@@ -14,7 +14,8 @@ import torch
 import torch.distributed as dist
 
 from ..errors import SymplugError
-from ..records import Domain, MeanTerm, TrainingTask
+from ..groups import Group
+from ..records import MeanTerm, TrainingTask
 from .augmentation import augment
 from .config import FinetuneConfig
 from .distributed import World, module_device
@@ -45,12 +46,11 @@ class Objective(torch.nn.Module):
     averages the gradients over the W ranks, so they equal the one-process gradient.
     ``logged`` holds the global values of the last step (identical on every rank)."""
 
-    def __init__(self, task: TrainingTask, domain: Domain, config: FinetuneConfig,
-                 group: str | None, world: World):
+    def __init__(self, task: TrainingTask, config: FinetuneConfig, group: Group | None,
+                 world: World):
         super().__init__()
         self.model = task.module
-        self.task, self.domain, self.config, self.group, self.world = (task, domain, config,
-                                                                       group, world)
+        self.task, self.config, self.group, self.world = task, config, group, world
         self.factors = {"supervised": 1.0, "penalty_equivariance": config.penalty_equivariance,
                         "penalty_lie": config.penalty_lie}
         self.keys: list[tuple[str, str, float]] | None = None  # (part, name, weight), agreed
@@ -60,19 +60,18 @@ class Objective(torch.nn.Module):
               compare: torch.Tensor | None) -> dict[tuple[str, str], MeanTerm]:
         """{(part, name): MeanTerm} of this rank's ``n`` items: ``batch`` transformed by
         ``augment_by`` (B, 3, 3) if given; the equivariance penalty against ``compare``."""
-        task, config, domain = self.task, self.config, self.domain
+        task, config = self.task, self.config
         if augment_by is not None:
-            batch = augment(domain.name, batch, augment_by)
+            batch = augment(task, batch, augment_by)
         predictions = task.predict(batch)
         terms = {("supervised", k): t
                  for k, t in loss_terms(task.loss(batch, predictions)).items()}
         penalties = {}
         if compare is not None:
-            penalties["penalty_equivariance"] = equivariance_sums(task, domain.name, batch,
-                                                                  predictions, compare)
+            penalties["penalty_equivariance"] = equivariance_sums(task, batch, predictions,
+                                                                  compare)
         if config.penalty_lie:
-            penalties["penalty_lie"] = lie_sums(task, domain.name, batch, n, self.group,
-                                                domain.axis, config.lie_step)
+            penalties["penalty_lie"] = lie_sums(task, batch, n, self.group, config.lie_step)
         for part, sums in penalties.items():
             for k, t in sums.items():
                 terms[(part, k)] = MeanTerm(t.total, t.count, float(task.output_weights.get(k, 1.0)))

@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import SymplugError
+from ..groups import Group
 from ..figures import pyplot, write_figure
 from ..records import Domain
 from ..result import write_json, write_tensormap
@@ -19,7 +20,8 @@ from ..spectra import parse_sector_key, sector_key
 from ..symmetry_tensormaps import sector_tensormap
 
 
-def track_entry(model: Any, samples: Sequence[Any], domain: Domain, *, group: str, degree: int,
+def track_entry(model: Any, samples: Sequence[Any], domain: Domain, *, group: Group | str,
+                degree: int,
                 layers: Sequence[str], outputs: Sequence[str] | None = None,
                 epoch: int, loss: float | None = None,
                 evaluate: Callable[[Any, dict | None], dict] | None = None,
@@ -51,11 +53,11 @@ def track_entry(model: Any, samples: Sequence[Any], domain: Domain, *, group: st
     return entry, grid
 
 
-def track_document(domain: str, group: str, grid: dict, epochs: list[dict]) -> dict:
-    """The ``track.json`` document."""
+def track_document(domain: str, group: Group | str, grid: dict, epochs: list[dict]) -> dict:
+    """The ``track.json`` document (``group`` by its name)."""
     from .. import __version__
 
-    return {"kind": "track", "symplug_version": __version__, "domain": domain, "group": group,
+    return {"kind": "track", "symplug_version": __version__, "domain": domain, "group": str(group),
             "grid": grid, "epochs": epochs}
 
 

@@ -33,7 +33,6 @@ from tqdm.auto import tqdm
 
 from .. import memory
 from ..errors import SymplugError
-from ..groups import check_group, haar
 from ..records import Domain, TrainingTask
 from ..result import write_checkpoint
 from .checkpoints import (CHECKPOINT_FORMAT, LATEST, derived_seed, rng_state, saved_run,
@@ -82,10 +81,7 @@ class Trainer:
         self.lead = world.rank == 0  # the process that writes, logs and tracks
         if self.lead:
             self.out.mkdir(parents=True, exist_ok=True)
-        self.group = None if config.group is None else check_group(config.group)
-        if self.group is not None and self.group not in domain.groups:
-            raise SymplugError(f"group {self.group} is not offered by domain {domain.name!r} "
-                               f"(offers {', '.join(domain.groups)})")
+        self.group = None if config.group is None else domain.group(config.group)
         self.items = list(task.items)
         if not self.items:
             raise SymplugError("no training items")
@@ -100,7 +96,7 @@ class Trainer:
             raise SymplugError("symmetry penalties need a group")
         if config.track_every and not validation:
             raise SymplugError("tracking needs validation samples")
-        self.track_group = self.group or domain.groups[0]
+        self.track_group = self.group or domain.group()
         self.steps_per_epoch = math.ceil(len(self.items) / config.batch)
         self.module = task.module
         self.opt = torch.optim.Adam(self.module.parameters(), lr=config.lr)
@@ -109,7 +105,7 @@ class Trainer:
         self.state = RunState()
         self.latest = self.out / LATEST
         self.log = self.out / "log.jsonl"
-        self.objective = Objective(task, domain, config, self.group, world)
+        self.objective = Objective(task, config, self.group, world)
 
     def resume_or_start(self) -> None:
         """Continue from rank 0's saved run (sent to every rank: no shared disk needed),
@@ -202,8 +198,7 @@ class Trainer:
         buffers = {name: b.clone() for name, b in task.module.named_buffers()}
         with torch.random.fork_rng(devices=[]):
             def trial() -> None:
-                compare = None if not config.penalty_equivariance else haar(
-                    step.group, 1, seed=0, axis=step.domain.axis)
+                compare = None if not config.penalty_equivariance else step.group.haar(1, seed=0)
                 terms = step.terms(task.collate([self.items[0]]), 1, None, compare)
                 sum(t.total.sum() for t in terms.values()).backward()
             _, cost = memory.measure(trial)
@@ -249,10 +244,10 @@ class Trainer:
         lo, hi = self.world.rows(len(idx))
         seeds = (config.seed, state.epoch, state.step)
         # elements of the whole global batch from the step's seeds; this rank's rows
-        augment_by = None if self.group is None else haar(
-            self.group, len(idx), seed=derived_seed(*seeds, 0), axis=self.domain.axis)[lo:hi]
-        compare = None if not config.penalty_equivariance else haar(
-            self.group, len(idx), seed=derived_seed(*seeds, 1), axis=self.domain.axis)[lo:hi]
+        augment_by = None if self.group is None else self.group.haar(
+            len(idx), seed=derived_seed(*seeds, 0))[lo:hi]
+        compare = None if not config.penalty_equivariance else self.group.haar(
+            len(idx), seed=derived_seed(*seeds, 1))[lo:hi]
         batch = self.task.collate([self.items[i] for i in idx[lo:hi]]) if hi > lo else None
         objective = runner(batch, hi - lo, augment_by=augment_by, compare=compare)
         self.opt.zero_grad()

@@ -38,12 +38,12 @@ def _cold_run(tmp: Path, out: str) -> None:
 
 def _library(**changes):
     def call(tmp: Path):
-        from symplug_atoms.md import run_md_command
+        from symplug_atoms.md import MDComparison, run_md
 
         options = {"model": "emt", "structure": "ico13", "steps": 2, "timestep_fs": 1.0,
-                   "temperature_K": 300.0, "degree": 1, "variants": ["raw"], "interval": 2,
+                   "temperature_K": 300.0, "degree": 1, "variants": ("raw",), "interval": 2,
                    "seed": 0, "progress": False, **changes}
-        return run_md_command(options)
+        return run_md(MDComparison(**options))
     return call
 
 

@@ -25,8 +25,9 @@ from symplug import Domain, Output, hookimpl
 def act(x, g):
     return x
 
-def fake_domain(name="fake"):
-    return Domain(name=name, act=act, groups=("SO3",), outputs={"energy": Output("0e", "a.u.")})
+def fake_domain(name="fake", **behaviour):
+    return Domain(name=name, act=act, groups=("SO3",), outputs={"energy": Output("0e", "a.u.")},
+                  **behaviour)
 """
 
 
@@ -133,34 +134,41 @@ SUBPROCESS_CASES = [
                 "    subparsers.add_parser('fakecmd').set_defaults(func=lambda a: 0)\n"
                 "    raise RuntimeError('half way')\n",
                 ["fakecmd"], ERROR, r"invalid choice: 'fakecmd'"),
-    plugin_case("load-model-raises-for-its-domain",
-                "@hookimpl\ndef symplug_domains():\n    return [fake_domain()]\n"
-                "@hookimpl\ndef symplug_load_model(domain, spec):\n"
-                "    if domain == 'fake':\n        raise RuntimeError('CUDA out of memory')\n",
-                DIAGNOSE_FAKE, ERROR,
-                r"plugin 'fake' failed in symplug_load_model: RuntimeError: CUDA out of memory"),
+    plugin_case("load-model-raises",
+                "def load(spec, trusted):\n    raise RuntimeError('CUDA out of memory')\n"
+                "@hookimpl\ndef symplug_domains():\n    return [fake_domain(load_model=load)]\n",
+                DIAGNOSE_FAKE, ERROR, r"plugin 'fake' failed in load_model of domain 'fake': "
+                r"RuntimeError: CUDA out of memory"),
     plugin_case("load-model-sys-exit",
-                "@hookimpl\ndef symplug_domains():\n    return [fake_domain()]\n"
-                "@hookimpl\ndef symplug_load_model(domain, spec):\n    sys.exit(4)\n",
-                DIAGNOSE_FAKE, ERROR, r"plugin 'fake' failed in symplug_load_model: "
+                "def load(spec, trusted):\n    sys.exit(4)\n"
+                "@hookimpl\ndef symplug_domains():\n    return [fake_domain(load_model=load)]\n",
+                DIAGNOSE_FAKE, ERROR, r"plugin 'fake' failed in load_model of domain 'fake': "
                 r"called sys\.exit\(4\)"),
-    plugin_case("load-model-raises-for-every-domain",
-                "@hookimpl\ndef symplug_load_model(domain, spec):\n"
-                "    raise RuntimeError('not mine')\n",
-                ["diagnose", "atoms", "--model", "evil.ckpt", "--data", "data.txt"], ERROR,
-                r"model 'evil.ckpt': refused"),
+    plugin_case("domain-without-loader",
+                "@hookimpl\ndef symplug_domains():\n    return [fake_domain()]\n",
+                DIAGNOSE_FAKE, ERROR, r"domain 'fake' \(plugin 'fake'\) offers no load_model"),
     plugin_case("load-model-wrong-type",
-                "@hookimpl\ndef symplug_domains():\n    return [fake_domain()]\n"
-                "@hookimpl\ndef symplug_load_model(domain, spec):\n"
-                "    return 'a model' if domain == 'fake' else None\n",
-                DIAGNOSE_FAKE, ERROR, r"plugin 'fake' returned str, not a callable model"),
+                "@hookimpl\ndef symplug_domains():\n"
+                "    return [fake_domain(load_model=lambda spec, trusted: 'a model')]\n",
+                DIAGNOSE_FAKE, ERROR, r"plugin 'fake' returned str, not a callable model, from "
+                r"load_model of domain 'fake'"),
     plugin_case("load-data-wrong-type",
-                "@hookimpl\ndef symplug_domains():\n    return [fake_domain()]\n"
-                "@hookimpl\ndef symplug_load_model(domain, spec):\n"
-                "    return (lambda batch: batch) if domain == 'fake' else None\n"
-                "@hookimpl\ndef symplug_load_data(domain, path):\n"
-                "    return 42 if domain == 'fake' else None\n",
+                "@hookimpl\ndef symplug_domains():\n"
+                "    return [fake_domain(load_model=lambda spec, trusted: (lambda batch: batch),\n"
+                "                        load_data=lambda path: 42)]\n",
                 DIAGNOSE_FAKE, ERROR, r"plugin 'fake' returned int, not a list of samples"),
+    plugin_case("loader-not-callable",
+                "@hookimpl\ndef symplug_domains():\n    return [fake_domain(load_data='x.npz')]\n",
+                PLUGINS, RESULT, check=listed(r"load_data is not callable")),
+    plugin_case("old-hook-is-told-what-replaces-it",
+                "@hookimpl\ndef symplug_domains():\n    return [fake_domain()]\n"
+                "@hookimpl\ndef symplug_load_model(domain, spec):\n    return None\n",
+                PLUGINS, RESULT, check=listed(r"implements symplug_load_model, a hook of symplug "
+                                              r"0\.1 .*pass load_model=\(spec, trusted\)")),
+    plugin_case("old-augment-hook-is-told-what-replaces-it",
+                "@hookimpl\ndef symplug_augment_batch(domain, batch, matrices):\n    return None\n",
+                QUAD, RESULT, check=warned(r"implements symplug_augment_batch.*TrainingTask "
+                                           r"act=\(batch, matrices\)")),
 ]
 
 
@@ -184,6 +192,14 @@ def _with_fake(hook_code: str, run):
 def _sections(hook_code: str):
     return lambda tmp: _with_fake(hook_code, lambda p: p.report_sections(
         {"domain": "atoms", "kind": "diagnosis"}))
+
+
+def _domain_sections(code: str):
+    """A fake domain whose own report sections are ``code`` (a function ``sections``)."""
+    return lambda tmp: _with_fake(
+        code + "@hookimpl\ndef symplug_domains():\n"
+        "    return [fake_domain('fakesections', report_sections=sections)]\n",
+        lambda p: p.report_sections({"domain": "fakesections", "kind": "diagnosis"}))
 
 
 def _left_out(pattern: str):
@@ -221,6 +237,12 @@ IN_PROCESS_CASES = [
          call=_sections("@hookimpl\ndef symplug_report_sections(result):\n"
                         "    return ['## my section']\n"),
          check=_left_out(r"returned str, not ReportSection")),
+    Case("plugins/domain-report-sections-raise", "plugins", RESULT,
+         call=_domain_sections("def sections(result):\n    raise KeyError('summary')\n"),
+         check=_left_out(r"report_sections of domain 'fakesections' failed: KeyError")),
+    Case("plugins/domain-report-sections-wrong-type", "plugins", RESULT,
+         call=_domain_sections("def sections(result):\n    return '## text'\n"),
+         check=_left_out(r"report_sections of domain 'fakesections' returned str, not a list")),
     Case("plugins/keyboard-interrupt-still-interrupts", "plugins", RESULT, call=_interrupt,
          check=_interrupted),
 ]

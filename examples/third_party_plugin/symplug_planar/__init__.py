@@ -58,26 +58,15 @@ class MLPModel(torch.nn.Module):
 MODELS = {"invariant": InvariantModel, "mlp": MLPModel}
 
 
-@hookimpl
-def symplug_domains() -> list[Domain]:
-    return [Domain(name="planar", act=act, groups=("O2", "SO2"),
-                   outputs={"energy": Output("0e", "a.u."), "polarization": Output("1o", "a.u.")},
-                   description="2D point clouds under O(2) about z")]
-
-
-@hookimpl
-def symplug_load_model(domain: str, spec: str):
-    if domain != "planar":
-        return None
+def load_model(spec: str, trusted: bool) -> torch.nn.Module:
+    """``invariant`` or ``mlp``: built here, nothing read from disk (``trusted`` unused)."""
     if spec not in MODELS:
         raise SymplugError(f"unknown planar model {spec!r}; choose one of {', '.join(MODELS)}")
     return MODELS[spec]().double()
 
 
-@hookimpl
-def symplug_load_data(domain: str, path: str):
-    if domain != "planar":
-        return None
+def load_data(path: str) -> list[torch.Tensor]:
+    """The clouds (P, 2) in field ``points`` (samples, P, 2) of an .npz file."""
     try:
         with np.load(path) as data:
             if "points" not in data:
@@ -92,22 +81,17 @@ def symplug_load_data(domain: str, path: str):
     return list(torch.from_numpy(points.astype(np.float64)))
 
 
-@hookimpl
-def symplug_augment_batch(domain: str, batch, matrices):
-    if domain != "planar":
-        return None
-    points, polarization = batch
-    rot = matrices[:, :2, :2].to(points.dtype)
-    return (torch.einsum("bij,bpj->bpi", rot, points),
-            torch.einsum("bij,bj->bi", matrices.to(polarization.dtype), polarization))
-
-
-@hookimpl
-def symplug_report_sections(result: dict):
-    if result.get("domain") != "planar":
-        return []
+def report_sections(result: dict) -> list[ReportSection]:
     return [ReportSection("Planar clouds", f"{result['n_samples']} clouds in the xy plane, "
                           f"group {result['group']} about z.")]
+
+
+@hookimpl
+def symplug_domains() -> list[Domain]:
+    return [Domain(name="planar", act=act, groups=("O2", "SO2"),
+                   outputs={"energy": Output("0e", "a.u."), "polarization": Output("1o", "a.u.")},
+                   description="2D point clouds under O(2) about z",
+                   load_model=load_model, load_data=load_data, report_sections=report_sections)]
 
 
 def make_data(path: str | Path, samples: int = 16, points: int = 5, seed: int = 0) -> Path:
