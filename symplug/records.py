@@ -15,6 +15,29 @@ if TYPE_CHECKING:  # the records are imported by every plugin at start-up: torch
 
 
 @dataclass(frozen=True)
+class Lazy:
+    """A callable named ``"module:attribute"``, imported on its first call, with keyword
+    arguments bound (``bound``, as (name, value) pairs). A plugin's domain record names
+    its functions so, and listing plugins (``symplug plugins``) imports none of their
+    modules (nor torch). Pickled by name, so records travel to dask workers."""
+
+    target: str
+    bound: tuple[tuple[str, Any], ...] = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import pkgutil
+
+        return pkgutil.resolve_name(self.target)(*args, **dict(self.bound), **kwargs)
+
+
+def lazy(target: str, **bound: Any) -> Lazy:
+    """:class:`Lazy` ``target`` (``"module:attribute"``) with ``bound`` keyword arguments."""
+    if ":" not in target:
+        raise SymplugError(f"lazy target {target!r} must be 'module:attribute'")
+    return Lazy(target, tuple(bound.items()))
+
+
+@dataclass(frozen=True)
 class Output:
     """A model output: its representation (e.g. ``"1o"``) and unit (e.g. ``"eV/A"``);
     ``declared``: added by the user (:meth:`Domain.declare`), diagnosed by default."""
