@@ -82,6 +82,10 @@ class Domain:
       evaluated; the result's ``n_items`` sums it over the kept samples.
     * ``item_name``: the plural noun the text uses for the items (``"jets"``,
       ``"structures"``); default ``"samples"``.
+    * ``symmetries``: the groups the data are symmetric under, which a model should learn
+      (default: every group of ``groups``); the others probe how much a model depends on
+      orientation, as it should (e.g. SO3 for jets, whose beam axis breaks it), and the
+      report gives them no "learned" verdict.
 
     What the domain loads and trains (each optional; the core names what is missing):
 
@@ -117,6 +121,7 @@ class Domain:
     excluded_outputs: Callable[[Any], Any] | None = None
     count_items: Callable[[Any], int] | None = None
     item_name: str = "samples"
+    symmetries: tuple[str, ...] | None = None
     load_model: Callable[[str, bool], Any] | None = None
     load_data: Callable[[str], list] | None = None
     load_partitions: Callable[[list, int | None], list | None] | None = None
@@ -151,6 +156,13 @@ class Domain:
                                f"(offers {', '.join(self.groups)})")
         return group
 
+    def is_symmetry(self, group: "str | Group") -> bool:
+        """Whether ``group`` is a symmetry of the domain's data (``symmetries``)."""
+        from .groups import Group
+
+        name = Group.parse(group, self.axis).name
+        return name in (self.groups if self.symmetries is None else self.symmetries)
+
     def validate(self, plugin: str) -> "Domain":
         """Raise :class:`PluginError` naming ``plugin`` if the record breaks the contract."""
         from .groups import Group
@@ -177,6 +189,9 @@ class Domain:
                 Group.parse(g, self.axis)
         except SymplugError as exc:
             problems.append(str(exc))
+        if self.symmetries is not None and (not isinstance(self.symmetries, tuple)
+                                            or not set(self.symmetries) <= set(self.groups)):
+            problems.append(f"symmetries {self.symmetries!r} must be a tuple of its groups")
         if not isinstance(self.summary, tuple) or not all(
                 isinstance(stage, SummaryStage) for stage in self.summary):
             problems.append("summary must be a tuple of SummaryStage records")

@@ -28,6 +28,7 @@ def jets_domain(frame: str = "lab", units: str = "probability") -> Domain:
         name="jets" if frame == "lab" else "jets_axis",
         act=lazy("symplug_jets.action:rotate_jets", frame=frame),
         groups=("SO2", "O2", "SO3", "O3"),
+        symmetries=("SO2", "O2"),  # the beam axis breaks SO3: rotating off it probes
         outputs={"score": Output("0e", units, "the tagger's signal score")},
         description=("jet constituents (E, px, py, pz); rotations in the "
                      + ("lab frame, axis = beam" if frame == "lab" else "jet frame")),
