@@ -17,7 +17,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 from .errors import AliasingError, GridError, PluginError, RepresentationError, SymplugError
 from .markers import hookimpl, hookspec
-from .records import Domain, MeanTerm, Output, ReportSection, SummaryStage, TrainingTask
+from .records import (Domain, Lazy, MeanTerm, Output, ReportSection, SummaryStage, TrainingTask,
+                      lazy)
 
 # The numerical API is imported on first use, so that `symplug --version`, `--help` and
 # `plugins` start without importing torch and e3nn (PEP 562 module __getattr__).
@@ -65,13 +66,13 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AliasingError", "BiasVariance", "DatasetError", "Diagnosis", "Domain", "EquivarianceError",
-    "Finding",
-    "Grid", "GridError", "Group", "MeanTerm", "Output", "Partitions", "PluginError",
+    "Finding", "Grid", "GridError", "Group", "Lazy", "MeanTerm", "Output", "Partitions",
+    "PluginError",
     "ReportSection", "Representation", "RepresentationError", "Spectrum", "SummaryStage",
     "SymplugError",
     "TrainingTask", "__version__", "aggregate_errors", "aggregate_spectra", "bias_variance",
     "connect", "convergence", "diagnose", "diagnosis_of", "partition", "summarize",
     "equivariance_error", "evaluate_orbit", "findings", "generators", "haar", "hookimpl",
-    "hookspec", "lie_derivatives", "quadrature", "representation", "symmetry_content",
+    "hookspec", "lazy", "lie_derivatives", "quadrature", "representation", "symmetry_content",
     "wigner_D",
 ]

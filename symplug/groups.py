@@ -13,7 +13,8 @@ A group is a :class:`Group` value; :meth:`Group.parse` turns a name (``"O3"``,
 ``"so(2)"``, ...) and an axis into one. Sectors are keyed (l, sigma): sigma = +1/-1
 resolves the parity under the improper element, 0 where the group has none (SO2/O2:
 l is the Fourier order m). Everything is float64 torch tensors; matrices act on column
-vectors (x' = g x).
+vectors (x' = g x). torch, numpy and scipy are imported where used, so that plugins
+name and check their groups at start-up without them.
 """
 
 from __future__ import annotations
@@ -21,15 +22,22 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
-
-import numpy as np
-import torch
-from scipy.spatial.transform import Rotation
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from .errors import GridError
 
-DTYPE = torch.float64
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+
+def __getattr__(name: str) -> Any:
+    """``DTYPE``: torch.float64, the dtype of every group element (imports torch)."""
+    if name == "DTYPE":
+        import torch
+
+        return torch.float64
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 Sector = tuple[int, int]
 
@@ -118,6 +126,9 @@ class Group(ABC):
 
         Improper elements of O3/O2 are drawn with probability 1/2.
         """
+        import numpy as np
+        import torch
+
         if int(n) < 1:
             raise GridError(f"need at least one random element, got n={n}")
         rng = np.random.default_rng(seed)
@@ -130,12 +141,16 @@ class Group(ABC):
 
 def _signs(matrices: torch.Tensor) -> torch.Tensor:
     """det g as +1.0 or -1.0 (N,)."""
-    return torch.where(torch.linalg.det(matrices) < 0, -1.0, 1.0).to(DTYPE)
+    import torch
+
+    return torch.where(torch.linalg.det(matrices) < 0, -1.0, 1.0).to(torch.float64)
 
 
 def _cartesian_generators() -> torch.Tensor:
     """(L_i)_jk = -epsilon_ijk, (3, 3, 3)."""
-    eps = torch.zeros(3, 3, 3, dtype=DTYPE)
+    import torch
+
+    eps = torch.zeros(3, 3, 3, dtype=torch.float64)
     for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
         eps[i, j, k], eps[i, k, j] = 1.0, -1.0
     return -eps
@@ -154,7 +169,9 @@ class SpatialGroup(Group):
 
     @property
     def improper(self) -> torch.Tensor:
-        return -torch.eye(3, dtype=DTYPE)
+        import torch
+
+        return -torch.eye(3, dtype=torch.float64)
 
     def generators(self) -> dict[str, torch.Tensor]:
         cartesian = _cartesian_generators()
@@ -165,7 +182,10 @@ class SpatialGroup(Group):
         return sign, sign[:, None, None] * matrices
 
     def _rotations(self, n: int, rng: np.random.Generator) -> torch.Tensor:
-        return torch.from_numpy(Rotation.random(n, random_state=rng).as_matrix()).to(DTYPE)
+        import torch
+        from scipy.spatial.transform import Rotation
+
+        return torch.from_numpy(Rotation.random(n, random_state=rng).as_matrix()).to(torch.float64)
 
 
 @dataclass(frozen=True)
@@ -179,10 +199,14 @@ class PlanarGroup(Group):
     improper_symbol: ClassVar[str] = "M"
 
     def __post_init__(self) -> None:
-        axis = tuple(float(v) for v in np.asarray(self.axis, dtype=float).reshape(3))
-        norm = torch.linalg.vector_norm(torch.tensor(axis, dtype=DTYPE))
-        if not torch.isfinite(norm) or norm < 1e-12:
-            raise GridError(f"rotation axis must be a finite non-zero 3-vector, got {list(axis)}")
+        try:
+            axis = tuple(float(v) for v in self.axis)
+        except (TypeError, ValueError):
+            axis = ()
+        norm = math.sqrt(sum(v * v for v in axis)) if len(axis) == 3 else math.nan
+        if not math.isfinite(norm) or norm < 1e-12:
+            shown = list(axis) if len(axis) == 3 else self.axis
+            raise GridError(f"rotation axis must be a finite non-zero 3-vector, got {shown}")
         object.__setattr__(self, "axis", axis)
 
     @property
@@ -192,9 +216,11 @@ class PlanarGroup(Group):
         e1 is the unit vector orthogonal to n closest to the Cartesian axis least
         aligned with n, so the z axis gives the identity frame.
         """
-        n = torch.as_tensor(self.axis, dtype=DTYPE)
+        import torch
+
+        n = torch.as_tensor(self.axis, dtype=torch.float64)
         n = n / torch.linalg.vector_norm(n)
-        helper = torch.zeros(3, dtype=DTYPE)
+        helper = torch.zeros(3, dtype=torch.float64)
         helper[int(torch.argmin(n.abs()))] = 1.0
         e1 = helper - (helper @ n) * n
         e1 = e1 / torch.linalg.vector_norm(e1)
@@ -203,15 +229,19 @@ class PlanarGroup(Group):
 
     def rotations(self, angles: torch.Tensor) -> torch.Tensor:
         """Rotation matrices (N, 3, 3) by ``angles`` (radians) about the axis."""
+        import torch
+
         frame = self.frame
-        angles = torch.as_tensor(angles, dtype=DTYPE).reshape(-1)
+        angles = torch.as_tensor(angles, dtype=torch.float64).reshape(-1)
         c, s = torch.cos(angles), torch.sin(angles)
-        rz = torch.zeros(angles.shape[0], 3, 3, dtype=DTYPE)
+        rz = torch.zeros(angles.shape[0], 3, 3, dtype=torch.float64)
         rz[:, 0, 0], rz[:, 0, 1], rz[:, 1, 0], rz[:, 1, 1], rz[:, 2, 2] = c, -s, s, c, 1.0
         return frame @ rz @ frame.T
 
     def angles(self, matrices: torch.Tensor) -> torch.Tensor:
         """Angles phi (N,) of proper rotations about the axis (inverse of :meth:`rotations`)."""
+        import torch
+
         frame = self.frame
         local = frame.T @ matrices @ frame
         return torch.atan2(local[:, 1, 0], local[:, 0, 0])
@@ -222,18 +252,22 @@ class PlanarGroup(Group):
 
     @property
     def improper(self) -> torch.Tensor:
+        import torch
+
         frame = self.frame
-        return frame @ torch.diag(torch.tensor([1.0, -1.0, 1.0], dtype=DTYPE)) @ frame.T
+        return frame @ torch.diag(torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64)) @ frame.T
 
     def generators(self) -> dict[str, torch.Tensor]:
-        return {"L_axis": torch.einsum("i,ijk->jk", self.frame[:, 2], _cartesian_generators())}
+        return {"L_axis": (self.frame[:, 2, None, None] * _cartesian_generators()).sum(0)}
 
     def proper_part(self, matrices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         sign = _signs(matrices)
         return sign, torch.where(sign[:, None, None] < 0, matrices @ self.improper, matrices)
 
     def _rotations(self, n: int, rng: np.random.Generator) -> torch.Tensor:
-        return self.rotations(torch.from_numpy(rng.uniform(0.0, 2 * math.pi, n)))
+        return self.rotations(rng.uniform(0.0, 2 * math.pi, n))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,29 @@ if TYPE_CHECKING:  # the records are imported by every plugin at start-up: torch
 
 
 @dataclass(frozen=True)
+class Lazy:
+    """A callable named ``"module:attribute"``, imported on its first call, with keyword
+    arguments bound (``bound``, as (name, value) pairs). A plugin's domain record names
+    its functions so, and listing plugins (``symplug plugins``) imports none of their
+    modules (nor torch). Pickled by name, so records travel to dask workers."""
+
+    target: str
+    bound: tuple[tuple[str, Any], ...] = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import pkgutil
+
+        return pkgutil.resolve_name(self.target)(*args, **dict(self.bound), **kwargs)
+
+
+def lazy(target: str, **bound: Any) -> Lazy:
+    """:class:`Lazy` ``target`` (``"module:attribute"``) with ``bound`` keyword arguments."""
+    if ":" not in target:
+        raise SymplugError(f"lazy target {target!r} must be 'module:attribute'")
+    return Lazy(target, tuple(bound.items()))
+
+
+@dataclass(frozen=True)
 class Output:
     """A model output: its representation (e.g. ``"1o"``) and unit (e.g. ``"eV/A"``);
     ``declared``: added by the user (:meth:`Domain.declare`), diagnosed by default."""
@@ -59,6 +82,10 @@ class Domain:
       evaluated; the result's ``n_items`` sums it over the kept samples.
     * ``item_name``: the plural noun the text uses for the items (``"jets"``,
       ``"structures"``); default ``"samples"``.
+    * ``symmetries``: the groups the data are symmetric under, which a model should learn
+      (default: every group of ``groups``); the others probe how much a model depends on
+      orientation, as it should (e.g. SO3 for jets, whose beam axis breaks it), and the
+      report gives them no "learned" verdict.
 
     What the domain loads and trains (each optional; the core names what is missing):
 
@@ -94,6 +121,7 @@ class Domain:
     excluded_outputs: Callable[[Any], Any] | None = None
     count_items: Callable[[Any], int] | None = None
     item_name: str = "samples"
+    symmetries: tuple[str, ...] | None = None
     load_model: Callable[[str, bool], Any] | None = None
     load_data: Callable[[str], list] | None = None
     load_partitions: Callable[[list, int | None], list | None] | None = None
@@ -128,6 +156,13 @@ class Domain:
                                f"(offers {', '.join(self.groups)})")
         return group
 
+    def is_symmetry(self, group: "str | Group") -> bool:
+        """Whether ``group`` is a symmetry of the domain's data (``symmetries``)."""
+        from .groups import Group
+
+        name = Group.parse(group, self.axis).name
+        return name in (self.groups if self.symmetries is None else self.symmetries)
+
     def validate(self, plugin: str) -> "Domain":
         """Raise :class:`PluginError` naming ``plugin`` if the record breaks the contract."""
         from .groups import Group
@@ -154,6 +189,9 @@ class Domain:
                 Group.parse(g, self.axis)
         except SymplugError as exc:
             problems.append(str(exc))
+        if self.symmetries is not None and (not isinstance(self.symmetries, tuple)
+                                            or not set(self.symmetries) <= set(self.groups)):
+            problems.append(f"symmetries {self.symmetries!r} must be a tuple of its groups")
         if not isinstance(self.summary, tuple) or not all(
                 isinstance(stage, SummaryStage) for stage in self.summary):
             problems.append("summary must be a tuple of SummaryStage records")

@@ -57,7 +57,7 @@ LEARNED_VS_ERROR = 0.1  # A < 10 % of E: breaking < 1 % of the squared error
 NOT_LEARNED_VS_ERROR = math.sqrt(0.5)  # A >= 71 % of E: >= half of it (A >= symmetrised RMSE)
 LEARNED_VS_MAGNITUDE = 0.01  # without labels: A < 1 % of |y|
 NOT_LEARNED_VS_MAGNITUDE = 0.1  # without labels: A >= 10 % of |y|
-VERDICTS = ("exact", "learned", "partly", "not learned")
+VERDICTS = ("exact", "learned", "partly", "not learned", "probe")
 VERDICT_RULE = (
     "with reference labels, A against the output's error E against them (RMSE at random "
     f"orientations, in its units): **learned** below {LEARNED_VS_ERROR:.0%} of E (symmetry "
@@ -65,7 +65,9 @@ VERDICT_RULE = (
     f"{NOT_LEARNED_VS_ERROR:.0%} (half of E² or more), **partly** in between; without labels, "
     f"A against the output's RMS magnitude |y|: learned below {LEARNED_VS_MAGNITUDE:.0%}, not "
     f"learned from {NOT_LEARNED_VS_MAGNITUDE:.0%}; **exact** below {EQUIVARIANT_RELATIVE:.0e} "
-    "of |y| (float round-off).")
+    "of |y| (float round-off); **probe** where the group is not a symmetry of the data (e.g. "
+    "SO(3) for jets, whose beam axis breaks it): A then measures how much the model depends "
+    "on orientation, as it should, and there is nothing to learn.")
 TOP_FINDINGS = 6  # findings in the summary: the first of each code per result, most severe first
 
 CSS = """
@@ -85,6 +87,7 @@ ul { margin: 0.3em 0; padding-left: 1.4em; }
 .verdict-exact, .verdict-learned { color: #17692f; }
 .verdict-partly { color: #9a5b00; }
 .verdict-not-learned { color: #b3261e; }
+.verdict-probe { color: #555555; }
 .severity-error { color: #b3261e; font-weight: 600; }
 .summary table { font-size: 0.9em; margin: 0.4em 0 0.5em; }
 .summary td { white-space: nowrap; } .summary td:last-child { white-space: normal; }
@@ -181,8 +184,18 @@ def figure_spectra(result: dict) -> bytes:
     return figure_png(fig)
 
 
-def symmetry_verdict(output: dict) -> dict:
-    """How well an output learned the symmetry, by the thresholds above (:data:`VERDICT_RULE`).
+def is_data_symmetry(result: dict) -> bool:
+    """Whether the result's group is a symmetry of its domain's data
+    (:meth:`~symplug.Domain.is_symmetry`); True when the domain is not installed."""
+    from .plugins import domains
+
+    found = domains().get(result.get("domain"))
+    return True if found is None else found[1].is_symmetry(result["group"])
+
+
+def symmetry_verdict(output: dict, probe: bool = False) -> dict:
+    """How well an output learned the symmetry, by the thresholds above (:data:`VERDICT_RULE`);
+    ``probe``: the group is not a symmetry of the data, and the verdict is ``"probe"``.
 
     Returns ``{"verdict", "ratio", "basis", "reference"}``: ``ratio`` is A over the output's
     error against the labels (``basis`` ``"error"``, A and E from its ``bias_variance``,
@@ -211,6 +224,8 @@ def symmetry_verdict(output: dict) -> dict:
         verdict = "partly"
     else:
         verdict = "not learned"
+    if probe:
+        verdict = "probe"
     return {"verdict": verdict, "ratio": ratio, "basis": basis, "reference": reference}
 
 
@@ -285,6 +300,13 @@ def figure_overview(rows: list[tuple[str, dict]]) -> bytes:
     for i, (label, v) in enumerate(rows):
         if v["basis"] is None:
             continue
+        if v["verdict"] == "probe":  # no bands: not a symmetry of the data
+            ax.plot([min(max(v["ratio"], low), high)], [i], marker="o", color="#777777",
+                    markersize=7)
+            ax.text(min(max(v["ratio"], low), high) * 1.25, i,
+                    f"{_percent(v['ratio'])}: probe (not a data symmetry)", va="center",
+                    fontsize=10, color="#555555")
+            continue
         edges = ((LEARNED_VS_ERROR, NOT_LEARNED_VS_ERROR) if v["basis"] == "error"
                  else (LEARNED_VS_MAGNITUDE, NOT_LEARNED_VS_MAGNITUDE))
         for (x0, x1), verdict in zip(((low, edges[0]), edges, (edges[1], high)), colours):
@@ -319,8 +341,9 @@ def summary_section(results: Mapping[str, dict],
         return None
     rows, overview, grids = [], [], []
     for name, result in diagnoses.items():
+        probe = not is_data_symmetry(result)
         for i, (out, o) in enumerate(result["outputs"].items()):
-            v = symmetry_verdict(o)
+            v = symmetry_verdict(o, probe)
             domain = result.get("domain", name)
             where = result["group"] if domain == name else f"{domain}, {result['group']}"
             rows.append([f"`{name}` ({where})" if i == 0 else "", out,
@@ -500,7 +523,7 @@ def markdown_to_html(markdown_text: str, figures: Mapping[str, bytes], title: st
     import markdown
 
     body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code", "toc"])
-    body = re.sub(r"<strong>(exact|learned|partly|not learned)</strong>",
+    body = re.sub(r"<strong>(exact|learned|partly|not learned|probe)</strong>",
                   lambda m: f'<strong class="verdict-{m.group(1).replace(" ", "-")}">'
                             f"{m.group(1)}</strong>", body)
     body = re.sub(r"<td>(error|warning)</td>", r'<td class="severity-\1">\1</td>', body)

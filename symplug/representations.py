@@ -19,12 +19,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import RepresentationError
-from .groups import DTYPE
-from .wigner import wigner_D, wigner_generator
+
+if TYPE_CHECKING:  # imported where used: plugins check representation strings at start-up
+    import torch
+
 
 _TERM = re.compile(r"\s*(?:(\d+)\s*x\s*)?(cartesian2|\d+\s*[eo]|\d+\s*,\s*[+-]?\s*1)\s*(?:\+|$)")
 
@@ -57,6 +58,10 @@ class Block:
 
     def matrices(self, g: torch.Tensor) -> torch.Tensor:
         """rho(g) (N, dim, dim) for orthogonal g (N, 3, 3)."""
+        import torch
+
+        from .wigner import wigner_D
+
         if self.kind == "cartesian2":
             return torch.einsum("nij,nkl->nikjl", g, g).reshape(-1, 9, 9)
         det = torch.sign(torch.linalg.det(g))
@@ -65,18 +70,22 @@ class Block:
             d = rot
         else:
             d = wigner_D(self.l, rot, basis=self.kind)
-        parity = torch.where(det < 0, float(self.sigma * (-1) ** self.l), 1.0).to(DTYPE)
+        parity = torch.where(det < 0, float(self.sigma * (-1) ** self.l), 1.0).to(torch.float64)
         return parity[:, None, None] * d
 
     def generator(self, j: torch.Tensor) -> torch.Tensor:
         """d rho(exp(t J)) / dt at t = 0 (dim, dim) for an antisymmetric J (3, 3)."""
+        import torch
+
+        from .wigner import wigner_generator
+
         if self.kind == "cartesian2":
-            eye = torch.eye(3, dtype=DTYPE)
+            eye = torch.eye(3, dtype=torch.float64)
             return torch.kron(j, eye) + torch.kron(eye, j)
         if self.l == 0:
-            return torch.zeros(1, 1, dtype=DTYPE)
+            return torch.zeros(1, 1, dtype=torch.float64)
         if self.kind == "e3nn" and self.l == 1:
-            return j.to(DTYPE)
+            return j.to(torch.float64)
         return wigner_generator(self.l, j, basis=self.kind)
 
 
@@ -101,12 +110,14 @@ class Representation:
 
     def matrices(self, g: torch.Tensor) -> torch.Tensor:
         """Block-diagonal rho(g) (N, dim, dim) float64."""
-        g = torch.as_tensor(g, dtype=DTYPE)
+        import torch
+
+        g = torch.as_tensor(g, dtype=torch.float64)
         if g.ndim == 2:
             g = g[None]
         if len(self.blocks) == 1:
             return self.blocks[0].matrices(g)
-        out = torch.zeros(g.shape[0], self.dim, self.dim, dtype=DTYPE)
+        out = torch.zeros(g.shape[0], self.dim, self.dim, dtype=torch.float64)
         start = 0
         for block in self.blocks:
             stop = start + block.dim
@@ -116,7 +127,9 @@ class Representation:
 
     def generator(self, j: torch.Tensor) -> torch.Tensor:
         """Block-diagonal d rho(J) (dim, dim) float64."""
-        j = torch.as_tensor(j, dtype=DTYPE)
+        import torch
+
+        j = torch.as_tensor(j, dtype=torch.float64)
         return torch.block_diag(*(b.generator(j) for b in self.blocks))
 
     def flatten(self, values: torch.Tensor, leading: int, name: str = "values") -> torch.Tensor:
@@ -127,6 +140,8 @@ class Representation:
         per-atom forces (N, atoms, 3) are accepted for ``"1o"``. One-dimensional
         representations need no trailing axis: (N,) and (N, atoms) are scalars.
         """
+        import torch
+
         values = torch.as_tensor(values)
         shape = tuple(values.shape)
         if (len(self.blocks) == 1 and self.blocks[0].kind == "cartesian2"

@@ -51,6 +51,23 @@ def _commands(parser, prefix=()):
                 yield from _commands(sub, (*prefix, name))
 
 
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["plugins"], ["md", "--help"],
+                                  ["diagnose", "--help"]])
+def test_start_up_imports_no_heavy_module(argv):
+    """--version, --help and plugins list the domains from their records without importing
+    torch, ase, uproot or e3nn (the records name their functions lazily), so that they
+    start in a fraction of a second."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom symplug.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n"
+            "    pass\nprint(sorted(m for m in ('torch', 'ase', 'uproot', 'e3nn', 'awkward') "
+            "if m in sys.modules))" % argv)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.splitlines()[-1] == "[]", out
+
+
 def test_every_subcommand_has_help(capsys):
     from symplug.cli import build_parser
 

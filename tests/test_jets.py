@@ -375,13 +375,13 @@ def test_core_text_counts_jets_in_partitions_and_skipped_blocks(jets):
 
 
 def test_rejection_bound_in_the_summary_when_no_background_passes():
-    from symplug_jets.domain import _performance
+    from symplug_jets.domain import performance
 
     score = np.r_[np.linspace(0.6, 0.9, 8), np.linspace(0.1, 0.4, 30)]
     is_signal = np.r_[np.ones(8, bool), np.zeros(30, bool)]
     part = {"score": score, "is_signal": is_signal, "skipped": [],
             "rotations": "SO(2) about the beam: 5 equispaced angles (degree 2)"}
-    out = _performance([part], None)
+    out = performance([part], None)
     assert out["auc"] == 1.0 and out["n_background"] == 30
     for wp in ("0.3", "0.5"):
         assert out["background_rejection"][wp]["lower_bound"] == 30.0

@@ -229,6 +229,28 @@ def test_summary_answers_first(tmp_path, diagnosis):
         re.findall(r'href="#([^"]+)"', html)) <= ids
 
 
+def test_a_group_that_is_no_symmetry_of_the_data_is_a_probe(tmp_path, diagnosis):
+    """SO3 is not a symmetry of jets (the beam axis breaks it): the summary says "probe",
+    not "not learned"; about the beam (SO2) the usual verdict stands."""
+    import copy
+
+    from symplug.plugins import get_domain
+    from symplug.report import is_data_symmetry, summary_section, symmetry_verdict
+
+    assert not get_domain("jets").is_symmetry("SO3") and get_domain("jets").is_symmetry("O2")
+    _, result = diagnosis
+    rows = {}
+    for group in ("SO3", "SO2"):
+        jets = copy.deepcopy(result)
+        jets["domain"], jets["group"] = "jets", group
+        rows[group] = summary_section({"tagger": jets}, {}).markdown
+        assert is_data_symmetry(jets) == (group == "SO2")
+    assert "| **probe** |" in rows["SO3"] and "| **not learned** |" not in rows["SO3"]
+    assert "| **probe** |" not in rows["SO2"] and "| **not learned** |" in rows["SO2"]
+    assert symmetry_verdict(result["outputs"]["energy"], probe=True)["verdict"] == "probe"
+    assert is_data_symmetry(result)  # an uninstalled domain ("points"): every group counts
+
+
 def test_verdict_thresholds():
     from symplug.report import (LEARNED_VS_ERROR, LEARNED_VS_MAGNITUDE, NOT_LEARNED_VS_ERROR,
                                 NOT_LEARNED_VS_MAGNITUDE, symmetry_verdict)

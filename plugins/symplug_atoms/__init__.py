@@ -24,7 +24,7 @@ _EXPORTS = {
     "TorchAtomsModel": "torch_model", "load_reference": "torch_model",
     "PointEdgeTransformer": "pet", "MetatomicModel": "metatomic",
     "MetatrainModel": "metatrain_model",
-    "diagnose": "domain", "atoms_domain": "domain", "read_frames": "domain",
+    "diagnose": "domain", "atoms_domain": "record", "read_frames": "domain",
 }
 
 __all__ = sorted(_EXPORTS)

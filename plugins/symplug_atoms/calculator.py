@@ -22,11 +22,9 @@ from symplug import SymplugError
 
 from .action import RotatedCopies
 
-# reporting unit and factor from ASE units (eV, eV/A, eV/A^3, e A)
-UNITS = {"energy": "meV/atom", "energies": "meV", "forces": "meV/A", "stress": "GPa",
-         "dipole": "e A"}
-REPS = {"energy": "0e", "energies": "0e", "forces": "1o", "stress": "cartesian2",
-        "dipole": "1o"}
+from .record import REPS, UNITS  # noqa: F401  (re-exported: the reporting unit of each output)
+
+# reporting factors from ASE units (eV, eV/A, eV/A^3, e A)
 DEFAULT = ("energy", "forces", "stress")  # what a model computes unless asked otherwise
 STRESS_TO_GPA = 1.0 / units.GPa
 

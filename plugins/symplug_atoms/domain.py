@@ -13,11 +13,12 @@ import torch
 from ase.calculators.calculator import BaseCalculator
 
 import symplug
-from symplug import Domain, Output, SummaryStage, SymplugError
+from symplug import SymplugError
 
-from .action import check_frame, rotated_copies
-from .calculator import REPS, UNITS, CalculatorModel, to_reporting_units
+from .action import check_frame
+from .calculator import CalculatorModel, to_reporting_units
 from .models import calculator_model
+from .record import atoms_domain
 
 
 SOURCE = "symplug_source"  # atoms.info key: the file and frame a structure was read from
@@ -56,28 +57,14 @@ def excluded_outputs(atoms: ase.Atoms) -> tuple[str, ...]:
     return () if atoms.get_pbc().all() else ("stress",)
 
 
-def _structures(frames: Sequence[ase.Atoms], *_) -> list[dict]:
+def structure_rows(frames: Sequence[ase.Atoms], *_) -> list[dict]:
     """Formula, atom count and periodicity of each structure, in order."""
     return [{"formula": f.get_chemical_formula(), "n_atoms": len(f),
              "periodic": bool(f.get_pbc().all())} for f in frames]
 
 
-def _all_structures(parts: list[list[dict]], context) -> dict:
+def all_structure_rows(parts: list[list[dict]], context) -> dict:
     return {"structures": [row for part in parts for row in part]}
-
-
-SUMMARY = (SummaryStage(_structures, _all_structures),)
-
-
-def atoms_domain() -> Domain:
-    """The ``atoms`` domain record (also registered through the plugin hooks)."""
-    return Domain(
-        name="atoms", act=rotated_copies, groups=("O3", "SO3"),
-        outputs={name: Output(REPS[name], UNITS[name]) for name in REPS},
-        description="ase.Atoms; O(3) about the centre of mass, cells rotate with the atoms",
-        reference=reference_labels, select_outputs=default_outputs, summary=SUMMARY,
-        check=check_structure, excluded_outputs=excluded_outputs,
-        item_name="structures")  # one ase.Atoms per sample
 
 
 def check_labels(atoms: ase.Atoms, where: str = "structure") -> None:
@@ -111,12 +98,13 @@ def check_structure(atoms: ase.Atoms, name: str = "structure") -> None:
     check_labels(atoms, where)
 
 
-def frame_partitions(paths: Sequence[str | Path], size: int = 16) -> symplug.Partitions:
-    """The structures of many files as lazy partitions of ``size`` frames (a file's frames
-    are counted here; each partition reads its own slice where it is computed), for
-    ``symplug.diagnose(..., client=...)``."""
+def frame_partitions(paths: Sequence[str | Path], size: int | None = 16) -> symplug.Partitions:
+    """The structures of many files as lazy partitions of ``size`` frames (None: 16); a
+    file's frames are counted here, and each partition reads its own slice where it is
+    computed, for ``symplug.diagnose(..., client=...)``."""
     import dask
 
+    size = size or 16
     parts = []
     for path in paths:
         path = Path(path)

@@ -53,3 +53,8 @@ def structures_section(result: dict) -> list[ReportSection]:
         rows.append(f"| {index} | {s['formula']}{' (periodic)' if s['periodic'] else ''} | "
                     f"{s['n_atoms']} | {cells} |")
     return [ReportSection("Per structure", "\n".join(rows))]
+
+
+def report_sections(result: dict) -> list[ReportSection]:
+    """The atoms domain's sections: the MD comparison, or the per-structure table."""
+    return md_section(result) if result.get("kind") == "md" else structures_section(result)

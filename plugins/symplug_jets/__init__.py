@@ -23,7 +23,7 @@ _EXPORTS = {
     "rotate_jets": "action", "boost": "action", "jet_frames": "action",
     "auc": "metrics", "background_rejection": "metrics", "rejection": "metrics",
     "format_rejection": "metrics",
-    "diagnose": "domain", "boost_scan": "domain", "jets_domain": "domain",
+    "diagnose": "domain", "boost_scan": "domain", "jets_domain": "record",
     "lie_derivatives": "domain",
     "load_tagger": "taggers", "load_reference": "taggers", "CallableTagger": "taggers",
     "SymmetrizedTagger": "symmetrize",

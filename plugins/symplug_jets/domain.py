@@ -22,11 +22,12 @@ import torch
 from tqdm.auto import tqdm
 
 import symplug
-from symplug import Domain, Group, Output, SummaryStage, SymplugError
+from symplug import Group, SymplugError
 
 from .action import boost, rotate_jets
 from .metrics import auc, rejection, roc, undefined
 from .rootio import JetSet, read_root, read_root_dask
+from .record import jets_domain
 from .taggers import CallableTagger
 
 BLOCK = 16  # jets per orbit sample: a model call sees chunk_size x BLOCK jets
@@ -193,7 +194,7 @@ def _boosted(jets: JetSet, rapidity: float, axis: str) -> torch.Tensor:
     return torch.from_numpy(np.where(jets.mask[..., None], boost(jets.p4, rapidity, axis), 0.0))
 
 
-def _scores_part(samples: Sequence[dict], model, grid, orbit_values, context, previous,
+def scores_part(samples: Sequence[dict], model, grid, orbit_values, context, previous,
                  signal: str | None = None, frame: str = "lab") -> dict:
     """Summary stage 1, per partition: the signal score of the untransformed jets,
     whether each is signal (with labels), the jets the reader skipped and the grid in
@@ -209,7 +210,7 @@ def _scores_part(samples: Sequence[dict], model, grid, orbit_values, context, pr
             "rotations": grid_text(grid.describe(), frame)}
 
 
-def _performance(parts: list[dict], context) -> dict:
+def performance(parts: list[dict], context) -> dict:
     """Summary stage 1, merged: the jet counts, AUC, 1/eps_B (with its resolution:
     :func:`~symplug_jets.metrics.rejection`) and the ROC of all untransformed jets, and
     the working point of the flip rate (eps_S = 0.5, or the median score without labels
@@ -242,7 +243,7 @@ def _performance(parts: list[dict], context) -> dict:
     return out
 
 
-def _flips_part(samples: Sequence[dict], model, grid, orbit_values, context, previous,
+def flips_part(samples: Sequence[dict], model, grid, orbit_values, context, previous,
                 signal: str | None = None, frame: str = "lab") -> dict:
     """Summary stage 2, per partition: weighted counts of copies on the other side of
     the working point and the weighted histogram of the score shift s(g x) - s(x)."""
@@ -276,7 +277,7 @@ def _flips_part(samples: Sequence[dict], model, grid, orbit_values, context, pre
     return {"flips": flips, "weight": total_w, "shifts": shifts}
 
 
-def _flip_rate(parts: list[dict], context: dict) -> dict:
+def flip_rate(parts: list[dict], context: dict) -> dict:
     """Summary stage 2, merged: the flip rate and the score-shift distribution (None
     without a working point: non-finite scores)."""
     flips = sum(p["flips"] for p in parts)
@@ -288,35 +289,27 @@ def _flip_rate(parts: list[dict], context: dict) -> dict:
             "score_shift": {"edges": SHIFT_EDGES.tolist(), "weights": (shifts / weight).tolist()}}
 
 
-def summary_stages(frame: str = "lab", signal: str | None = None) -> tuple[SummaryStage, ...]:
-    """Field figures of a tagger diagnosis, merged exactly over partitions: performance
-    on the untransformed jets (AUC, 1/eps_B, the ROC), then the flip rate (weighted
-    fraction of copies on the other side of the eps_S = 0.5 working point, or of the
-    median score without labels) under the grid and the weighted distribution of the
-    score shift s(g x) - s(x), read from the orbit pass's kept scores."""
-    return (SummaryStage(partial(_scores_part, signal=signal, frame=frame), _performance),
-            SummaryStage(partial(_flips_part, signal=signal, frame=frame), _flip_rate))
-
-
 def block_jets(block: dict) -> int:
     """The jets in a block (``Domain.count_items``: the core's text counts jets)."""
     return int(block["p4"].shape[0])
 
 
-def jets_domain(frame: str = "lab", units: str = "probability") -> Domain:
-    """``jets`` (lab frame; SO2/O2 about the beam) or ``jets_axis`` (about each jet's axis).
-    ``units``: those of the tagger's score; the shipped ``reference`` and ``mass`` taggers
-    and :class:`~symplug_jets.weaver.WeaverTagger` give a signal probability (softmax or
-    sigmoid), ``pz2`` GeV^2; a tagger that returns raw logits says ``"logit"``."""
-    if frame not in ("lab", "jet"):
-        raise SymplugError(f"frame must be 'lab' or 'jet', got {frame!r}")
-    return Domain(name="jets" if frame == "lab" else "jets_axis",
-                  act=partial(rotate_jets, frame=frame), groups=("SO2", "O2", "SO3", "O3"),
-                  outputs={"score": Output("0e", units, "the tagger's signal score")},
-                  description=("jet constituents (E, px, py, pz); rotations in the "
-                               + ("lab frame, axis = beam" if frame == "lab" else "jet frame")),
-                  summary=summary_stages(frame), samples_are_blocks=True,
-                  keep_outputs=("score",), count_items=block_jets, item_name="jets")
+def load_blocks(path: str) -> list[dict]:
+    """The jets of a ROOT file (JetClass layout) or a top-tagging HDF5 file, in blocks."""
+    from .rootio import read_top_tagging_h5
+
+    reader = read_top_tagging_h5 if str(path).endswith((".h5", ".hdf5")) else read_root
+    return blocks(reader(path))
+
+
+def root_partitions(paths: Sequence[str | Path], size: int | None = None) -> list | None:
+    """ROOT files through ``uproot.dask``: partitions of about ``size`` entries; by default
+    (``size`` None) the entries of all files split 16 ways in whole blocks of 16 jets, at
+    most 100 000 entries each (:func:`partition_step`), so that one small file still
+    spreads over the workers. None for other files (read whole, then split)."""
+    if not all(str(p).endswith(".root") for p in paths):
+        return None
+    return jet_partitions(paths, step_size=size)
 
 
 def diagnose(tagger, jets: JetSet | str | Path, group: str = "SO2", degree: int = 4,
