@@ -25,7 +25,7 @@ from .records import (Domain, Lazy, MeanTerm, Output, ReportSection, SummaryStag
 _LAZY = {
     "Partitions": "dataparallel", "connect": "dataparallel", "partition": "dataparallel",
     "convergence": "diagnose", "diagnose": "diagnose", "diagnosis_of": "diagnose",
-    "summarize": "diagnose", "Diagnosis": "diagnosis",
+    "summarize": "orbit_pass", "Diagnosis": "diagnosis",
     "BiasVariance": "equivariance", "DatasetError": "equivariance",
     "EquivarianceError": "equivariance", "aggregate_errors": "equivariance",
     "bias_variance": "equivariance", "equivariance_error": "equivariance",
