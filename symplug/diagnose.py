@@ -9,6 +9,8 @@ grid-convergence check, as a typed :class:`~symplug.diagnosis.Diagnosis` whose
 
 The samples are split into partitions (:mod:`symplug.dataparallel`), evaluated where
 they are and merged in data order (:mod:`symplug.orbit_pass`).
+
+The mathematics and design: docs/design.md, sections 1.7 and 2.1.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ format" dictionary) writes them as strings, ``"2,+1"`` and ``"layers.NAME.spectr
 :meth:`Diagnosis.from_dict` reads such a dictionary (e.g. JSON read from disk) back.
 Spectra are fractions of the quantity's power (dimensionless) and powers in its units
 squared; A is in the output's units.
+
+The mathematics and design: docs/design.md, section 3.
 """
 
 from __future__ import annotations

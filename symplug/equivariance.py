@@ -7,6 +7,8 @@ forces), ``rmse`` its square root, in the output's own units. Sums are float64
 and taken around a reference response (the first z seen) so that A^2 does not
 suffer cancellation; a variance negative beyond round-off means the grid
 aliases the response and raises :class:`AliasingError`.
+
+The mathematics and design: docs/design.md, section 1.4.
 """
 
 from __future__ import annotations

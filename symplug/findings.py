@@ -19,6 +19,8 @@ Severity convention:
 * ``"error"``: the failure mode dominates what the result measures (the
   equivariance error is at least the accuracy error of the symmetrised model, or
   A grows at least tenfold out of distribution).
+
+The mathematics and design: docs/design.md, section 1.8.
 """
 
 from __future__ import annotations

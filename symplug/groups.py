@@ -15,6 +15,8 @@ resolves the parity under the improper element, 0 where the group has none (SO2/
 l is the Fourier order m). Everything is float64 torch tensors; matrices act on column
 vectors (x' = g x). torch, numpy and scipy are imported where used, so that plugins
 name and check their groups at start-up without them.
+
+The mathematics and design: docs/design.md, section 1.1.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ group; it implements any subset of these hooks with :data:`symplug.hookimpl`. Th
 hooks only register things: domains (a :class:`~symplug.Domain` carries its own
 loaders, action, outputs, training task and report sections), commands, report
 sections for every result, and demos. No hook is asked on behalf of a domain.
+
+The mathematics and design: docs/design.md, section 2.3.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ d/dt u(e^{tJ} x) of every named hidden layer (its invariance Lie derivative).
 Models with operations lacking forward-mode rules (custom autograd functions)
 fall back to a fourth-order central difference on exact rotations e^{+-hJ},
 e^{+-2hJ} (truncation error ~ h^4, h = 1e-3).
+
+The mathematics and design: docs/design.md, section 1.6.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ requests whose size is known up front are checked by :func:`require`.
 The peak is read from the kernel (``VmHWM``, reset per call through
 ``/proc/self/clear_refs``). Where that is not available (not Linux) the chunks are
 the caller's cap and only :func:`require` applies.
+
+The mathematics and design: docs/design.md, section 2.4.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ layers are captured with forward hooks and split into copies by
 metric accumulators and dropped; chunks are sized against the memory budget
 (:func:`symplug.memory.chunks`: one copy first, then as many as the measured cost
 per copy allows, at most ``chunk_size``).
+
+The mathematics and design: docs/design.md, section 2.2.
 """
 
 from __future__ import annotations

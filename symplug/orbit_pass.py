@@ -4,6 +4,8 @@ grid (A's sums, the summed powers of B, the per-feature moments of each layer's 
 means), plus compact per-sample records unless asked not to; :func:`orbit_pass` merges
 them in data order. The domain summary's map stage runs on the same partition states.
 One partition in this process is the plain single-process run, through the same code.
+
+The mathematics and design: docs/design.md, section 2.1.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ A domain failing in a requested computation (e.g. its ``load_model``) is a one-l
 :class:`PluginError` naming the plugin that declared it.
 Set ``SYMPLUG_DISABLE_PLUGIN_AUTOLOAD=1`` to load no entry points (plugins can
 then be registered by hand with ``get_plugin_manager().register(module)``).
+
+The mathematics and design: docs/design.md, section 2.3.
 """
 
 from __future__ import annotations

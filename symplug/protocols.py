@@ -4,6 +4,8 @@ A model is anything :class:`Model` describes: called on a domain batch (the copi
 g_q x of one sample that ``Domain.act`` made) it returns ``{output: tensor (copies,
 ...)}``. The engine asks for nothing else; a model that has one of the abilities below
 is used through it, checked with ``isinstance`` (the protocols are runtime checkable).
+
+The mathematics and design: docs/design.md, section 2.3.
 """
 
 from __future__ import annotations

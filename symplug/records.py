@@ -1,4 +1,7 @@
-"""Small typed records that plugins return from their hooks."""
+"""Small typed records that plugins return from their hooks.
+
+The mathematics and design: docs/design.md, section 2.3.
+"""
 
 from __future__ import annotations
 

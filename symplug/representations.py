@@ -12,6 +12,8 @@ Accepted terms, joined by ``+`` and optionally prefixed by a multiplicity ``Nx``
 
 Parity follows metatensor: sigma = +1 is natural parity, rho(-1) = sigma (-1)^l;
 e3nn's parity p equals sigma (-1)^l.
+
+The mathematics and design: docs/design.md, section 1.3.
 """
 
 from __future__ import annotations

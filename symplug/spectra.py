@@ -13,6 +13,8 @@ B_m = |c_m^+|^2 + |c_m^-|^2 for m >= 1 (keys (m, 0)).
 Power is accumulated as linear Fourier sums over chunks of the grid, so the orbit
 never has to be held at once; Monte Carlo grids carry delete-group jackknife
 standard errors.
+
+The mathematics and design: docs/design.md, section 1.5.
 """
 
 from __future__ import annotations

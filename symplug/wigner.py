@@ -7,6 +7,8 @@
 
 The two are related by the orthogonal change of basis Q_l = int Y_sph Y_e3nn^T dOmega,
 evaluated exactly with a Lebedev rule of order >= 2l.
+
+The mathematics and design: docs/design.md, section 1.3.
 """
 
 from __future__ import annotations
