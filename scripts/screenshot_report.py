@@ -40,6 +40,9 @@ def chromium() -> str | None:
 
 
 WIDTH = 1400  # px: the browser window the report is laid out for
+# headless Chromium now and then hangs before its first frame on a busy machine (it
+# stalls on D-Bus): a run that passes TIMEOUT_S is killed and retried with a fresh profile
+TIMEOUT_S, ATTEMPTS = 60, 3
 BLACK_TEXT = "<style>* { color: #000 !important; }</style>"  # measuring: only figures coloured
 
 
@@ -48,10 +51,17 @@ def screenshot(html: Path, png: Path, width: int = WIDTH, height: int = 4000) ->
     binary = chromium()
     if binary is None:
         raise FileNotFoundError("chromium is not installed (apt-get install chromium)")
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([binary, *FLAGS, f"--user-data-dir={profile}",
-                        f"--window-size={width},{height}", f"--screenshot={png.resolve()}",
-                        html.resolve().as_uri()], check=True, capture_output=True, timeout=120)
+    for attempt in range(ATTEMPTS):
+        with tempfile.TemporaryDirectory() as profile:
+            try:
+                subprocess.run([binary, *FLAGS, f"--user-data-dir={profile}",
+                                f"--window-size={width},{height}",
+                                f"--screenshot={png.resolve()}", html.resolve().as_uri()],
+                               check=True, capture_output=True, timeout=TIMEOUT_S)
+                return png
+            except subprocess.TimeoutExpired:
+                if attempt == ATTEMPTS - 1:
+                    raise
     return png
 
 
