@@ -40,6 +40,13 @@ ROUND_OFF = 1e-4
 EVALUATION_GRID_TOL = 0.01
 ZERO_RESPONSE = ("zero response: the output is 0 on every copy of every sample, so its relative "
                  "error and invariant fraction are undefined")
+ZERO_LAYER = ("zero activations: the layer is 0 on every copy of every sample, so its spectrum "
+              "and invariant fractions are undefined")
+CONSTANT_LAYER = ("constant layer: the same on every copy of every sample, so nothing is left "
+                  "once its data-set mean is removed and its centred spectrum and invariant "
+                  "fraction are undefined")
+# the centred norm of a constant layer is round-off of its raw norm (float64 sums)
+CONSTANT_LAYER_TOL = 1e-20
 
 
 # -- the grid ------------------------------------------------------------------------
@@ -254,10 +261,11 @@ def layer_diagnosis(name: str, sums: GridSums,
                     samples: list[tuple[int, SampleDetails]] | None) -> LayerDiagnosis:
     """Layer ``name`` over the data set from the merged ``sums``, raw and centred on the
     per-feature data-set mean of its orbit means (``samples`` as for
-    :func:`output_diagnosis`)."""
+    :func:`output_diagnosis`); the fractions of a layer with nothing in it (all zero, or
+    nothing left after centring) are undefined."""
     raw = sums.layers[name]
     centered = centered_aggregate(raw, sums.moments[name])
-    return LayerDiagnosis(
+    layer = LayerDiagnosis(
         spectrum=raw.fractions, power=dict(raw.power), truncation=raw.truncation,
         spectrum_centered=centered.fractions, truncation_centered=centered.truncation,
         invariant_fraction=raw.invariant_fraction,
@@ -265,6 +273,11 @@ def layer_diagnosis(name: str, sums: GridSums,
         per_sample_invariant_fraction=None if samples is None else
         tuple(d.layer_invariant_fractions[name] for _, d in samples),
         per_sample_spectrum=None if samples is None else {i: d.layers[name] for i, d in samples})
+    if raw.norm2 <= 0.0:
+        return layer.as_undefined(ZERO_LAYER, raw=True)
+    if centered.norm2 <= CONSTANT_LAYER_TOL * raw.norm2:
+        return layer.as_undefined(CONSTANT_LAYER, raw=False)
+    return layer
 
 
 def domain_summary(run: Any, domain: Domain, model: Any, states: list, grid: Grid,

@@ -254,7 +254,9 @@ class OutputDiagnosis:
 class LayerDiagnosis:
     """B of one layer over the data set, raw and data-set centred (the per-feature
     data-set mean of the orbit means removed: only the invariant sector changes), and
-    per sample in data order (None unless ``per_sample``)."""
+    per sample in data order (None unless ``per_sample``). Fractions of nothing are
+    None, with the reason in ``undefined``: all of them for a layer that is 0 everywhere,
+    the centred ones for a layer that is the same on every copy of every sample."""
 
     spectrum: dict[Sector, float]
     power: dict[Sector, float]
@@ -263,8 +265,27 @@ class LayerDiagnosis:
     truncation_centered: float
     invariant_fraction: float
     invariant_fraction_centered: float
-    per_sample_invariant_fraction: tuple[float, ...] | None = None
+    per_sample_invariant_fraction: tuple[float | None, ...] | None = None
     per_sample_spectrum: dict[int, SampleSpectrum] | None = None
+    undefined: str | None = None
+
+    def as_undefined(self, reason: str, raw: bool) -> LayerDiagnosis:
+        """This layer with its centred spectrum, truncation and invariant fraction
+        undefined (None), and with ``raw`` its raw ones and per-sample fractions too;
+        ``reason`` stating why."""
+        layer = replace(self, spectrum_centered={k: None for k in self.spectrum_centered},
+                        truncation_centered=None, invariant_fraction_centered=None,
+                        undefined=reason)
+        if not raw:
+            return layer
+        samples = self.per_sample_spectrum
+        return replace(
+            layer, spectrum={k: None for k in self.spectrum}, truncation=None,
+            invariant_fraction=None,
+            per_sample_invariant_fraction=None if self.per_sample_invariant_fraction is None
+            else tuple(None for _ in self.per_sample_invariant_fraction),
+            per_sample_spectrum=None if samples is None else {
+                i: replace(r, fractions={k: None for k in r.fractions}) for i, r in samples.items()})
 
     def to_dict(self) -> dict:
         out = {"spectrum": _sector_keys(self.spectrum), "power": _sector_keys(self.power),
@@ -277,6 +298,8 @@ class LayerDiagnosis:
             out["per_sample_invariant_fraction"] = list(self.per_sample_invariant_fraction)
         if self.per_sample_spectrum is not None:
             out["per_sample_spectrum"] = _indexed(self.per_sample_spectrum)
+        if self.undefined is not None:
+            out["undefined"] = self.undefined
         return out
 
     @classmethod
@@ -286,7 +309,8 @@ class LayerDiagnosis:
                    _sectors(d.get("spectrum_centered") or {}), d.get("truncation_centered"),
                    d.get("invariant_fraction"), d["invariant_fraction_centered"],
                    None if fractions is None else tuple(fractions),
-                   _by_index(d.get("per_sample_spectrum"), SampleSpectrum.from_dict))
+                   _by_index(d.get("per_sample_spectrum"), SampleSpectrum.from_dict),
+                   d.get("undefined"))
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,8 @@ def aliasing(result: Diagnosis) -> list[Finding]:
             found.append(f)
     inv = Group.parse(result.group).invariant_sector
     for name, layer in result.layers.items():
+        if layer.truncation is None:  # a zero layer: no spectrum
+            continue
         rest = 1.0 - layer.spectrum[inv]
         if rest <= BAND_LIMITED:
             continue
@@ -350,6 +352,8 @@ def layer_invariance(result: Diagnosis) -> list[Finding]:
     reached = lost = None
     for name, layer in result.layers.items():
         frac = layer.invariant_fraction_centered
+        if frac is None:  # undefined (a zero or constant layer): no evidence either way
+            continue
         best = max(history, key=lambda h: h[1]) if history else None
         trail = ", ".join(f"'{n}' {_pct(f)}" for n, f in history + [(name, frac)])
         if reached is None and frac >= INVARIANT_REACHED:

@@ -61,13 +61,17 @@ def track_document(domain: str, group: Group | str, grid: dict, epochs: list[dic
             "grid": grid, "epochs": epochs}
 
 
+def _float(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 def track_tensormap(track: dict):
     """The layer spectra of a track as a metatensor-torch TensorMap: keys (chi_lambda,
     chi_sigma), the sector of the orbit content as metatomic names it (sigma 0 without
     parity), samples (entry, epoch, layer) with ``entry`` the position in
     ``track["epochs"]`` (two tracked checkpoints may share an epoch) and ``layer`` the
     index into its layer names, properties ``centered`` (0: raw fraction, 1: data-set
-    centred fraction)."""
+    centred fraction; NaN where undefined, e.g. a layer that is 0 everywhere)."""
     entries = [(i, e) for i, e in enumerate(track["epochs"]) if e["layers"]]
     if not entries:
         raise SymplugError("the track holds no layer spectra")
@@ -76,9 +80,9 @@ def track_tensormap(track: dict):
                    for k in layer["spectrum"]})
     rows = [[index, e["epoch"], i] for index, e in entries for i in range(len(names))]
     values = []
-    for key in map(sector_key, keys):
-        values.append([[e["layers"][name]["spectrum"].get(key, 0.0),
-                        e["layers"][name].get("spectrum_centered", {}).get(key, 0.0)]
+    for key in map(sector_key, keys):  # NaN where a fraction is undefined (null in track.json)
+        values.append([[_float(e["layers"][name]["spectrum"].get(key, 0.0)),
+                        _float(e["layers"][name].get("spectrum_centered", {}).get(key, 0.0))]
                        for _, e in entries for name in names])
     return sector_tensormap(keys, ["entry", "epoch", "layer"], rows, values, "centered",
                             torch=True)
@@ -143,11 +147,13 @@ def track_figure(track: dict):
     for k, name in enumerate(layers):
         ax = axes[1, k]
         sectors = list(entries[0]["layers"][name]["spectrum"])
-        stack = np.array([[e["layers"][name]["spectrum"].get(s, 0.0) for e in entries]
+        stack = np.array([[_float(e["layers"][name]["spectrum"].get(s, 0.0)) for e in entries]
                           for s in sectors])
-        ax.stackplot(epochs, stack, labels=sectors)
+        undefined = np.isnan(stack).all(0)  # epochs where the layer was 0 everywhere
+        ax.stackplot(epochs, np.nan_to_num(stack), labels=sectors)
         ax.set_ylim(0, 1)
-        ax.set_title(f"{name}: spectrum")
+        ax.set_title(f"{name}: spectrum" + (" (undefined: all zero)" if undefined.all() else
+                                            " (undefined where blank)" if undefined.any() else ""))
         ax.set_xlabel("epoch")
         if k == 0:
             ax.legend(fontsize=6, loc="lower left", ncol=2)

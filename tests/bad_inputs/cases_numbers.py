@@ -1,7 +1,8 @@
 """Numbers that would mean nothing: a zero or constant response, a one-element grid,
 NaN labels, and option ranges of ``diagnose``, ``quadrature`` and ``track`` (issue 17).
 A zero response states its relative error and invariant fraction undefined (null, with
-the reason), never 0.0; a one-element grid and out-of-range options are refused."""
+the reason), never 0.0, as do a layer that is 0 everywhere (all its fractions) and one
+that is the same on every copy of every sample (its centred fractions); a one-element grid and out-of-range options are refused."""
 
 from __future__ import annotations
 
@@ -79,6 +80,59 @@ def _nan_labels_check(tmp: Path, out: str) -> None:
     assert not any("inf" in f["evidence"] for f in result["findings"])
 
 
+def _zero_and_constant_layers(tmp: Path):
+    """A layer that is 0 everywhere, one that is the same on every copy of every sample,
+    beside a linear layer: diagnosed, reported and tracked."""
+    import torch
+
+    import symplug
+    from symplug.report import write_report
+    from symplug.testing import rotate_points
+    from symplug.training.tracking import track_document, track_entry, write_track
+
+    class Layers(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(12, 8).double()
+            self.zero, self.constant = torch.nn.Identity(), torch.nn.Identity()
+
+        def forward(self, x):
+            h = self.linear(x.flatten(1))
+            return {"energy": h.sum(-1) + self.zero(0.0 * h).sum(-1)
+                    + self.constant(torch.ones_like(h)).sum(-1)}
+
+    domain = symplug.Domain("points", rotate_points, {"energy": symplug.Output("0e", "eV")})
+    clouds = [torch.randn(4, 3, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+              for s in range(3)]
+    layers = ["linear", "zero", "constant"]
+    result = symplug.diagnose(Layers(), clouds, domain, degree=2, layers=layers, progress=False)
+    write_report({"layers": result}, tmp / "report")
+    entry, grid = track_entry(Layers(), clouds, domain, group="O3", degree=2, layers=layers,
+                              epoch=1)
+    (tmp / "track").mkdir()
+    written = write_track(track_document("points", "O3", grid, [entry]), tmp / "track")
+    return result, written
+
+
+def _layers_undefined(_tmp: Path, value) -> None:
+    import math
+
+    import metatensor.torch
+
+    result, written = value
+    zero, constant, linear = (result["layers"][n] for n in ("zero", "constant", "linear"))
+    assert zero["invariant_fraction"] is None and zero["truncation"] is None
+    assert set(zero["spectrum"].values()) == {None} and "zero activations" in zero["undefined"]
+    assert zero["per_sample_invariant_fraction"] == [None] * 3
+    assert abs(constant["invariant_fraction"] - 1.0) < 1e-12  # raw: defined, exactly invariant
+    assert constant["invariant_fraction_centered"] is None and "constant" in constant["undefined"]
+    assert "undefined" not in linear and linear["invariant_fraction_centered"] is not None
+    assert not any("zero" in f["where"] or "constant" in f["where"] for f in result["findings"])
+    values = metatensor.torch.load(str(written["mts"])).block(0).values
+    assert math.isnan(values[1, 0]) and math.isnan(values[2, 1])  # NaN where undefined
+    assert written["png"].exists()
+
+
 def _library_degree_zero(tmp: Path):
     from ase.calculators.emt import EMT
     from symplug_atoms.domain import diagnose
@@ -103,6 +157,8 @@ CASES = [
     Case("numbers/constant-model", "numbers", RESULT,
          argv=_diagnose("--json", "{tmp}/result.json", "--trust-model", model=CONSTANT),
          check=_constant_check),
+    Case("numbers/zero-and-constant-layers-undefined", "numbers", RESULT,
+         call=_zero_and_constant_layers, check=_layers_undefined),
     # one-element grids
     Case("numbers/degree-zero", "numbers", ERROR, r"argument --degree: must be >= 1, got 0",
          argv=_diagnose("--degree", "0")),
