@@ -279,12 +279,14 @@ def get_domain(name: str) -> Domain:
     return owned_domain(name)[1]
 
 
-def call_domain(name: str, behaviour: str, check, *args: Any) -> Any:
-    """Domain ``name``'s ``behaviour`` (e.g. ``load_model``) called with ``args``. A
-    user's mistake (:class:`SymplugError`) passes unchanged; any other failure, or a result
+def call_domain(owner: tuple[str, Domain], behaviour: str, check, *args: Any) -> Any:
+    """The ``behaviour`` (e.g. ``load_model``) of a domain, ``owner`` = (declaring plugin,
+    domain) as :func:`owned_domain` gives it, called with ``args``. A user's mistake
+    (:class:`SymplugError`) passes unchanged; any other failure, or a result
     ``check(result)`` rejects (returns a reason), is a :class:`PluginError` naming the
-    plugin that declared the domain."""
-    plugin, domain = owned_domain(name)
+    plugin."""
+    plugin, domain = owner
+    name = domain.name
     function = getattr(domain, behaviour)
     if function is None:
         raise SymplugError(f"domain {name!r} (plugin {plugin!r}) offers no {behaviour}")
@@ -325,14 +327,14 @@ def load_model(domain: str, spec: str, trusted: bool = False) -> Any:
     ``trusted``: the user trusts ``spec`` to run code (``--trust-model``): only then may
     the domain unpickle arbitrary objects (e.g. a metatrain ``.ckpt``) or import a
     ``module:attribute``; without it such specs are refused."""
-    return call_domain(domain, "load_model", _not_callable, spec, bool(trusted))
+    return call_domain(owned_domain(domain), "load_model", _not_callable, spec, bool(trusted))
 
 
 def load_data(domain: str, path: str) -> list:
     """Samples of ``domain`` read from ``path`` by the domain."""
     if not os.path.exists(path):
         raise SymplugError(f"data file {path!r} does not exist")
-    data = call_domain(domain, "load_data", _not_list, path)
+    data = call_domain(owned_domain(domain), "load_data", _not_list, path)
     if len(data) == 0:
         raise SymplugError(f"data file {path!r} holds no samples")
     return list(data)
@@ -347,8 +349,9 @@ def load_partitions(domain: str, paths: Sequence[str], size: int | None = None) 
             raise SymplugError(f"data file {path!r} does not exist")
     if size is not None and int(size) < 1:
         raise SymplugError(f"partition size must be >= 1, got {size}")
-    if get_domain(domain).load_partitions is not None:
-        parts = call_domain(domain, "load_partitions", _not_parts, list(paths), size)
+    owner = owned_domain(domain)
+    if owner[1].load_partitions is not None:
+        parts = call_domain(owner, "load_partitions", _not_parts, list(paths), size)
         if parts is not None:
             return Partitions(parts)
     return partition([s for path in paths for s in load_data(domain, path)], size=size or 16)
@@ -356,9 +359,8 @@ def load_partitions(domain: str, paths: Sequence[str], size: int | None = None) 
 
 def training_task(domain: str, model: Any, samples: list) -> TrainingTask:
     """The fine-tuning task of ``model`` on ``samples`` from ``domain``, checked."""
-    plugin, _ = owned_domain(domain)
-    task = call_domain(domain, "training_task", _not_task, model, samples)
-    return task.validate(plugin)
+    owner = owned_domain(domain)
+    return call_domain(owner, "training_task", _not_task, model, samples).validate(owner[0])
 
 
 def _not_sections(found: Any) -> str | None:
