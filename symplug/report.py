@@ -300,22 +300,18 @@ def figure_overview(rows: list[tuple[str, dict]]) -> bytes:
     for i, (label, v) in enumerate(rows):
         if v["basis"] is None:
             continue
-        if v["verdict"] == "probe":  # no bands: not a symmetry of the data
-            ax.plot([min(max(v["ratio"], low), high)], [i], marker="o", color="#777777",
-                    markersize=7)
-            ax.text(min(max(v["ratio"], low), high) * 1.25, i,
-                    f"{_percent(v['ratio'])}: probe (not a data symmetry)", va="center",
-                    fontsize=10, color="#555555")
-            continue
-        edges = ((LEARNED_VS_ERROR, NOT_LEARNED_VS_ERROR) if v["basis"] == "error"
-                 else (LEARNED_VS_MAGNITUDE, NOT_LEARNED_VS_MAGNITUDE))
-        for (x0, x1), verdict in zip(((low, edges[0]), edges, (edges[1], high)), colours):
-            ax.add_patch(Rectangle((x0, i - 0.42), x1 - x0, 0.84, color=colours[verdict],
-                                   linewidth=0))
+        probe = v["verdict"] == "probe"  # not a symmetry of the data: no bands, grey
+        if not probe:
+            edges = ((LEARNED_VS_ERROR, NOT_LEARNED_VS_ERROR) if v["basis"] == "error"
+                     else (LEARNED_VS_MAGNITUDE, NOT_LEARNED_VS_MAGNITUDE))
+            for (x0, x1), verdict in zip(((low, edges[0]), edges, (edges[1], high)), colours):
+                ax.add_patch(Rectangle((x0, i - 0.42), x1 - x0, 0.84, color=colours[verdict],
+                                       linewidth=0))
         x = min(max(v["ratio"], low), high)
-        ax.plot([x], [i], marker="o", color="#1f3a5f", markersize=7)
-        ax.text(x * 1.25, i, f"{_percent(v['ratio'])}: {v['verdict']}", va="center",
-                fontsize=10)
+        ax.plot([x], [i], marker="o", color="#777777" if probe else "#1f3a5f", markersize=7)
+        ax.text(x * 1.25, i, f"{_percent(v['ratio'])}: "
+                + ("probe (not a data symmetry)" if probe else v["verdict"]), va="center",
+                fontsize=10, color="#555555" if probe else "black")
     ax.set_xscale("log")
     ax.set_xlim(low, high)
     ax.set_ylim(len(rows) - 0.5, -0.5)

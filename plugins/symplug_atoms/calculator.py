@@ -22,10 +22,8 @@ from symplug import SymplugError
 
 from .action import RotatedCopies
 
-from .record import REPS, UNITS  # noqa: F401  (re-exported: the reporting unit of each output)
-
-# reporting factors from ASE units (eV, eV/A, eV/A^3, e A)
 DEFAULT = ("energy", "forces", "stress")  # what a model computes unless asked otherwise
+# reporting units (record.UNITS) from ASE units (eV, eV/A, eV/A^3, e A)
 STRESS_TO_GPA = 1.0 / units.GPa
 
 

@@ -17,8 +17,7 @@ from ase.calculators.calculator import BaseCalculator
 from symplug import SymplugError
 from symplug.plugins import import_spec
 
-from .calculator import (DEFAULT, REPS, STRESS_TO_GPA, UNITS, CalculatorModel,  # noqa: F401
-                         ase_results, supported_properties, to_reporting_units)
+from .calculator import CalculatorModel
 
 SHIPPED = {"emt": "ase.calculators.emt:EMT"}
 # metatrain PET trained to 1.67 meV/atom and 11.9 meV/A on its test split

@@ -26,7 +26,7 @@ from symplug import Group, SymplugError
 
 from .action import boost, rotate_jets
 from .metrics import auc, rejection, roc, undefined
-from .rootio import JetSet, read_root, read_root_dask
+from .rootio import JetSet, read_root, read_root_dask, read_top_tagging_h5
 from .record import jets_domain
 from .taggers import CallableTagger
 
@@ -296,8 +296,6 @@ def block_jets(block: dict) -> int:
 
 def load_blocks(path: str) -> list[dict]:
     """The jets of a ROOT file (JetClass layout) or a top-tagging HDF5 file, in blocks."""
-    from .rootio import read_top_tagging_h5
-
     reader = read_top_tagging_h5 if str(path).endswith((".h5", ".hdf5")) else read_root
     return blocks(reader(path))
 
