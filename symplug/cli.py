@@ -98,7 +98,8 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
                           check_convergence=not args.no_convergence,
                           chunk_size=args.chunk_size, progress=not args.quiet,
                           skip_failures=args.skip_failures, client=client,
-                          per_sample=not args.no_per_sample, max_memory=args.max_memory)
+                          per_sample=not args.no_per_sample, max_memory=args.max_memory,
+                          precision=args.precision)
     failed = None  # a failed comparison still keeps the diagnosis
     if reference is not None:
         from .findings import findings
@@ -154,7 +155,7 @@ def _number(value: float | None, spec: str) -> str:
 
 def summary_table(result: dict) -> str:
     """A plain-text summary of a diagnosis result."""
-    from .findings import convergence_verdict, items_text, skipped_text
+    from .findings import convergence_verdict, items_text, precision_text, skipped_text
 
     grid = result["grid"]
     lines = [f"{result['domain']}: group {result['group']}, {grid['kind']} grid degree "
@@ -194,6 +195,7 @@ def summary_table(result: dict) -> str:
                                  else s["reason"] for s in result["skipped"][:3]))
     if summary.get("undefined"):  # a figure of the domain's summary that no number can state
         lines.append(f"summary: {summary['undefined']}")
+    lines.append(f"precision {precision_text(result)}")
     verdict = convergence_verdict(result)
     if verdict:
         lines.append(verdict)
@@ -268,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check convergence on this finer degree (default: the same rule "
                    "turned by a random rotation, one grid more)")
     p.add_argument("--no-convergence", action="store_true", help="skip the convergence check")
+    p.add_argument("--precision", default="auto",
+                   choices=("auto", "float16", "bfloat16", "float32", "float64"),
+                   help="the floating-point format the model computes in, which sets the "
+                   "round-off below which A counts as exact (1000 machine epsilons of the "
+                   "output's magnitude, at least 1e-11); auto (default): the dtype of a torch "
+                   "model's parameters, else the narrowest format that holds every output value")
     p.add_argument("--chunk-size", type=positive_int, default=64,
                    help="copies per model call at most (default 64; fewer where the memory "
                    "budget needs it)")

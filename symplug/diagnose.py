@@ -25,17 +25,15 @@ from .diagnosis import (Convergence, Diagnosis, LayerDiagnosis, OutputDiagnosis,
 from .errors import SymplugError
 from .findings import findings
 from .groups import Group
+from .orbit import find_module
 from .orbit_pass import (GridSums, OrbitPass, PassPlan, SampleDetails, orbit_pass,
                          selected_outputs, summary_part)
+from .precision import Precision, declared_precision, equivariant_relative, resolve_precision
 from .protocols import SelectsOutputs, StatesUnits
 from .quadrature import Grid, quadrature
 from .records import Domain
 from .spectra import centered_aggregate
 
-# The floor of A's scale in the convergence ranking, relative to the output's magnitude:
-# below it a change of A is round-off (float32 autograd forces of an exactly equivariant
-# model reach a few 1e-6), not what the grid misses.
-ROUND_OFF = 1e-4
 # The evaluation's convergence flag: A changes by at most 1 % on the check grid.
 EVALUATION_GRID_TOL = 0.01
 ZERO_RESPONSE = ("zero response: the output is 0 on every copy of every sample, so its relative "
@@ -170,15 +168,18 @@ class Quantity(NamedTuple):
     floor: float | None = None
 
 
-def _summaries(sums: GridSums, layers: Sequence[str]) -> dict[QuantityKey, Quantity]:
+def _summaries(sums: GridSums, layers: Sequence[str],
+               precision: Precision) -> dict[QuantityKey, Quantity]:
     """{quantity: Quantity} for the convergence comparison: A of every output (floored
-    at :data:`ROUND_OFF` of the output's magnitude, so round-off of an equivariant
+    at the round-off of ``precision`` times the output's magnitude,
+    :func:`~symplug.precision.equivariant_relative`, so round-off of an equivariant
     output is not a change) and every spectrum fraction."""
+    round_off = equivariant_relative(precision)
     flat: dict[QuantityKey, Quantity] = {}
     for name, errors in sums.errors.items():
         err = errors.dataset_error()
         magnitude = err.rmse / err.relative if err.relative > 0 else 0.0
-        flat[("outputs", name, "equivariance_rmse")] = Quantity(err.rmse, ROUND_OFF * magnitude)
+        flat[("outputs", name, "equivariance_rmse")] = Quantity(err.rmse, round_off * magnitude)
         for key, frac in sums.outputs[name].fractions.items():
             flat[("outputs", name, "spectrum", key)] = Quantity(frac)
     for name in layers:
@@ -201,10 +202,12 @@ def convergence(evaluate: Callable[[Grid], dict[str, Quantity | float]], grid: G
 
 
 def grid_convergence(sums: Sequence[GridSums], grids: Sequence[Grid], layers: Sequence[str],
-                     finer_degree: int | None) -> Convergence:
+                     finer_degree: int | None, precision: Precision) -> Convergence:
     """The convergence check of a diagnosis from its sums on the grid and on the check
-    grid (``grids[1]``): A of every output and every spectrum fraction."""
-    return _changes(_summaries(sums[0], layers), _summaries(sums[1], layers), grids[1],
+    grid (``grids[1]``): A of every output (changes below the round-off of
+    ``precision`` do not count) and every spectrum fraction."""
+    return _changes(_summaries(sums[0], layers, precision),
+                    _summaries(sums[1], layers, precision), grids[1],
                     _method(grids[0], finer_degree))
 
 
@@ -337,7 +340,8 @@ def diagnosis_of(model: Callable, samples: Sequence[Any] | Partitions, domain: D
                  finer_degree: int | None = None, check_convergence: bool = True,
                  chunk_size: int = 64, progress: bool = True, skip_failures: bool = False,
                  client: Any = None, per_sample: bool = True, grid: Grid | None = None,
-                 max_memory: int | str | None = None) -> Diagnosis:
+                 max_memory: int | str | None = None, precision: str | None = "auto",
+                 ) -> Diagnosis:
     """Diagnose ``model`` on ``samples`` of ``domain``: a typed
     :class:`~symplug.diagnosis.Diagnosis` (spectra keyed by (l, sigma) tuples, the
     convergence check's quantities by tuples), which :func:`diagnose` returns as the
@@ -367,6 +371,14 @@ def diagnosis_of(model: Callable, samples: Sequence[Any] | Partitions, domain: D
     grid, the spectral tables) are refused before any model call. On a cluster the
     budget is split evenly between the workers (default: each worker's own limit).
 
+    Precision: the floating-point format the model computes in (``Diagnosis.precision``)
+    sets the round-off below which an output counts as equivariant
+    (:func:`symplug.precision.equivariant_relative`: float32 1.2e-4, float64 1e-11
+    of the output's magnitude). ``precision`` declares it (``"float16"``,
+    ``"bfloat16"``, ``"float32"``, ``"float64"``); ``"auto"`` (default) takes the
+    dtype of a torch model's floating parameters, else the narrowest dtype holding
+    every output value the orbit pass saw (:mod:`symplug.precision`).
+
     With ``skip_failures``, a sample whose evaluation raises is left out, listed
     under ``"skipped"`` with the reason and counted; the others are kept.
 
@@ -388,6 +400,7 @@ def diagnosis_of(model: Callable, samples: Sequence[Any] | Partitions, domain: D
     with memory.limit(max_memory):
         if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
             raise SymplugError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+        declared = declared_precision(precision)
         run = executor(client)
         # None: the budget in force where it runs
         worker_budget = run.worker_budget(None if max_memory is None else memory.budget())
@@ -410,8 +423,10 @@ def diagnosis_of(model: Callable, samples: Sequence[Any] | Partitions, domain: D
         states, merged = orbit_pass(run, model_h, domain_h, parts,
                                     [len(p) if isinstance(p, list) else None for p in samples],
                                     plan, f"{domain.name} partitions", progress)
-        conv = grid_convergence(merged.sums, grids, layers, finer_degree) if check_convergence \
-            else Convergence()
+        found = resolve_precision(declared, find_module(model),
+                                  [d for s in merged.sums for d in s.dtypes.values()])
+        conv = grid_convergence(merged.sums, grids, layers, finer_degree, found) \
+            if check_convergence else Convergence()
         sums = merged.sums[0]
         per = list(zip(merged.kept, merged.details)) if per_sample else None
         results = {name: output_diagnosis(name, sums, resolved, per, conv)
@@ -426,5 +441,6 @@ def diagnosis_of(model: Callable, samples: Sequence[Any] | Partitions, domain: D
             symplug_version=__version__, domain=domain.name, group=grid.group.name,
             grid=grid.describe(), lmax=lmax, n_samples=len(merged.kept), n_items=merged.n_items,
             item_name=domain.item_name, convergence=conv, outputs=results, layers=layer_results,
-            skipped=None if skipped is None else tuple(skipped), summary=summary)
+            skipped=None if skipped is None else tuple(skipped), summary=summary,
+            precision=found)
         return replace(diagnosis, findings=tuple(findings(diagnosis)))

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Union
 from .equivariance import BiasVariance, EquivarianceError
 from .errors import SymplugError
 from .groups import Sector
+from .precision import ASSUMED, Precision
 from .spectra import Spectrum, parse_sector_key, sector_key
 
 SEVERITIES = ("error", "warning", "info")  # most severe first; findings are sorted so
@@ -406,6 +407,7 @@ class Diagnosis:
     skipped: tuple[Skipped, ...] | None = None
     summary: dict | None = None
     findings: tuple[Finding, ...] = ()
+    precision: Precision = ASSUMED
 
     def to_dict(self) -> dict:
         """The README "Result format" dictionary (JSON-ready)."""
@@ -413,6 +415,7 @@ class Diagnosis:
                                "domain": self.domain, "group": self.group, "grid": self.grid,
                                "lmax": self.lmax, "n_samples": self.n_samples,
                                "n_items": self.n_items, "item_name": self.item_name,
+                               "precision": self.precision.to_dict(),
                                "convergence": self.convergence.to_dict()}
         if self.skipped is not None:
             out["skipped"] = [s.to_dict() for s in self.skipped]
@@ -426,7 +429,8 @@ class Diagnosis:
     @classmethod
     def from_dict(cls, d: Mapping) -> Diagnosis:
         """The diagnosis of a result dictionary (:meth:`to_dict`, or the JSON of an
-        earlier symplug: keys it lacks read as absent)."""
+        earlier symplug: keys it lacks read as absent, a missing precision as float64,
+        source ``"assumed"``)."""
         skipped = d.get("skipped")
         return cls(
             symplug_version=d.get("symplug_version", ""), domain=d.get("domain", ""),
@@ -438,7 +442,8 @@ class Diagnosis:
             layers={n: LayerDiagnosis.from_dict(v) for n, v in (d.get("layers") or {}).items()},
             skipped=None if skipped is None else tuple(Skipped.from_dict(s) for s in skipped),
             summary=d.get("summary"),
-            findings=tuple(Finding(**f) for f in d.get("findings") or ()))
+            findings=tuple(Finding(**f) for f in d.get("findings") or ()),
+            precision=Precision.from_dict(d.get("precision")))
 
 
 def as_diagnosis(result: Diagnosis | Mapping) -> Diagnosis:

@@ -4,6 +4,9 @@ Each rule reads a :class:`~symplug.diagnosis.Diagnosis` (:func:`findings` also t
 README "Result format" dictionary of :func:`symplug.diagnose`, or the same JSON read back)
 and returns :class:`Finding` records that quote the numbers they rest on and name a
 remedy. Thresholds are the module constants below; ``docs/findings.md`` lists the rules.
+Those that separate round-off from breaking scale with the precision the model computes
+in (``Diagnosis.precision``): an output counts as equivariant below
+:func:`~symplug.precision.equivariant_relative` of it (float32 1.2e-4, float64 1e-11).
 
 The spectral rules read ``outputs[name].breaking_spectrum``: B of the
 back-transformed response z(g) = rho(g)^-1 y(g x). Its power outside the
@@ -32,20 +35,25 @@ from .diagnosis import (SEVERITIES, Convergence, Diagnosis, Finding, OutputDiagn
                         as_diagnosis, quantity_name)
 from .errors import SymplugError
 from .groups import O3, Group
+from .precision import Precision, equivariant_relative
 from .spectra import Sector, sector_key
 
-# An output whose relative equivariance error A / sqrt(int |z|^2) (dimensionless)
-# is below this counts as equivariant: float64 round-off is ~1e-15 and float32's
-# ~1e-7, and the spectrum of round-off says nothing about the model.
-EQUIVARIANT_RELATIVE = 1e-6
+# An output whose relative equivariance error A / sqrt(int |z|^2) (dimensionless) is
+# below equivariant_relative(result.precision) counts as equivariant (symplug/precision.py:
+# 1000 ulps of the precision the model computes in, at least 1e-11, at most 1e-2): the
+# spectrum of round-off says nothing about the model, and the spectral, accuracy and
+# out-of-distribution rules skip such outputs.
 
 # low-l-breaking: share of the breaking power in rotational sectors 1 <= l <= LOW_L_MAX.
 LOW_L_MAX = 1
 LOW_L_SHARE = 0.5
 
 # aliasing: share of the (breaking or non-invariant) power above l_max, and at l = l_max
-# when some power lies above it (a truncation above BAND_LIMITED means the quantity
-# is not band-limited to l_max; float64 round-off of a band-limited one is ~1e-15).
+# when some power lies above it. A share above round_off_share() means the quantity is
+# not band-limited to l_max: the power that round-off of the model's precision can make
+# (its relative size t = equivariant_relative squared, over the power it is a share
+# of), and at least BAND_LIMITED, for symplug's own float64 sums (which resolve a
+# share of a band-limited quantity to ~1e-15, whatever the model's precision).
 TRUNCATION_TOL = 0.01
 BAND_EDGE_SHARE = 0.25
 BAND_LIMITED = 1e-8
@@ -86,9 +94,18 @@ def _a(output: OutputDiagnosis) -> str:
     return "A = " + _quantity(output.equivariance_rmse, output.units)
 
 
-def _is_broken(output: OutputDiagnosis) -> bool:
+def _is_broken(output: OutputDiagnosis, precision: Precision) -> bool:
+    """Whether ``output`` breaks the symmetry beyond the round-off of ``precision``."""
     relative = output.relative_error  # None: a zero response, nothing to conclude
-    return relative is not None and relative >= EQUIVARIANT_RELATIVE
+    return relative is not None and relative >= equivariant_relative(precision)
+
+
+def round_off_share(precision: Precision, relative: float = 1.0) -> float:
+    """The largest share of a power that round-off of ``precision`` can make, where that
+    power is ``relative``^2 of the quantity's (an output's breaking power: its relative A;
+    a layer's non-invariant power: the square root of its share): (t / relative)^2 with
+    t = :func:`~symplug.precision.equivariant_relative`, at least :data:`BAND_LIMITED`."""
+    return max(BAND_LIMITED, (equivariant_relative(precision) / relative) ** 2)
 
 
 def _sectors_list(shares: dict[Sector, float], keep: Callable[[Sector], bool], top: int = 3) -> str:
@@ -126,7 +143,7 @@ def _broken_outputs(result: Diagnosis) -> Iterator[tuple[str, OutputDiagnosis,
                                                          dict[Sector, float], float]]:
     """(name, output, shares, above) for each output above round-off with a breaking spectrum."""
     for name, output in result.outputs.items():
-        if not _is_broken(output):
+        if not _is_broken(output, result.precision):
             continue
         split = breaking_shares(output, result.group)
         if split is not None:
@@ -157,13 +174,14 @@ def low_l_breaking(result: Diagnosis) -> list[Finding]:
 
 
 def _band_finding(what: str, shares: dict[Sector, float], above: float, lmax: int,
-                  where: str) -> Finding | None:
+                  where: str, round_off: float) -> Finding | None:
     """``aliasing`` when ``above`` (share beyond l_max) exceeds :data:`TRUNCATION_TOL`,
-    or power reaches the band edge l = l_max and some lies beyond it."""
+    or power reaches the band edge l = l_max and some lies beyond it; a share up to
+    ``round_off`` (:func:`round_off_share`) is round-off, never evidence."""
     edge = sum(v for k, v in shares.items() if k[0] == lmax)
-    if above > TRUNCATION_TOL:
+    if above > max(TRUNCATION_TOL, round_off):
         evidence = f"{_pct(above)} of {what} lies above the resolved l_max = {lmax}"
-    elif edge >= BAND_EDGE_SHARE and above > BAND_LIMITED:
+    elif edge >= BAND_EDGE_SHARE and above > round_off:
         evidence = (f"{_pct(edge)} of {what} is at the band edge l = l_max = {lmax} and "
                     f"{above:.1e} above it")
     else:
@@ -178,17 +196,20 @@ def aliasing(result: Diagnosis) -> list[Finding]:
     """``aliasing`` (warning): power at or beyond the grid's band limit.
 
     * per output: more than :data:`TRUNCATION_TOL` of the breaking power above l_max,
-      or at least :data:`BAND_EDGE_SHARE` of it at l = l_max with some above;
-    * per layer: the same on the non-invariant part of the raw spectrum;
+      or at least :data:`BAND_EDGE_SHARE` of it at l = l_max with some above (more
+      than round-off can make, :func:`round_off_share`);
+    * per layer: the same on the non-invariant part of the raw spectrum, where that
+      part is more than round-off;
     * the convergence check: a spectrum fraction changing by more than
       :data:`CONVERGENCE_FRACTION_TOL`, or A by more than :data:`CONVERGENCE_RELATIVE_TOL`
       of itself, on the finer grid.
     """
-    lmax = result.lmax
+    lmax, precision = result.lmax, result.precision
     found = []
     for name, output, shares, above in _broken_outputs(result):
         f = _band_finding(f"the breaking power of output '{name}' ({_a(output)})", shares,
-                          above, lmax, f"outputs.{name}")
+                          above, lmax, f"outputs.{name}",
+                          round_off_share(precision, output.relative_error))
         if f:
             found.append(f)
     inv = Group.parse(result.group).invariant_sector
@@ -196,11 +217,12 @@ def aliasing(result: Diagnosis) -> list[Finding]:
         if layer.truncation is None:  # a zero layer: no spectrum
             continue
         rest = 1.0 - layer.spectrum[inv]
-        if rest <= BAND_LIMITED:
+        if rest <= round_off_share(precision):  # invariant up to round-off
             continue
         shares = {k: v / rest for k, v in layer.spectrum.items() if k != inv}
         f = _band_finding(f"the non-invariant power of layer '{name}'", shares,
-                          max(0.0, layer.truncation) / rest, lmax, f"layers.{name}")
+                          max(0.0, layer.truncation) / rest, lmax, f"layers.{name}",
+                          round_off_share(precision, math.sqrt(rest)))
         if f:
             found.append(f)
     found.extend(_convergence_findings(result))
@@ -222,7 +244,7 @@ def _convergence_excess(result: Diagnosis) -> tuple[float, str]:
             excess = change / CONVERGENCE_FRACTION_TOL
             text = f"{quantity_name(key)} changes by {change:.2e}"
         elif (kind == "outputs" and quantity == "equivariance_rmse" and name in outputs
-              and (key in relative or _is_broken(outputs[name]))):
+              and (key in relative or _is_broken(outputs[name], result.precision))):
             # the check's relative change is floored at round-off, so it also catches an
             # A that aliases to zero on the grid (an output that looks unbroken there)
             rel = relative[key] if key in relative else change / outputs[name].equivariance_rmse
@@ -281,6 +303,20 @@ def skipped_text(result: Mapping) -> str | None:
     count = (f"{sum(known)} {name}" if len(known) == len(failed) else
              f"at least {sum(known)} {name}" if known else f"{name} not counted")
     return f"{len(failed)} failed sample{'' if len(failed) == 1 else 's'} ({count})"
+
+
+PRECISION_SOURCES = {"declared": "declared", "parameters": "from its parameters",
+                     "outputs": "from its output values",
+                     "assumed": "assumed: the result does not state it"}
+
+
+def precision_text(result: Diagnosis | Mapping) -> str:
+    """One line on the precision a result's model computes in and the round-off it sets:
+    "float32 (from its parameters): relative A below 1.2e-04 is round-off"."""
+    precision = result.precision if isinstance(result, Diagnosis) else \
+        Precision.from_dict(result.get("precision"))
+    return (f"{precision.dtype} ({PRECISION_SOURCES[precision.source]}): relative A below "
+            f"{equivariant_relative(precision):.1e} is round-off")
 
 
 def convergence_verdict(result: Diagnosis | Mapping) -> str | None:
@@ -389,7 +425,7 @@ def equivariance_vs_accuracy(result: Diagnosis) -> list[Finding]:
     found = []
     for name, output in result.outputs.items():
         split = output.bias_variance
-        if split is None or not _is_broken(output):
+        if split is None or not _is_broken(output, result.precision):
             continue
         eq, sym = split.equivariance_rmse, split.symmetrized_rmse
         total, units = split.total_rmse, output.units
@@ -422,7 +458,7 @@ def ood_growth(result: Diagnosis, reference: Diagnosis) -> list[Finding]:
     found = []
     for name, output in result.outputs.items():
         ref = reference.outputs.get(name)
-        if ref is None or not _is_broken(output):
+        if ref is None or not _is_broken(output, result.precision):
             continue
         units = output.units
         if ref.units != units:

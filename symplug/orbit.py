@@ -22,6 +22,7 @@ import torch
 from .equivariance import EquivarianceAccumulator, EquivarianceError
 from . import memory
 from .errors import SymplugError
+from .precision import values_dtype, widest
 from .protocols import SplitsLayers, WrapsModule
 from .quadrature import Grid
 from .representations import Representation, representation
@@ -116,6 +117,7 @@ class OrbitResult:
     layers: dict[str, Spectrum] = field(default_factory=dict)
     breaking_spectra: dict[str, Spectrum] = field(default_factory=dict)
     values: dict[str, torch.Tensor] = field(default_factory=dict)  # kept outputs, (grid, ...)
+    dtypes: dict[str, str | None] = field(default_factory=dict)  # precision.values_dtype
 
 
 def _check_finite(values: torch.Tensor, what: str, index: slice) -> None:
@@ -142,6 +144,8 @@ def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
     else by the model's own ``split_layer`` method, else copy-major. ``progress(n)``
     is called with the number of grid elements done after each chunk. The values of
     the outputs named in ``keep`` are kept, in grid order (``OrbitResult.values``).
+    ``OrbitResult.dtypes`` holds per output the narrowest dtype that holds all its
+    values (:func:`symplug.precision.values_dtype`, the widest over chunks).
     """
     split = split_layer or (model.split_layer if isinstance(model, SplitsLayers) else None) \
         or default_split_layer
@@ -151,6 +155,7 @@ def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
     acc_z = {n: SpectrumAccumulator(grid, lmax) for n in reps}
     refs: dict[str, torch.Tensor] = {}  # z(g_0): the breaking spectrum is taken around it
     kept: dict[str, list[torch.Tensor]] = {name: [] for name in keep}
+    dtypes: dict[str, str | None] = {}
     with LayerCapture(model, layers) as capture:
         for index in memory.chunks(grid.size, chunk_size, "copies"):
             mats = grid.matrices[index]
@@ -165,6 +170,7 @@ def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
                     raise SymplugError(f"output {name!r} has leading size {value.shape[0]} for "
                                        f"{copies} copies; outputs must be (copies, ...)")
                 _check_finite(value, f"output {name!r}", index)
+                dtypes[name] = widest([dtypes.get(name), values_dtype(value)])
                 z = acc_a[name].update(value, index)
                 acc_z[name].update(z - refs.setdefault(name, z[0].clone()), index)
                 acc_b[name].update(value, index)
@@ -182,4 +188,4 @@ def evaluate_orbit(model: Callable, sample: Any, action: Action, grid: Grid, *,
                        {n: acc_b[n].result() for n in reps},
                        {n: acc_b[n].result() for n in layers},
                        {n: a.result() for n, a in acc_z.items()},
-                       {n: torch.cat(v) for n, v in kept.items()})
+                       {n: torch.cat(v) for n, v in kept.items()}, dtypes)

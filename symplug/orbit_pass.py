@@ -23,6 +23,7 @@ from .diagnosis import SampleError, SampleSpectrum
 from .equivariance import ErrorSums
 from .errors import SymplugError
 from .orbit import OrbitResult, evaluate_orbit
+from .precision import widest
 from .quadrature import Grid
 from .records import Domain
 from .spectra import FeatureMoments, Spectrum, aggregate_spectra
@@ -48,14 +49,17 @@ class PassPlan:
 class GridSums:
     """The merged metrics of a set of samples on one grid: A's sums per output
     (:class:`~symplug.equivariance.ErrorSums`, with the bias against reference labels),
-    the summed spectra of outputs, breaking responses and layers, and the per-feature
-    moments of each layer's orbit means (for the data-set centred spectrum)."""
+    the summed spectra of outputs, breaking responses and layers, the per-feature
+    moments of each layer's orbit means (for the data-set centred spectrum), and per
+    output the narrowest dtype that holds all its values
+    (:func:`symplug.precision.values_dtype`; merged: the widest)."""
 
     errors: dict[str, ErrorSums]
     outputs: dict[str, Spectrum]
     breaking: dict[str, Spectrum]
     layers: dict[str, Spectrum]
     moments: dict[str, FeatureMoments]
+    dtypes: dict[str, str | None] = field(default_factory=dict)
 
     @classmethod
     def of(cls, r: OrbitResult, by_components: bool, labels: dict | None) -> "GridSums":
@@ -65,7 +69,7 @@ class GridSums:
         labels = labels or {}
         return cls({n: ErrorSums.of(e, by_components, labels.get(n)) for n, e in r.outputs.items()},
                    summed(r.output_spectra), summed(r.breaking_spectra), summed(r.layers),
-                   {n: FeatureMoments.of(s.mean) for n, s in r.layers.items()})
+                   {n: FeatureMoments.of(s.mean) for n, s in r.layers.items()}, dict(r.dtypes))
 
     def merge(self, other: "GridSums") -> "GridSums":
         def union(a: dict, b: dict, merge: Callable) -> dict:
@@ -81,7 +85,8 @@ class GridSums:
                         union(self.outputs, other.outputs, spectra),
                         union(self.breaking, other.breaking, spectra),
                         union(self.layers, other.layers, spectra),
-                        union(self.moments, other.moments, FeatureMoments.merge))
+                        union(self.moments, other.moments, FeatureMoments.merge),
+                        union(self.dtypes, other.dtypes, lambda x, y: widest([x, y])))
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,10 @@ import numpy as np
 
 from .errors import SymplugError
 from .figures import figure_png, pyplot
-from .findings import (CONVERGENCE_RELATIVE_TOL, EQUIVARIANT_RELATIVE, SEVERITIES,
-                       convergence_verdict, items_text, sample_word,
-                       skipped_text)
+from .findings import (CONVERGENCE_RELATIVE_TOL, SEVERITIES, convergence_verdict, items_text,
+                       precision_text, sample_word, skipped_text)
 from .groups import Group
+from .precision import ROUND_OFF_CEILING, ROUND_OFF_FLOOR, ROUND_OFF_ULPS, equivariant_relative
 from .records import ReportSection
 from .result import write_bytes, write_json, write_tensormap
 from .spectra import parse_sector_key
@@ -51,8 +51,9 @@ FLOOR = 1e-8  # smallest fraction the heat maps resolve (log colour scale)
 # Where reference labels exist, A is compared with the output's error against them, E =
 # the RMSE over random orientations (E^2 = A^2 + symmetrised RMSE^2, so (A / E)^2 is the
 # share of the squared error that symmetry breaking makes); elsewhere with the output's
-# RMS magnitude |y| (``relative_error``). A / |y| below EQUIVARIANT_RELATIVE (findings:
-# float round-off) is "exact", whatever the labels.
+# RMS magnitude |y| (``relative_error``). A / |y| below the round-off of the precision the
+# model computes in (symplug.precision.equivariant_relative of the result's "precision",
+# the findings' threshold too) is "exact", whatever the labels.
 LEARNED_VS_ERROR = 0.1  # A < 10 % of E: breaking < 1 % of the squared error
 NOT_LEARNED_VS_ERROR = math.sqrt(0.5)  # A >= 71 % of E: >= half of it (A >= symmetrised RMSE)
 LEARNED_VS_MAGNITUDE = 0.01  # without labels: A < 1 % of |y|
@@ -64,8 +65,12 @@ VERDICT_RULE = (
     f"breaking under {LEARNED_VS_ERROR ** 2:.0%} of E²), **not learned** from "
     f"{NOT_LEARNED_VS_ERROR:.0%} (half of E² or more), **partly** in between; without labels, "
     f"A against the output's RMS magnitude |y|: learned below {LEARNED_VS_MAGNITUDE:.0%}, not "
-    f"learned from {NOT_LEARNED_VS_MAGNITUDE:.0%}; **exact** below {EQUIVARIANT_RELATIVE:.0e} "
-    "of |y| (float round-off); **probe** where the group is not a symmetry of the data (e.g. "
+    f"learned from {NOT_LEARNED_VS_MAGNITUDE:.0%}; **exact** below the round-off of the "
+    f"precision the model computes in, {ROUND_OFF_ULPS} machine epsilons of |y| (at least "
+    f"{ROUND_OFF_FLOOR:.0e}, at most {ROUND_OFF_CEILING:.0%}: float32 "
+    f"{equivariant_relative({'dtype': 'float32'}):.1e}, float64 "
+    f"{equivariant_relative({'dtype': 'float64'}):.0e}; each result's line below states its "
+    "own); **probe** where the group is not a symmetry of the data (e.g. "
     "SO(3) for jets, whose beam axis breaks it): A then measures how much the model depends "
     "on orientation, as it should, and there is nothing to learn.")
 TOP_FINDINGS = 6  # findings in the summary: the first of each code per result, most severe first
@@ -193,9 +198,11 @@ def is_data_symmetry(result: dict) -> bool:
     return True if found is None else found[1].is_symmetry(result["group"])
 
 
-def symmetry_verdict(output: dict, probe: bool = False) -> dict:
+def symmetry_verdict(output: dict, probe: bool = False, precision: dict | None = None) -> dict:
     """How well an output learned the symmetry, by the thresholds above (:data:`VERDICT_RULE`);
-    ``probe``: the group is not a symmetry of the data, and the verdict is ``"probe"``.
+    ``probe``: the group is not a symmetry of the data, and the verdict is ``"probe"``;
+    ``precision``: the result's ``"precision"`` record, which sets the "exact" threshold
+    (:func:`symplug.precision.equivariant_relative`; None: float64).
 
     Returns ``{"verdict", "ratio", "basis", "reference"}``: ``ratio`` is A over the output's
     error against the labels (``basis`` ``"error"``, A and E from its ``bias_variance``,
@@ -216,7 +223,7 @@ def symmetry_verdict(output: dict, probe: bool = False) -> dict:
         learned, not_learned = LEARNED_VS_MAGNITUDE, NOT_LEARNED_VS_MAGNITUDE
     else:
         return {"verdict": "unknown", "ratio": None, "basis": None, "reference": None}
-    if relative is not None and relative < EQUIVARIANT_RELATIVE:
+    if relative is not None and relative < equivariant_relative(precision):
         verdict = "exact"
     elif ratio < learned:
         verdict = "learned"
@@ -339,7 +346,7 @@ def summary_section(results: Mapping[str, dict],
     for name, result in diagnoses.items():
         probe = not is_data_symmetry(result)
         for i, (out, o) in enumerate(result["outputs"].items()):
-            v = symmetry_verdict(o, probe)
+            v = symmetry_verdict(o, probe, result.get("precision"))
             domain = result.get("domain", name)
             where = result["group"] if domain == name else f"{domain}, {result['group']}"
             rows.append([f"`{name}` ({where})" if i == 0 else "", out,
@@ -349,13 +356,14 @@ def summary_section(results: Mapping[str, dict],
             overview.append((f"{name}: {out}" + (" (vs E)" if v["basis"] == "error" else
                                                   " (vs |y|)"), v))
         verdict = convergence_verdict(result)
-        grids.append(f"- `{name}`: {_grid_text(result)}; "
+        grids.append(f"- `{name}`: {_grid_text(result)}; computes in {precision_text(result)}; "
                      + (verdict if verdict else "grid convergence not checked") + ".")
     top, total = top_findings(diagnoses)
     text = (_table(["result", "output", "A (RMS equivariance error)",
                     "A relative to accuracy (E or |y|)", "verdict", "A on check grid"], rows)
             + "\n\nVerdict: " + VERDICT_RULE
-            + "\n\n**Grid convergence** (is A resolved by the grid?):\n\n" + "\n".join(grids))
+            + "\n\n**Grid convergence and precision** (is A resolved by the grid? what is "
+              "round-off?):\n\n" + "\n".join(grids))
     if top:
         text += (f"\n\n**Top findings** ({len(top)} of {total}; all of them, with remedies, "
                  "further down):\n\n" + _table(
@@ -425,6 +433,7 @@ def diagnosis_sections(name: str, result: dict) -> list[ReportSection]:
             f"degree {grid['degree']} ({grid['size']} elements, exact for products up to band "
             f"{grid['exact_degree']}), spectra up to l = {result['lmax']}, "
             f"{items_text(result)}."]
+    head.append(f"The model computes in {precision_text(result)}.")
     verdict = convergence_verdict(result)
     if verdict:
         head.append(verdict[0].upper() + verdict[1:] + ".")
