@@ -95,10 +95,9 @@ def training_task(model: CallableTagger, samples: Sequence[dict],
             out["flip_rate"] = summary["flip_rate"]
         return out
 
-    n_blocks = len(getattr(module, "blocks", ()))
     return TrainingTask(
         module=module, items=items, collate=_collate, predict=predict,
         loss=_loss,
         outputs={"score": "0e"}, snapshot=snapshot, evaluate=evaluate,
         act=partial(rotate_each, frame=frame),
-        layers=("embed", *(f"blocks.{k}" for k in range(n_blocks)), "pool"))
+        layers=tuple(module.layer_names()) if hasattr(module, "layer_names") else ())

@@ -63,6 +63,25 @@ class JetSet:
                       None if self.index is None else self.index[rows], [], self.source)
 
 
+def concatenate(sets: Sequence[JetSet]) -> JetSet:
+    """One :class:`JetSet` of ``sets`` in order (the same particle count, label names and
+    observers; entries keep their files' indices)."""
+    first = sets[0]
+    for other in sets[1:]:
+        if other.p4.shape[1] != first.p4.shape[1] or other.label_names != first.label_names \
+                or sorted(other.observers) != sorted(first.observers):
+            raise SymplugError(f"{other.source}: cannot join with {first.source} (particles "
+                               f"{other.p4.shape[1]} vs {first.p4.shape[1]}, labels "
+                               f"{other.label_names} vs {first.label_names})")
+    labels = None if first.labels is None else np.concatenate([s.labels for s in sets])
+    index = None if first.index is None else np.concatenate([s.index for s in sets])
+    return JetSet(np.concatenate([s.p4 for s in sets]), np.concatenate([s.mask for s in sets]),
+                  labels, list(first.label_names),
+                  {k: np.concatenate([s.observers[k] for s in sets]) for k in first.observers},
+                  index, [x for s in sets for x in s.skipped],
+                  ", ".join(s.source for s in sets))
+
+
 def _open_tree(path: Path, tree: str):
     if not path.exists():
         raise SymplugError(f"{path}: no such file")

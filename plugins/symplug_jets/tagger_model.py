@@ -164,3 +164,8 @@ class ParticleTransformerTagger(nn.Module):
     def score(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Top probability (N,)."""
         return torch.softmax(self.forward(p4, mask), dim=-1)[:, 1]
+
+    def layer_names(self) -> tuple[str, ...]:
+        """The hidden layers symplug tracks, input to output."""
+        pooled = "pool" if self.readout_kind == "class_token" else "readout.weights"
+        return ("embed", *(f"blocks.{k}" for k in range(len(self.blocks))), pooled)

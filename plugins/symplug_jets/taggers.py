@@ -12,13 +12,13 @@ beam only). The ``reference`` tagger gives the softmax probability of Top.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
-
 import torch
 
 from symplug import SymplugError
 from symplug.plugins import import_spec
 from symplug.result import load_weights
+
+from .callable_tagger import CallableTagger
 
 
 def jet_mass(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -41,11 +41,18 @@ def pz2_tagger(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 SHIPPED = {"mass": mass_tagger, "pz2": pz2_tagger}
 UNITS = {"mass": "probability", "pz2": "GeV^2"}  # of the shipped taggers' scores
 REFERENCE = Path(__file__).resolve().parent / "data" / "tagger.pt"
+# trained taggers shipped as checkpoints (docs/jets.md, "The reference taggers"): the
+# small particle transformer, the PointNet on raw 4-momenta trained with and without
+# random rotations about the beam, and weaver's ParT trained by weaver's own loop
+SHIPPED_CHECKPOINTS = {"reference": "tagger.pt", "pointnet": "pointnet.pt",
+                       "pointnet-noaug": "pointnet_noaug.pt", "part": "part.pt"}
 
 
 def load_reference(path: str | Path | None = None, dtype=torch.float64) -> "CallableTagger":
     """The shipped reference tagger (``reference``) or a checkpoint written by
-    :mod:`symplug_jets.train_tagger`, loaded safely (``weights_only=True``)."""
+    :mod:`symplug_jets.train_tagger` (a particle transformer, or a PointNet when its
+    config says ``arch: pointnet``), loaded safely (``weights_only=True``)."""
+    from .pointnet import PointNetTagger
     from .tagger_model import ParticleTransformerTagger
 
     path = Path(path) if path else REFERENCE
@@ -54,8 +61,16 @@ def load_reference(path: str | Path | None = None, dtype=torch.float64) -> "Call
     if path.is_dir():
         raise SymplugError(f"{path}: a folder, not a tagger checkpoint")
     saved = load_weights(path, "tagger checkpoint")
+    if isinstance(saved, dict) and isinstance(saved.get("config"), dict) \
+            and saved["config"].get("arch") == "weaver_part":
+        from .weaver import load_part
+
+        return load_part(saved, path, dtype)
     try:  # a bare state_dict, another model's weights
-        module = ParticleTransformerTagger(**saved["config"])
+        config = dict(saved["config"])
+        arch = PointNetTagger if config.pop("arch", None) == "pointnet" else \
+            ParticleTransformerTagger
+        module = arch(**config)
         module.load_state_dict(saved["state_dict"])
     except Exception as exc:
         raise SymplugError(f"{path}: not a symplug tagger checkpoint "
@@ -63,67 +78,31 @@ def load_reference(path: str | Path | None = None, dtype=torch.float64) -> "Call
     module = module.to(dtype).eval()
     tagger = CallableTagger(lambda p4, mask: module.score(p4.to(dtype), mask), "reference",
                             units="probability")  # softmax probability of Top
-    tagger.module = module  # the layers symplug hooks: embed, blocks.0, blocks.1, pool
+    tagger.module = module  # the layers symplug hooks (embed, blocks.0, ... or phi, pool)
     return tagger
 
 
-class CallableTagger:
-    """A tagger ``f(p4, mask)`` as a symplug model on rotated jet blocks; ``units``: what
-    its score is (``"probability"``, ``"logit"`` or a physical unit such as ``"GeV^2"``)."""
-
-    def __init__(self, fn: Callable, name: str = "tagger", units: str = "probability"):
-        if not callable(fn):
-            raise SymplugError(f"tagger {name!r} is not callable")
-        self.fn, self.name, self.units = fn, name, str(units)
-
-    @property
-    def output_units(self) -> dict[str, str]:
-        """``{"score": units}``: the units of the score this tagger returns."""
-        return {"score": self.units}
-
-    def __call__(self, batch: dict) -> dict[str, torch.Tensor]:
-        raw = self.fn(batch["p4"], batch["mask"])
-        scores = _as_scores(raw, self.name)
-        n = batch["p4"].shape[0]
-        if scores.ndim not in (1, 2) or scores.shape[0] != n:
-            raise SymplugError(f"tagger {self.name!r} returned {tuple(scores.shape)} scores for "
-                               f"{n} jets; expected (N,) or (N, C)")
-        return {"score": scores.reshape(batch["copies"], batch["jets"], *scores.shape[1:])}
-
-    def __repr__(self) -> str:
-        return f"CallableTagger({self.name})"
-
-
-def _as_scores(raw, name: str) -> torch.Tensor:
-    """A tagger's output as a real tensor: tensors, numpy arrays and lists of numbers;
-    integer or bool scores (hard decisions) become float64."""
-    try:
-        scores = torch.as_tensor(raw)
-    except Exception as exc:
-        raise SymplugError(f"tagger {name!r} returned a {type(raw).__name__}, not scores "
-                           "(a tensor or array of numbers)") from exc
-    if scores.is_complex():
-        raise SymplugError(f"tagger {name!r} returned complex scores ({scores.dtype})")
-    return scores if scores.is_floating_point() else scores.to(torch.float64)
-
-
 def load_tagger(spec: str, trusted: bool = False) -> CallableTagger:
-    """A shipped tagger (``reference``, ``mass``, ``pz2``), a checkpoint (``*.pt``, read
+    """A shipped tagger (a trained one of :data:`SHIPPED_CHECKPOINTS`: ``reference``,
+    ``pointnet``, ``pointnet-noaug``, ``part``; or ``mass``, ``pz2``), a checkpoint (``*.pt``, read
     with ``torch.load(weights_only=True)``), ``module:function`` (its score a
     probability, unless the function has a ``units`` attribute, e.g. ``score.units =
     "logit"``) or ``module:name`` of a ready tagger (a :class:`CallableTagger`, e.g. a
     :class:`~symplug_jets.weaver.WeaverTagger`). A ``module:...`` imports the module,
     which runs its code: it is refused unless ``trusted`` (``--trust-model``); any error
     while importing it is an error naming the spec."""
-    if spec == "reference":
-        return load_reference()
+    if spec in SHIPPED_CHECKPOINTS:
+        tagger = load_reference(REFERENCE.with_name(SHIPPED_CHECKPOINTS[spec]))
+        tagger.name = spec
+        return tagger
     if spec.endswith(".pt"):
         return load_reference(spec)
     if spec in SHIPPED:
         return CallableTagger(SHIPPED[spec], spec, units=UNITS[spec])
     if ":" not in spec:
-        raise SymplugError(f"unknown tagger {spec!r}: give reference, "
-                           f"{', '.join(SHIPPED)}, a .pt checkpoint or module:function")
+        raise SymplugError(f"unknown tagger {spec!r}: give "
+                           f"{', '.join([*SHIPPED_CHECKPOINTS, *SHIPPED])}, a .pt checkpoint "
+                           "or module:function")
     fn = import_spec(spec, "tagger", trusted)
     if isinstance(fn, CallableTagger):  # e.g. a WeaverTagger built in the module
         return fn

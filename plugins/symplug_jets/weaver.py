@@ -11,26 +11,42 @@ network files do.
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
 from typing import Callable
 
 import torch
 
 from symplug import SymplugError
 
-from .taggers import CallableTagger
+from .callable_tagger import CallableTagger
+from .constituents import leading
+
+# ParT's configuration in its authors' network file (particle_transformer,
+# networks/example_ParticleTransformer.py): 2.1 M parameters with 7 kin features.
+PART_DEFAULTS = {"pair_input_dim": 4, "use_pre_activation_pair": False,
+                 "embed_dims": [128, 512, 128], "pair_embed_dims": [64, 64, 64],
+                 "num_heads": 8, "num_layers": 8, "num_cls_layers": 2, "block_params": None,
+                 "cls_block_params": {"dropout": 0, "attn_dropout": 0, "activation_dropout": 0},
+                 "fc_params": [], "activation": "gelu", "trim": True, "for_inference": False}
 
 
-def kin_features(p4: torch.Tensor, mask: torch.Tensor):
-    """(points (N, 2, P), features (N, 7, P), lorentz_vectors (N, 4, P), mask (N, 1, P))."""
+def kin_features(p4: torch.Tensor, mask: torch.Tensor, length: int | None = None):
+    """(points (N, 2, P), features (N, 7, P), lorentz_vectors (N, 4, P), mask (N, 1, P));
+    with ``length``, of the leading ``length`` constituents in pT only (P = ``length``),
+    as weaver's input ``length`` keeps them from pT-ordered files; the jet is the sum of
+    all constituents."""
+    jet = (p4 * mask.to(p4.dtype)[..., None]).sum(dim=1)
+    if length is not None:
+        p4, mask = leading(p4, mask, length)
     m = mask.to(p4.dtype)
-    jet = (p4 * m[..., None]).sum(dim=1)
     e, px, py, pz = p4.unbind(-1)
-    pt = torch.hypot(px, py).clamp_min(1e-8)
+    pt = torch.hypot(px, py).clamp_min(1e-30)
     jet_pt = torch.hypot(jet[:, 1], jet[:, 2])
     deta = torch.asinh(pz / pt) - torch.asinh(jet[:, 3] / jet_pt)[:, None]
     dphi = torch.remainder(torch.atan2(py, px) - torch.atan2(jet[:, 2], jet[:, 1])[:, None]
                            + torch.pi, 2 * torch.pi) - torch.pi
-    e_safe = e.clamp_min(1e-8)
+    e_safe = e.clamp_min(1e-30)
     feats = torch.stack([deta, dphi, (torch.log(pt) - 1.7) * 0.7, (torch.log(e_safe) - 2.0) * 0.7,
                          (torch.log(pt / jet_pt[:, None]) + 4.7) * 0.7,
                          (torch.log(e_safe / jet[:, :1]) + 4.7) * 0.7,
@@ -58,6 +74,28 @@ class ParticleTransformerWrapper(torch.nn.Module):
 
     def forward(self, points, features, lorentz_vectors, mask):
         return self.mod(features, v=lorentz_vectors, mask=mask)
+
+
+def part_config(input_dim: int = 7, num_classes: int = 2, **overrides) -> dict:
+    """ParT's constructor arguments: :data:`PART_DEFAULTS` with ``overrides``."""
+    return {"input_dim": int(input_dim), "num_classes": int(num_classes),
+            **PART_DEFAULTS, **overrides}
+
+
+def load_part(saved: dict, path: str | Path, dtype: torch.dtype = torch.float64) -> "WeaverTagger":
+    """A ParT trained by weaver's own loop (``symplug_jets.train_part``) from its checkpoint
+    ``saved`` = {"config": {"arch": "weaver_part", "length": P, **ParT arguments},
+    "state_dict": ...}, on the :func:`kin_features` recipe of ``top_kin.yaml`` (the
+    leading P constituents)."""
+    config = {k: v for k, v in saved["config"].items() if k not in ("arch", "length")}
+    length = saved["config"].get("length")
+    module = ParticleTransformerWrapper(**config)
+    try:
+        module.load_state_dict(saved["state_dict"])
+    except Exception as exc:
+        raise SymplugError(f"{path}: the ParT weights do not fit its config "
+                           f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from exc
+    return WeaverTagger(module.to(dtype), partial(kin_features, length=length), name="part")
 
 
 class WeaverTagger(CallableTagger):

@@ -103,8 +103,11 @@ def _cmd_track(args: argparse.Namespace) -> int:
             task = None
         ours = saved.get("format") == CHECKPOINT_FORMAT
         history = (saved.get("history") or []) if ours else []
-        # --epochs, else the checkpoint's (ours, or the model's own record), else the position
-        epoch = (args.epochs[k] if args.epochs else int(saved["epoch"]) if ours
+        # --epochs, else the checkpoint's (ours or any that records an integer "epoch",
+        # e.g. a plugin's training script), else the model's own record, else the position
+        recorded = saved.get("epoch")
+        epoch = (args.epochs[k] if args.epochs
+                 else int(recorded) if isinstance(recorded, int) and not isinstance(recorded, bool)
                  else model.epoch if isinstance(model, TrainingSnapshot) else None)
         outputs = [o for o in task.outputs if o in domain.outputs] if task else []
         entry, grid = track_entry(task.snapshot() if task else model, samples, domain,
