@@ -37,7 +37,7 @@ def add_md_command(subparsers) -> None:
                    help="band L whose mean the symmetrised variants average exactly (default "
                    "2: the tetrahedral rule, 24 copies with inversion)")
     p.add_argument("--variants", default="raw,symmetrized,random,mts",
-                   help="comma-separated: raw, symmetrized, random, mts")
+                   help="comma-separated: raw, symmetrized, rotated, random, mts, projected")
     p.add_argument("--interval", type=positive_int, default=4, help="MTS interval in steps (default 4)")
     p.add_argument("--reference", help="reference model for the RDF comparison (e.g. emt)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="velocity and rotation seed")
