@@ -365,11 +365,12 @@ def summary_section(results: Mapping[str, dict],
             + "\n\n**Grid convergence and precision** (is A resolved by the grid? what is "
               "round-off?):\n\n" + "\n".join(grids))
     if top:
-        text += (f"\n\n**Top findings** ({len(top)} of {total}; all of them, with remedies, "
-                 "further down):\n\n" + _table(
-                     ["severity", "result", "code", "evidence"],
+        text += (f"\n\n**Top findings and what to do** ({len(top)} of {total}; all of "
+                 "them further down):\n\n" + _table(
+                     ["severity", "result", "code", "evidence", "what to do"],
                      [[f["severity"], f"`{name}`",
-                       f"`{f['code']}`" + (f"\u00a0\u00d7{n}" if n > 1 else ""), f["evidence"]]
+                       f"`{f['code']}`" + (f"\u00a0\u00d7{n}" if n > 1 else ""), f["evidence"],
+                       f.get("remedy") or ""]
                       for name, f, n in top]))
     else:
         text += "\n\n**Findings**: no failure mode found."

@@ -23,7 +23,6 @@ from symplug import MeanTerm, SymplugError, TrainingTask
 
 from .graph import Graph, build_graph
 from .torch_model import TorchAtomsModel
-from .demo import layer_names
 from .domain import check_structure
 from .train import ENERGY_WEIGHT, FORCE_WEIGHT, errors, predict
 
@@ -120,7 +119,7 @@ def training_task(model: TorchAtomsModel, frames: Sequence[ase.Atoms],
         check_structure(a, f"frame {i}")
     items = [Labelled.of(a, cutoff, dtype, f"frame {i}") for i, a in enumerate(frames)]
     module = model.module.to(dtype)  # after the labels are checked: a refusal leaves the model
-    layers = tuple(layer_names(module)) if hasattr(module, "embedding") else ()
+    layers = tuple(module.layer_names()) if hasattr(module, "layer_names") else ()
 
     def evaluate(samples, diagnosis):
         was = module.training

@@ -174,7 +174,8 @@ def analyze(tagger, jets: JetSet, out: str | Path, *, model: str = "tagger", deg
     """Run the analysis of ``tagger`` on labelled ``jets``; write its files to ``out``.
 
     Every diagnosis runs the convergence check (the same rule turned by a random
-    rotation: one grid more). Returns ``{"kind": "jet_analysis", "domain": "jets",
+    rotation: one grid more) and covers the hidden layers of a tagger whose module
+    names them (``module.layer_names()``: the shipped taggers). Returns ``{"kind": "jet_analysis", "domain": "jets",
     "n_jets", "n_signal", "n_background", "score_units", "auc", "background_rejection"
     ({eps_S: :func:`~symplug_jets.metrics.rejection` record}), "roc", "symmetries":
     [...], "boost_scan": {...}, "results": {stem: diagnosis}}``.
@@ -185,6 +186,8 @@ def analyze(tagger, jets: JetSet, out: str | Path, *, model: str = "tagger", deg
     if jets.labels is None:
         raise SymplugError("the analysis needs labelled jets (label_* branches)")
     tagger = _as_tagger(tagger)
+    module = getattr(tagger, "module", None)
+    layers = list(module.layer_names()) if hasattr(module, "layer_names") else []
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     step = _Steps(len(symmetries) + 3, progress)
@@ -209,7 +212,7 @@ def analyze(tagger, jets: JetSet, out: str | Path, *, model: str = "tagger", deg
              f"on {len(jets)} jets")
         start = time.perf_counter()
         result = diagnose(tagger, jets, group=group, degree=degree, frame=frame,
-                          progress=progress)
+                          layers=layers, progress=progress)
         result["seconds"] = time.perf_counter() - start
         result["analysis"] = model  # its ROC and score shifts are in the analysis's figures
         stem = f"result_{frame}_{group}"

@@ -75,6 +75,12 @@ class ParticleTransformerWrapper(torch.nn.Module):
     def forward(self, points, features, lorentz_vectors, mask):
         return self.mod(features, v=lorentz_vectors, mask=mask)
 
+    def layer_names(self) -> list[str]:
+        """The hidden layers symplug tracks, input to output: the particle embedding,
+        every particle-attention block and every class-attention block."""
+        return (["mod.embed"] + [f"mod.blocks.{i}" for i in range(len(self.mod.blocks))]
+                + [f"mod.cls_blocks.{i}" for i in range(len(self.mod.cls_blocks))])
+
 
 def part_config(input_dim: int = 7, num_classes: int = 2, **overrides) -> dict:
     """ParT's constructor arguments: :data:`PART_DEFAULTS` with ``overrides``."""
