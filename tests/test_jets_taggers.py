@@ -60,6 +60,25 @@ def test_shipped_taggers_reach_their_accuracy_goal(jets):
         assert sj.auc(_scores(sj.load_tagger(spec), jets), is_top) > 0.95, spec
 
 
+def test_shipped_part_reaches_its_goal_and_scores_as_weaver_did(jets):
+    """weaver's ParT, trained by weaver's own loop: stored test AUC >= 0.975 (3600 jets),
+    weaver's own predictions and symplug's recipe agree to float32 round-off, and the
+    shipped jets give AUC above 0.95 again; beam rotations leave it invariant by
+    construction (its inputs depend on azimuth differences only)."""
+    saved = torch.load(DATA / SHIPPED_CHECKPOINTS["part"], weights_only=True)
+    assert saved["test"]["auc"] >= 0.975 and saved["test"]["n_jets"] == 3600
+    assert saved["test"]["max_score_difference"] < 1e-4
+    assert abs(saved["test"]["auc"] - saved["test"]["weaver_auc"]) < 1e-4
+    tagger = sj.load_tagger("part")
+    scores = _scores(tagger, jets)  # (N, 2) softmax over (QCD, Top)
+    assert sj.auc(scores[:, 1], _is_top(jets)) > 0.95
+    result = sj.diagnose(tagger, jets.subset(np.arange(16)), group="SO2", degree=2,
+                         progress=False, check_convergence=False,
+                         layers=tagger.module.layer_names())
+    assert result["outputs"]["score"]["relative_error"] < 1e-9
+    assert all(abs(layer["invariant_fraction"] - 1) < 1e-9 for layer in result["layers"].values())
+
+
 def test_augmentation_makes_the_pointnet_more_invariant_about_the_beam(jets):
     """Same data, seed and budget: the tagger trained on randomly turned jets changes
     less under rotations about the beam (A and flip rate) than the one trained without."""
