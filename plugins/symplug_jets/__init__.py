@@ -25,7 +25,8 @@ _EXPORTS = {
     "format_rejection": "metrics",
     "diagnose": "domain", "boost_scan": "domain", "jets_domain": "record",
     "lie_derivatives": "domain",
-    "load_tagger": "taggers", "load_reference": "taggers", "CallableTagger": "taggers",
+    "load_tagger": "taggers", "load_reference": "taggers", "CallableTagger": "callable_tagger",
+    "PointNetTagger": "pointnet", "concatenate": "rootio",
     "SymmetrizedTagger": "symmetrize",
     "WeaverTagger": "weaver", "ParticleTransformerWrapper": "weaver", "kin_features": "weaver",
 }

@@ -6,12 +6,14 @@ say what the score is: ``"probability"`` (a softmax or sigmoid output, the defau
 ``"logit"`` (raw logits) or a physical unit. Two shipped taggers have known symmetry:
 ``mass`` (a sigmoid of the jet invariant mass: a probability, Lorentz invariant) and
 ``pz2`` (sum of the constituents' pz^2, in GeV^2: invariant under rotations about the
-beam only). The ``reference`` tagger gives the softmax probability of Top.
+beam only). The trained taggers (:data:`SHIPPED_CHECKPOINTS`: ``pointnet``,
+``pointnet-noaug``, ``part``, ``reference``) give the softmax probability of Top.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
 import torch
 
 from symplug import SymplugError

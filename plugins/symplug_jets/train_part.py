@@ -18,6 +18,7 @@ data config shows.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import subprocess
@@ -126,7 +127,7 @@ def main(argv=None) -> None:
     files = write_splits(args.data, args.work.resolve(), args.seed)
     prefix = run_weaver(files, args.work.resolve(), args.epochs, args.batch_size, args.lr,
                         args.threads, args.network_option)
-    options = {name: json.loads(value) for name, value in args.network_option}
+    options = {name: ast.literal_eval(value) for name, value in args.network_option}  # as weaver
     config = part_config(**options)
     folder = args.work / "checkpoints"
     folder.mkdir(exist_ok=True)

@@ -15,7 +15,7 @@ AUC and 1/eps_B) atomically, with the test jets as a ROOT file next to it.
 no built-in rotational symmetry). ``--augment SO2`` turns every training jet by its own
 Haar-random rotation about the beam at every step. ``--data FILE ...`` trains on ROOT
 files already generated (``symplug jets generate``) instead of generating. With
-``--checkpoints DIR``, the model is also saved after the epochs of ``--save-epochs``
+``--checkpoints DIR``, the model is also saved after the epochs in :data:`SAVE_EPOCHS`
 (and before the first, as epoch 0) for ``symplug track``.
 """
 
@@ -71,7 +71,8 @@ def evaluate(model, p4, mask, labels) -> dict:
 def train(jets: JetSet, epochs: int = 20, seed: int = 0, threads: int | None = None,
           arch: str = "particle_transformer", augment: str | None = None, lr: float = 2e-3,
           cosine: bool = False, checkpoints: Path | None = None,
-          save_epochs: tuple[int, ...] = SAVE_EPOCHS, **options) -> tuple[torch.nn.Module, dict, np.ndarray]:
+          save_epochs: tuple[int, ...] = SAVE_EPOCHS,
+          **options) -> tuple[torch.nn.Module, dict, np.ndarray]:
     """Train a tagger of ``arch`` (a key of :data:`ARCHS`; ``options``: its constructor
     arguments, e.g. ``sh_lmax``, ``readout``) on ``jets`` (labels
     ``label_Top``/``label_QCD``), with ``augment="SO2"``: every training jet turned by
@@ -80,8 +81,7 @@ def train(jets: JetSet, epochs: int = 20, seed: int = 0, threads: int | None = N
     The 70/15/15 split, the initial weights and the batch order depend only on
     ``seed``, so variants trained with the same seed see the same batches. Adam
     (learning rate ``lr``, batches of 64; ``cosine``: decayed to 0 over the epochs
-    on a cosine), cross-entropy,
-    the epoch with the best validation AUC kept. With ``checkpoints`` (a folder), the
+    on a cosine), cross-entropy, the epoch with the best validation AUC kept. With ``checkpoints`` (a folder), the
     model is also written there as ``epoch_XXX.pt`` before training (epoch 0) and after
     each epoch in ``save_epochs``. Returns the model (eval mode), the checkpoint payload
     and the test indices.
