@@ -18,7 +18,11 @@ def test_quick_demo_writes_the_report(tmp_path, capsys):
     names = {p.stem for p in tmp_path.glob("*.json")}
     assert {"atoms", "atoms_md", "jets", "jets_lab_SO2", "jets_jet_SO2", "jets_lab_SO3"} <= names
     atoms = json.loads((tmp_path / "atoms.json").read_text())
-    assert set(atoms["layers"]) == {"embedding", "layers.0", "layers.1", "heads.0", "heads.1"}
+    from symplug_atoms.demo import LAYERS
+
+    assert atoms["model"] == "pet-ref" and list(atoms["layers"]) == LAYERS
+    assert atoms["precision"] == {"dtype": "float32", "epsilon": 2.0 ** -23,
+                                  "source": "parameters"}
     # the check: the same rule turned by a random rotation, one grid more
     assert atoms["convergence"]["method"] == "rotated"
     assert atoms["convergence"]["finer_size"] == atoms["grid"]["size"]
@@ -26,12 +30,16 @@ def test_quick_demo_writes_the_report(tmp_path, capsys):
     # the learned model breaks O(3) by a small, finite amount; EMT-level exactness is 1e-13
     assert 1e-4 < atoms["outputs"]["forces"]["relative_error"] < 1
     md = json.loads((tmp_path / "atoms_md.json").read_text())
-    assert set(md["table"]) == {"raw", "symmetrized"}
-    # the symmetrised model keeps the cluster's angular momentum closer to zero
+    assert set(md["table"]) == {"raw", "symmetrized", "projected"}
+    # the symmetrised model keeps the cluster's angular momentum closer to zero, the
+    # projected one at round-off
     assert (md["table"]["symmetrized"]["angular_momentum_max"]
             < md["table"]["raw"]["angular_momentum_max"])
+    assert md["table"]["projected"]["angular_momentum_max"] < 1e-10
     jets = json.loads((tmp_path / "jets.json").read_text())
-    assert 0.9 < jets["auc"] <= 1.0
+    assert jets["model"] == "pointnet" and 0.9 < jets["auc"] <= 1.0
+    lab = json.loads((tmp_path / "jets_lab_SO2.json").read_text())
+    assert list(lab["layers"]) == ["phi", "pool"]
     assert (tmp_path / "jets" / "predictions.root").exists()
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 8

@@ -7,9 +7,10 @@ learned its task, so its symmetry errors mean something. The demo loads its
 checkpoint (shipped with symplug, so trusted; a user's ``.ckpt`` needs
 ``--trust-model``) in float32, the precision it was trained in, to reach the hidden
 layers, and diagnoses energy, forces, stress and every layer on test frames with the
-grid-convergence check and the findings. Then a short NVE comparison of the raw and
-the symmetrised model on an isolated 13-atom Cu icosahedron, where broken rotational
-symmetry shows directly as a growing angular momentum.
+grid-convergence check and the findings. Then a short NVE comparison of the raw model,
+the symmetrised one and the one with the rigid-body part of its forces projected out
+(:mod:`symplug_atoms.rigid`) on an isolated 13-atom Cu icosahedron, where broken
+rotational symmetry shows directly as a growing angular momentum.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def run_demo(out: Path, quick: bool, seed: int, progress: bool) -> dict[str, dic
     diagnosis["model"] = "pet-ref"
     diagnosis["seconds"] = time.perf_counter() - start
     start = time.perf_counter()
-    calcs = variants(model.calculator(), ["raw", "symmetrized"], degree=MD_DEGREE,
-                     interval=4, seed=seed)
+    calcs = variants(model.calculator(), ["raw", "symmetrized", "projected"],
+                     degree=MD_DEGREE, interval=4, seed=seed)
     md = compare(structure_named("ico13"), calcs, steps=size["steps"], timestep_fs=2.0,
                  temperature_K=600.0, seed=seed, progress=progress)
     md["model"] = "pet-ref"
