@@ -157,12 +157,12 @@ class PointEdgeTransformer(nn.Module):
             energy = energy + head(pooled)[:, 0]
         return energy, x
 
-    @torch.jit.unused
     def layer_names(self) -> list[str]:
         """The named layers symplug tracks, input first."""
         return (["embedding"] + [f"layers.{i}" for i in range(len(self.layers))]
                 + [f"heads.{i}" for i in range(len(self.heads))])
 
+    @torch.jit.unused
     def forward(self, graph: BatchGraph, vectors: torch.Tensor) -> torch.Tensor:
         """Atomic energies (sum N,) for edge vectors (sum E, 3) in A."""
         n_atoms, m = graph.species.shape[0], graph.max_neighbors
