@@ -96,6 +96,7 @@ ul { margin: 0.3em 0; padding-left: 1.4em; }
 .severity-error { color: #b3261e; font-weight: 600; }
 .summary table { font-size: 0.9em; margin: 0.4em 0 0.5em; }
 .summary td { white-space: nowrap; } .summary td:last-child { white-space: normal; }
+.summary td:nth-child(4):nth-last-child(2) { white-space: normal; min-width: 24em; }
 .summary li, .summary p.note { font-size: 0.88em; }
 .summary p { margin: 0.35em 0; }
 .summary ul { margin: 0.2em 0 0.4em; }
@@ -367,7 +368,7 @@ def summary_section(results: Mapping[str, dict],
     if top:
         text += (f"\n\n**Top findings and what to do** ({len(top)} of {total}; all of "
                  "them further down):\n\n" + _table(
-                     ["severity", "result", "code", "evidence", "what to do"],
+                     ["severity", "result", "code", "evidence", "what to do"],  # CSS: 4th of 5 wraps
                      [[f["severity"], f"`{name}`",
                        f"`{f['code']}`" + (f"\u00a0\u00d7{n}" if n > 1 else ""), f["evidence"],
                        f.get("remedy") or ""]

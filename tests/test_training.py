@@ -145,7 +145,7 @@ def test_a_batch_too_large_for_the_budget_is_refused_before_training(toy, tmp_pa
     config = FinetuneConfig(domain="toypoints", epochs=1, batch=8, track_every=0)
     with symplug.memory.limit(symplug.memory.rss() + 160 * 2 ** 20):
         with pytest.raises(symplug.memory.MemoryBudgetError,
-                           match=r"a training batch of 8 items \(measured \d+ MiB per item\).*"
+                           match=r"a training batch of 8 items \(measured [\d.]+ MiB per item\).*"
                            r"the largest batch that fits is about [12]$"):
             finetune(task, get_domain("toypoints"), config, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
