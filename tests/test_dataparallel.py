@@ -15,7 +15,7 @@ sj = pytest.importorskip("symplug_jets")
 sa = pytest.importorskip("symplug_atoms")
 
 from symplug_jets.domain import blocks, jet_partitions, jets_domain  # noqa: E402
-from symplug_jets.rootio import read_root, write_root  # noqa: E402
+from symplug_jets.rootio import read_root, write_jets, write_root  # noqa: E402
 
 
 def assert_same_result(a: dict, b: dict, tol: float = 1e-12, path: str = "") -> None:
@@ -51,9 +51,7 @@ def jets_file(tmp_path_factory):
 
     jets = read_root(REFERENCE.with_name("tagger_test.root")).subset(np.arange(96))
     path = tmp_path_factory.mktemp("jets") / "jets.root"
-    write_root(path, [p[m] for p, m in zip(jets.p4, jets.mask)],
-               {n: jets.labels[:, k].astype(np.int32) for k, n in enumerate(jets.label_names)},
-               jets.observers)
+    write_jets(path, jets)
     return path
 
 

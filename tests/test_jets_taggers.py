@@ -9,6 +9,7 @@ import torch
 
 import symplug_jets as sj
 from symplug_jets.pointnet import PointNetTagger
+from symplug_jets.rootio import write_jets
 from symplug_jets.taggers import REFERENCE, SHIPPED_CHECKPOINTS
 
 DATA = REFERENCE.parent
@@ -135,8 +136,7 @@ def test_pointnet_training_with_augmentation_writes_trackable_checkpoints(jets, 
     assert payload["training"]["augment"] == "SO2" and len(test) == 30
     data = tmp_path / "jets.root"
     few = sub.subset(np.arange(16))
-    sj.write_root(data, [p[m] for p, m in zip(few.p4, few.mask)],
-                  {n: few.labels[:, k].astype(np.int32) for k, n in enumerate(few.label_names)})
+    write_jets(data, few)
     checkpoints = [str(p) for p in sorted(tmp_path.glob("epoch_*.pt"))]
     assert main(["track", "jets", "--checkpoints", *checkpoints, "--data", str(data),
                  "--group", "SO2", "--out", str(tmp_path / "track"), "--quiet"]) == 0

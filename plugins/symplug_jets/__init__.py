@@ -18,7 +18,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "JetSet": "rootio", "read_root": "rootio", "write_root": "rootio",
+    "JetSet": "rootio", "read_root": "rootio", "write_root": "rootio", "write_jets": "rootio",
     "write_predictions": "rootio", "read_top_tagging_h5": "rootio",
     "rotate_jets": "action", "boost": "action", "jet_frames": "action",
     "auc": "metrics", "background_rejection": "metrics", "rejection": "metrics",

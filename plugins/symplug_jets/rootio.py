@@ -306,6 +306,14 @@ def write_root(path: str | Path, constituents: Sequence[np.ndarray], labels: dic
     return path
 
 
+def write_jets(path: str | Path, jets: JetSet, tree: str = "tree") -> Path:
+    """Write a labelled :class:`JetSet` (its unmasked constituents, one-hot labels as
+    int32 and observers) in the JetClass layout: :func:`write_root` of its arrays."""
+    constituents = [p[m] for p, m in zip(jets.p4, jets.mask)]
+    labels = {n: jets.labels[:, k].astype(np.int32) for k, n in enumerate(jets.label_names)}
+    return write_root(path, constituents, labels, jets.observers, tree)
+
+
 def write_predictions(path: str | Path, jets: JetSet, scores: np.ndarray,
                       class_names: Sequence[str]) -> Path:
     """A weaver-style prediction file: TTree ``Events`` with ``label_*`` (truth),

@@ -34,7 +34,7 @@ from symplug import SymplugError
 from symplug.result import load_weights, write_checkpoint
 
 from .metrics import auc, background_rejection
-from .rootio import concatenate, read_root, write_root
+from .rootio import concatenate, read_root, write_jets
 from .train_tagger import split
 from .weaver import load_part, part_config
 
@@ -48,10 +48,7 @@ def write_splits(paths: list[Path], work: Path, seed: int) -> dict[str, Path]:
     jets = concatenate([read_root(p, max_particles=MAX_PARTICLES) for p in paths])
     out = {}
     for name, rows in zip(("train", "val", "test"), split(len(jets), seed)):
-        part = jets.subset(rows)
-        constituents = [p[m] for p, m in zip(part.p4, part.mask)]
-        labels = {n: part.labels[:, k].astype(np.int32) for k, n in enumerate(part.label_names)}
-        out[name] = write_root(work / f"{name}.root", constituents, labels, part.observers)
+        out[name] = write_jets(work / f"{name}.root", jets.subset(rows))
     return out
 
 

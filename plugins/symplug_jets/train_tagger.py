@@ -34,7 +34,7 @@ from symplug.result import write_checkpoint
 
 from .generate import generate_file
 from .metrics import auc, background_rejection
-from .rootio import JetSet, concatenate, read_root, write_root
+from .rootio import JetSet, concatenate, read_root, write_jets
 from .pointnet import PointNetTagger
 from .tagger_model import READOUTS, ParticleTransformerTagger
 
@@ -197,11 +197,7 @@ def main(argv=None) -> None:
                                 "seconds": time.perf_counter() - start})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_checkpoint(payload, args.out)
-    test_jets = jets.subset(test)
-    constituents = [p[m] for p, m in zip(test_jets.p4, test_jets.mask)]
-    write_root(args.out.with_name(args.out.stem + "_test.root"), constituents,
-               {name: test_jets.labels[:, k].astype(np.int32)
-                for k, name in enumerate(test_jets.label_names)}, test_jets.observers)
+    write_jets(args.out.with_name(args.out.stem + "_test.root"), jets.subset(test))
     print(json.dumps({"test": payload["test"], **payload["training"]}, indent=2))
 
 
