@@ -33,6 +33,7 @@ import uproot
 from symplug import SymplugError
 from symplug.result import load_weights, write_checkpoint
 
+from .domain import _scores
 from .metrics import auc, background_rejection
 from .rootio import concatenate, read_root, write_jets
 from .train_tagger import split
@@ -88,10 +89,8 @@ def test_metrics(tagger, test: Path, predictions: Path) -> dict:
     predictions, and the largest score difference between the two."""
     jets = read_root(test, max_particles=MAX_PARTICLES)
     top = jets.labels[:, jets.label_names.index("label_Top")] > 0.5
-    p4, mask = torch.from_numpy(jets.p4), torch.from_numpy(jets.mask)
-    with torch.no_grad():
-        ours = np.concatenate([tagger.fn(p4[i:i + 256], mask[i:i + 256])[:, 1].numpy()
-                               for i in range(0, len(jets), 256)])
+    with torch.no_grad():  # (N, 2) softmax over (QCD, Top), under the memory budget
+        ours = _scores(tagger, torch.from_numpy(jets.p4), torch.from_numpy(jets.mask))[:, 1]
     with uproot.open(predictions) as handle:
         tree = handle[handle.keys()[0]]
         theirs = tree["score_label_Top"].array(library="np")
