@@ -40,11 +40,10 @@ ZERO_RESPONSE = ("zero response: the output is 0 on every copy of every sample, 
                  "error and invariant fraction are undefined")
 ZERO_LAYER = ("zero activations: the layer is 0 on every copy of every sample, so its spectrum "
               "and invariant fractions are undefined")
-CONSTANT_LAYER = ("constant layer: the same on every copy of every sample, so nothing is left "
+CONSTANT_LAYER = ("constant layer: the same on every copy of every sample up to round-off, so "
+                  "nothing is left "
                   "once its data-set mean is removed and its centred spectrum and invariant "
                   "fraction are undefined")
-# the centred norm of a constant layer is round-off of its raw norm (float64 sums)
-CONSTANT_LAYER_TOL = 1e-20
 
 
 # -- the grid ------------------------------------------------------------------------
@@ -261,11 +260,15 @@ def output_diagnosis(name: str, sums: GridSums, outputs: ResolvedOutputs,
 
 
 def layer_diagnosis(name: str, sums: GridSums,
-                    samples: list[tuple[int, SampleDetails]] | None) -> LayerDiagnosis:
+                    samples: list[tuple[int, SampleDetails]] | None,
+                    precision: Precision) -> LayerDiagnosis:
     """Layer ``name`` over the data set from the merged ``sums``, raw and centred on the
     per-feature data-set mean of its orbit means (``samples`` as for
-    :func:`output_diagnosis`); the fractions of a layer with nothing in it (all zero, or
-    nothing left after centring) are undefined."""
+    :func:`output_diagnosis`); the fractions of a layer with nothing in it are
+    undefined: all zero, or nothing left after centring but round-off of ``precision``
+    (centred norm below :func:`~symplug.precision.equivariant_relative` of the raw norm:
+    a float32 layer that is the same on every sample keeps ~1e-7 of it, whose fractions
+    are noise, even above 1)."""
     raw = sums.layers[name]
     centered = centered_aggregate(raw, sums.moments[name])
     layer = LayerDiagnosis(
@@ -278,7 +281,7 @@ def layer_diagnosis(name: str, sums: GridSums,
         per_sample_spectrum=None if samples is None else {i: d.layers[name] for i, d in samples})
     if raw.norm2 <= 0.0:
         return layer.as_undefined(ZERO_LAYER, raw=True)
-    if centered.norm2 <= CONSTANT_LAYER_TOL * raw.norm2:
+    if centered.norm2 <= equivariant_relative(precision) ** 2 * raw.norm2:
         return layer.as_undefined(CONSTANT_LAYER, raw=False)
     return layer
 
@@ -431,7 +434,7 @@ def diagnosis_of(model: Callable, samples: Sequence[Any] | Partitions, domain: D
         per = list(zip(merged.kept, merged.details)) if per_sample else None
         results = {name: output_diagnosis(name, sums, resolved, per, conv)
                    for name in resolved.measured(sums.errors)}
-        layer_results = {name: layer_diagnosis(name, sums, per) for name in layers}
+        layer_results = {name: layer_diagnosis(name, sums, per, found) for name in layers}
         summary, failed = domain_summary(run, domain, model_h, states, grid, bool(keep),
                                          worker_budget, skip_failures) \
             if domain.summary else (None, None)

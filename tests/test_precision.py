@@ -201,3 +201,37 @@ def test_dtype_of_values_and_parameters():
     # half precision: 1000 ulps would call a 98 % breaking exact; capped at 1 %
     assert equivariant_relative({"dtype": "float16"}) == 1e-2
     assert equivariant_relative(None) == FLOAT64_EXACT
+
+
+class SumOfDistances(torch.nn.Module):
+    """Two invariant layers: ``total``, the sum of the pair distances (varies from
+    sample to sample), and ``ratio``, that sum over the same sum taken in the reverse
+    order: 1 but for round-off, different on every copy."""
+
+    def __init__(self, dtype: torch.dtype):
+        super().__init__()
+        self.dtype = dtype
+        self.total, self.ratio = torch.nn.Identity(), torch.nn.Identity()
+
+    def forward(self, pos):
+        pos = pos.to(self.dtype)
+        i, j = torch.triu_indices(pos.shape[1], pos.shape[1], 1)
+        d = (pos[:, i] - pos[:, j]).norm(dim=-1)
+        total = self.total(d.sum(1, keepdim=True))
+        ratio = self.ratio(total / d.flip(-1).cumsum(-1)[:, -1:])
+        return {"energy": (total + ratio).squeeze(-1).double()}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_layer_constant_up_to_round_off_has_no_centred_spectrum(clusters, dtype):
+    """The data-set-centred spectrum of a layer that is the same on every sample but for
+    round-off is that round-off's noise (float32: fractions above 1 were reported for
+    PET's species-only edge embedding); it is undefined, the varying layer is not."""
+    result = symplug.diagnosis_of(SumOfDistances(dtype), clusters, DOMAIN, degree=2,
+                                  outputs=["energy"], layers=["total", "ratio"],
+                                  precision=str(dtype).removeprefix("torch."), progress=False)
+    ratio, total = result.layers["ratio"], result.layers["total"]
+    assert abs(ratio.invariant_fraction - 1) < 1e-12  # raw: defined
+    assert ratio.invariant_fraction_centered is None and "constant" in ratio.undefined
+    assert set(ratio.spectrum_centered.values()) == {None}
+    assert total.undefined is None and abs(total.invariant_fraction_centered - 1) < 1e-6
