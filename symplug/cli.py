@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .errors import SymplugError
 from .options import (add_memory_option, add_trust_option, int_at_least, nonnegative_int,
@@ -325,13 +325,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    return one_line_errors(lambda: args.func(args))
+
+
+def one_line_errors(run: Callable[[], int | None], prog: str = "symplug") -> int:
+    """``run()``'s exit status (None: 0), a :class:`SymplugError` printed as one line
+    ``"<prog>: error: ..."`` (status 2, whatever a library put in the message) and Ctrl-C
+    as ``"<prog>: interrupted"`` (130): the command line and the plugins' ``python -m``
+    scripts end the same way."""
     try:
-        return args.func(args)
-    except SymplugError as exc:  # one line, whatever a library put in the message
-        print(f"symplug: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return run() or 0
+    except SymplugError as exc:
+        print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("symplug: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -86,3 +86,20 @@ def test_demo_refuses_an_unwritable_folder(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(blocker / "sub")]) == 2
     err = capsys.readouterr().err
     assert "cannot write" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("module,argv", [
+    ("symplug_jets.train_tagger", ["--out", "t.pt"]),
+    ("symplug_jets.train_part", ["--out", "p.pt", "--work", "w"]),
+])
+def test_plugin_scripts_end_in_one_line_errors(tmp_path, module, argv):
+    """The plugins' ``python -m`` training scripts end a bad input as the command line
+    does: one line naming it, exit status 2, no traceback."""
+    import subprocess
+    import sys
+
+    missing = tmp_path / "missing.root"
+    out = subprocess.run([sys.executable, "-m", module, "--data", str(missing), *argv],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"{module}: error: {missing}: no such file"

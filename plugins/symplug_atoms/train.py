@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -183,4 +184,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from symplug.cli import one_line_errors
+
+    sys.exit(one_line_errors(main, "symplug_atoms.train"))

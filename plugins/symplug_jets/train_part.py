@@ -146,4 +146,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from symplug.cli import one_line_errors
+
+    sys.exit(one_line_errors(main, "symplug_jets.train_part"))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -202,4 +203,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from symplug.cli import one_line_errors
+
+    sys.exit(one_line_errors(main, "symplug_jets.train_tagger"))
