@@ -11,8 +11,10 @@ is written as it completes (``OUT/runs/<structure>_<T>K_seed<s>.json``, atomical
 an interrupted study resumes where it stopped; rerunning with more seeds or variants
 adds only what is missing. ``OUT/study.json`` and ``OUT/study.md`` hold, per structure,
 temperature and variant, the mean and standard deviation over the seeds of the final
-|L| and its ratio to the raw model's (isolated structures), the RMS net torque, the
-energy drift and the cost per step relative to raw. ``--quick``: 20 steps of ico13,
+|L| and its ratio to the raw model's and the RMS net torque (isolated structures; a
+periodic cell conserves no angular momentum, "-" there), the energy drift, the mean
+temperature, the RMS difference of g(r) from EMT's run (the same start) and the cost per
+step relative to raw. ``--quick``: 20 steps of ico13,
 one seed, raw and projected (a smoke test).
 """
 
@@ -32,7 +34,9 @@ from symplug.result import write_bytes, write_json
 from symplug_atoms.md import compare, structure_named, variants
 
 COLUMNS = ("angular_momentum_final", "torque_rms_eV", "energy_drift_meV_per_atom_per_ps",
-           "completed_fraction")
+           "completed_fraction", "temperature_mean_K", "rdf_rms_difference")
+# a periodic cell conserves no angular momentum: |L| and the net torque mean nothing there
+ISOLATED_ONLY = ("angular_momentum_final", "torque_rms_eV")
 
 
 def run_one(structure: str, temperature: float, seed: int, names: list[str], steps: int,
@@ -71,8 +75,10 @@ def table(results: list[dict], names: list[str]) -> tuple[list[dict], str]:
             row = {"structure": structure, "temperature_K": temperature, "variant": name,
                    "seeds": [r["seed"] for r in have]}
             for column in COLUMNS:
-                values = np.array([r["table"][name][column] for r in have], dtype=float)
-                row[column] = [float(values.mean()), float(values.std())]
+                values = np.array([r["table"][name].get(column) for r in have], dtype=float)
+                undefined = (column in ISOLATED_ONLY and have[0]["periodic"]) \
+                    or not np.isfinite(values).all()
+                row[column] = None if undefined else [float(values.mean()), float(values.std())]
             cost = np.array([r["table"][name]["seconds"] / r["table"]["raw"]["seconds"]
                              for r in have if "raw" in r["table"]])
             row["cost_vs_raw"] = [float(cost.mean()), float(cost.std())] if cost.size else None
@@ -81,11 +87,12 @@ def table(results: list[dict], names: list[str]) -> tuple[list[dict], str]:
                               for r in have if "raw" in r["table"]
                               and r["table"]["raw"]["angular_momentum_final"]])
             row["L_final_vs_raw"] = [float(ratio.mean()), float(ratio.std())] \
-                if ratio.size and not r["periodic"] else None
+                if ratio.size and not have[0]["periodic"] else None
             rows.append(row)
     lines = ["| structure | T0 (K) | variant | seeds | final \\|L\\| (amu A^2/fs) | vs raw | "
-             "RMS torque (eV) | energy drift (meV/atom/ps) | cost per step vs raw |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "RMS torque (eV) | energy drift (meV/atom/ps) | mean T (K) | g(r) RMS vs EMT | "
+             "cost per step vs raw |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         def pm(value, fmt="{:.2g}"):
             return "-" if value is None else f"{fmt.format(value[0])} ± {fmt.format(value[1])}"
@@ -93,7 +100,8 @@ def table(results: list[dict], names: list[str]) -> tuple[list[dict], str]:
                      f"{len(row['seeds'])} | {pm(row['angular_momentum_final'])} | "
                      f"{pm(row['L_final_vs_raw'])} | {pm(row['torque_rms_eV'])} | "
                      f"{pm(row['energy_drift_meV_per_atom_per_ps'])} | "
-                     f"{pm(row['cost_vs_raw'], '{:.2f}')} |")
+                     f"{pm(row['temperature_mean_K'], '{:.0f}')} | "
+                     f"{pm(row['rdf_rms_difference'])} | {pm(row['cost_vs_raw'], '{:.2f}')} |")
     return rows, "\n".join(lines) + "\n"
 
 

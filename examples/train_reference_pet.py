@@ -133,13 +133,30 @@ def logged_seconds(log: Path) -> float:
     return (stamps[-1] - stamps[0]).total_seconds() if stamps else 0.0
 
 
-def mtt_train(run: Path, extra: list[str]) -> float:
+def mtt_without_augmentation(argv: list[str]) -> None:
+    """metatrain's own ``mtt`` command line, its training batches not rotated: the
+    trainer's ``O3Augmenter.apply_random_augmentations`` (metatrain has no option to
+    switch it off) is replaced by the identity; nothing else changes."""
+    from metatrain.__main__ import main as mtt_main
+    from metatrain.utils.augmentation import O3Augmenter
+
+    def identity(self, systems, targets, extra_data=None):
+        return systems, targets, {} if extra_data is None else extra_data
+
+    O3Augmenter.apply_random_augmentations = identity
+    sys.argv = ["mtt", *argv]
+    sys.exit(mtt_main())
+
+
+def mtt_train(run: Path, extra: list[str], augment: bool = True) -> float:
     """``mtt train`` in ``run`` (log appended to ``run/train.log``) while pruning the
-    per-epoch checkpoints; returns the seconds it took."""
-    mtt = Path(sys.executable).parent / "mtt"
+    per-epoch checkpoints; returns the seconds it took. ``augment=False`` runs it through
+    :func:`mtt_without_augmentation`."""
+    mtt = ([str(Path(sys.executable).parent / "mtt")] if augment else
+           [sys.executable, str(Path(__file__).resolve()), "mtt-without-augmentation"])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = [str(mtt), "train", "options.yaml", "-o", "pet_ref.pt", *extra]
-    print(" ".join(cmd[1:]), flush=True)
+    cmd = [*mtt, "train", "options.yaml", "-o", "pet_ref.pt", *extra]
+    print(" ".join(cmd[len(mtt):]), "(without augmentation)" * (not augment), flush=True)
     t0 = time.perf_counter()
     stop = threading.Event()
 
@@ -159,7 +176,8 @@ def mtt_train(run: Path, extra: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def train(out: Path, epochs: int, batch: int, lr: float, seed: int) -> dict:
+def train(out: Path, epochs: int, batch: int, lr: float, seed: int,
+          augment: bool = True) -> dict:
     """Train (or continue) until ``epochs``; returns the training record."""
     run = out / "run"
     run.mkdir(exist_ok=True)
@@ -182,13 +200,16 @@ def train(out: Path, epochs: int, batch: int, lr: float, seed: int) -> dict:
                                 "seconds from its log)"})
     else:
         extra, first = [], 1
-    seconds = mtt_train(run, extra)
+    seconds = mtt_train(run, extra, augment)
     runs.append({"epochs": [first, epochs], "seconds": seconds,
                  "command": "mtt train options.yaml -o pet_ref.pt " + " ".join(extra)})
     info = {"epochs": epochs, "seconds": sum(r["seconds"] for r in runs), "runs": runs,
             "batch_size": batch, "learning_rate": lr, "seed": seed, "threads": 1,
-            "model": MODEL, "dtype": "float32", "augmentation": "metatrain default "
-            "(random rotations and inversions of the training batches)"}
+            "model": MODEL, "dtype": "float32",
+            "augmentation": "metatrain default (random rotations and inversions of the "
+            "training batches)" if augment else "none (metatrain's O3Augmenter "
+            "replaced by the identity, examples/train_reference_pet.py "
+            "mtt_without_augmentation)"}
     write_json(info, done)
     return info
 
@@ -235,6 +256,9 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-augmentation", action="store_true",
+                        help="train without metatrain's random O(3) augmentation "
+                             "(the 'without' arm of the learning curves)")
     parser.add_argument("--ship", type=Path, default=None,
                         help="copy the deliverables (pet_ref_*) to this folder")
     args = parser.parse_args(argv)
@@ -264,7 +288,8 @@ def main(argv=None) -> None:
     print(json.dumps({"n_structures": len(frames), "n_atoms": sum(len(f) for f in frames),
                       "per_config": counts}), flush=True)
 
-    training = train(out, args.epochs, args.batch, args.lr, args.seed)
+    training = train(out, args.epochs, args.batch, args.lr, args.seed,
+                     augment=not args.no_augmentation)
     run = out / "run"
     import symplug_atoms
 
@@ -316,4 +341,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["mtt-without-augmentation"]:
+        mtt_without_augmentation(sys.argv[2:])
     main(sys.argv[1:])
