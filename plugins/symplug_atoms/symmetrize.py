@@ -60,7 +60,7 @@ from ase.geometry import find_mic
 from ase.stress import full_3x3_to_voigt_6_stress
 
 import symplug
-from symplug import SymplugError
+from symplug import SymplugError, memory
 from symplug.groups import O3, SO3
 
 from .action import check_frame, transform
@@ -75,10 +75,12 @@ class SymmetrizedCalculator(Calculator):
     is exact to band ``degree`` (the smallest rule of ``kind``, default ``"auto"``).
 
     ``grid`` (a :class:`symplug.Grid`) replaces the quadrature, e.g. to match another
-    tool's rotations. Copies are evaluated ``chunk_size`` at a time in one batch on one neighbour graph
-    when ``calc`` is a :class:`~symplug_atoms.torch_model.TorchAtomsCalculator`, and
-    in one ``compute_energy(list)`` call per chunk for metatomic calculators, and one by
-    one through ``calc`` otherwise; peak memory is set by ``chunk_size``.
+    tool's rotations. Copies are evaluated in chunks, in one batch on one neighbour graph
+    when ``calc`` is a :class:`~symplug_atoms.torch_model.TorchAtomsCalculator` and in
+    one ``compute_energy(list)`` call per chunk for metatomic calculators, one by one
+    through ``calc`` otherwise. A chunk holds at most ``chunk_size`` copies and as many
+    as the memory budget leaves room for (:func:`symplug.memory.chunks`, measured on the
+    first call: a large structure runs in smaller chunks, not out of memory).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -120,18 +122,20 @@ class SymmetrizedCalculator(Calculator):
         """ASE-unit results of the copies g x, batched on one neighbour graph for torch
         models (``chunk_size`` copies at a time), copy by copy for other calculators."""
         props = self._properties(atoms)
-        chunks = [matrices[i:i + self.chunk_size] for i in range(0, len(matrices), self.chunk_size)]
         if isinstance(self.calc, TorchAtomsCalculator):
-            parts = [evaluate_copies(self.calc.model, atoms, chunk) for chunk in chunks]
-            return {p: np.concatenate([part[p] for part in parts]) for p in props}
-        if hasattr(self.calc, "compute_energy"):  # metatomic: one batched call per chunk
-            parts = [self.calc.compute_energy([transform(atoms, g) for g in chunk], True)
-                     for chunk in chunks]
-            return {p: np.concatenate([np.asarray(part[p], dtype=np.float64).reshape(
-                len(chunk), *np.shape(part[p])[1:]) for part, chunk in zip(parts, chunks)])
-                for p in props}
-        results = [ase_results(self.calc, transform(atoms, g), props) for g in matrices]
-        return {p: np.stack([np.asarray(r[p]) for r in results]) for p in props}
+            def evaluate(chunk):
+                return evaluate_copies(self.calc.model, atoms, chunk)
+        elif hasattr(self.calc, "compute_energy"):  # metatomic: one batched call per chunk
+            def evaluate(chunk):
+                part = self.calc.compute_energy([transform(atoms, g) for g in chunk], True)
+                return {p: np.asarray(part[p], dtype=np.float64).reshape(
+                    len(chunk), *np.shape(part[p])[1:]) for p in props}
+        else:
+            results = [ase_results(self.calc, transform(atoms, g), props) for g in matrices]
+            return {p: np.stack([np.asarray(r[p]) for r in results]) for p in props}
+        parts = [evaluate(matrices[index]) for index in
+                 memory.chunks(len(matrices), self.chunk_size, "rotated copies")]
+        return {p: np.concatenate([part[p] for part in parts]) for p in props}
 
     def _average(self, atoms, matrices: np.ndarray, weights: np.ndarray, std: bool) -> dict:
         res = self._copies(atoms, matrices)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 import symplug
-from symplug import SymplugError
+from symplug import SymplugError, memory
 
 from .action import rotate_jets
 
@@ -27,8 +27,9 @@ class SymmetrizedTagger:
     (``symplug.quadrature(group, degree, purpose="mean")``).
 
     Call it like the tagger: ``(N, P, 4)`` (E, px, py, pz) GeV and ``(N, P)`` mask give
-    scores of the tagger's shape, (N,) or (N, C), in float64. ``chunk_size`` copies of
-    the jets go through the tagger in one call.
+    scores of the tagger's shape, (N,) or (N, C), in float64. Up to ``chunk_size``
+    copies of the jets go through the tagger in one call, fewer where the memory budget
+    leaves no room (:func:`symplug.memory.chunks`).
     """
 
     def __init__(self, tagger, group: str = "SO2", degree: int = 4, frame: str = "lab",
@@ -47,7 +48,7 @@ class SymmetrizedTagger:
         block = {"p4": torch.as_tensor(p4, dtype=torch.float64), "mask": torch.as_tensor(mask)}
         n = block["p4"].shape[0]
         total = None
-        for index in self.grid.chunks(self.chunk_size):
+        for index in memory.chunks(self.grid.size, self.chunk_size, "rotated copies"):
             copies = rotate_jets(block, self.grid.matrices[index], frame=self.frame)
             scores = torch.as_tensor(self.tagger(copies["p4"], copies["mask"]), dtype=torch.float64)
             scores = scores.reshape(copies["copies"], n, *scores.shape[1:])
