@@ -33,11 +33,20 @@ def _load(spec: str) -> tuple[str, dict]:
     return label, json.loads((Path(folder) / "track.json").read_text())
 
 
-def table(label: str, track: dict, offset: int) -> list[str]:
+def _fraction(layer: dict, key: str) -> float:
+    """A layer's invariant fraction ``key``; NaN where undefined (a constant layer's
+    centred one is null)."""
+    value = layer.get(key)
+    return float("nan") if value is None else value
+
+
+def table(label: str, track: dict, offset: int, key: str = "invariant_fraction",
+          layers: list[str] | None = None) -> list[str]:
     rows = []
     for e in track["epochs"]:
         a = ", ".join(f"{k} {v['equivariance_rmse']:.3g}" for k, v in e["outputs"].items())
-        inv = " / ".join(f"{v['invariant_fraction']:.3f}" for v in e["layers"].values())
+        inv = " / ".join(f"{_fraction(e['layers'][name], key):.3f}"
+                         for name in layers or e["layers"])
         acc = ", ".join(f"{k} {v:.4g}" for k, v in e["metrics"].items()
                         if isinstance(v, (int, float)) and "rmse" not in k)
         rows.append(f"| {label} | {e['epoch'] + offset} | {a} | {inv} | {acc} |")
@@ -68,6 +77,11 @@ def main(argv=None) -> None:
     parser.add_argument("--run", action="append", default=[], help="LABEL=FOLDER after the stages")
     parser.add_argument("--metrics", help="comma-separated accuracy figures to plot "
                         "(default: all but RMSEs)")
+    parser.add_argument("--centred", action="store_true", help="the layers' data-set-centred "
+                        "invariant fraction (a model whose features' mean dominates their raw "
+                        "fraction, e.g. PET) instead of the raw one")
+    parser.add_argument("--layers", help="comma-separated layers to draw (default: all)")
+    parser.add_argument("--log", action="store_true", help="A on a logarithmic axis")
     parser.add_argument("--out", type=Path, help="figure (PNG); required but with --quick")
     parser.add_argument("--quick", action="store_true", help="smoke test: plot the shipped "
                         "atoms reference tracks (docs/figures) into a temporary folder")
@@ -83,11 +97,13 @@ def main(argv=None) -> None:
     stages, runs = [_load(s) for s in args.stage], [_load(r) for r in args.run]
     first = (stages or runs)[0][1]
     outputs = list(first["epochs"][0]["outputs"])
-    layers = list(first["epochs"][0]["layers"])
+    layers = args.layers.split(",") if args.layers else list(first["epochs"][0]["layers"])
+    key = "invariant_fraction_centered" if args.centred else "invariant_fraction"
     metrics = (args.metrics.split(",") if args.metrics else
                [k for k, v in first["epochs"][0]["metrics"].items()
                 if isinstance(v, (int, float)) and "rmse" not in k])
-    fig, axes = plt.subplots(1, len(outputs) + 2, figsize=(4.2 * (len(outputs) + 2), 3.6))
+    panels = len(outputs) + 1 + bool(metrics)  # no validation panel without metrics
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.6))
     styles = ["o-", "s--", "^:", "v-.", "d-"]
     offset, lines = 0, []
     series = []
@@ -102,26 +118,27 @@ def main(argv=None) -> None:
             ax.plot(epochs, [e["outputs"][name]["equivariance_rmse"] for e in track["epochs"]],
                     "o-", label=label)
             ax.set_title(f"A({name}) {units}".strip())
+            ax.set_yscale("log" if args.log else "linear")
         color = f"C{[s[0] for s in series].index(label)}"
         ax = axes[len(outputs)]
         for k, name in enumerate(layers):
-            ax.plot(epochs, [e["layers"][name]["invariant_fraction"] for e in track["epochs"]],
+            ax.plot(epochs, [_fraction(e["layers"][name], key) for e in track["epochs"]],
                     styles[k % 5], color=color, ms=3)
-        ax.set_title("invariant fraction per layer")
-        ax = axes[len(outputs) + 1]
+        ax.set_title(("centred " if args.centred else "") + "invariant fraction per layer")
         for k, name in enumerate(metrics):
-            ax.plot(epochs, [e["metrics"][name] for e in track["epochs"]], styles[k % 5],
-                    color=color, ms=3)
-        ax.set_title("validation")
-        lines += table(label, track, off)
+            axes[-1].plot(epochs, [e["metrics"][name] for e in track["epochs"]],
+                          styles[k % 5], color=color, ms=3)
+            axes[-1].set_title("validation")
+        lines += table(label, track, off, key, layers)
     for k, name in enumerate(layers):  # style legends (colour = run, as in the A panels)
         axes[len(outputs)].plot([], [], styles[k % 5], color="k", ms=3, label=name)
     for k, name in enumerate(metrics):
-        axes[len(outputs) + 1].plot([], [], styles[k % 5], color="k", ms=3, label=name)
+        axes[-1].plot([], [], styles[k % 5], color="k", ms=3, label=name)
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.legend(fontsize=6)
-    axes[len(outputs) + 1].set_yscale("log")
+    if metrics:
+        axes[-1].set_yscale("log")
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=90)
@@ -129,8 +146,8 @@ def main(argv=None) -> None:
         spec = next(s for s in args.stage + args.run if s.startswith(label + "="))
         shutil.copy(Path(spec.split("=", 1)[1]) / "track.json",
                     args.out.with_name(f"{args.out.stem}_{Path(spec.split('=', 1)[1]).name}.json"))
-    print(f"| run | epoch | A ({', '.join(outputs)}) | invariant fraction ({' / '.join(layers)}) "
-          "| validation |")
+    print(f"| run | epoch | A ({', '.join(outputs)}) | "
+          f"{'centred ' * args.centred}invariant fraction ({' / '.join(layers)}) | validation |")
     print("| --- | --- | --- | --- | --- |")
     print("\n".join(lines))
 
