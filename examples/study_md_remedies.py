@@ -115,12 +115,12 @@ def main(argv=None) -> None:
     parser.add_argument("--ps", type=float, default=10.0, help="NVE length in ps (2 fs steps)")
     parser.add_argument("--degree", type=int, default=2, help="band of the symmetrised variants")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--quick", action="store_true", help="20 steps of ico13, one seed")
+    parser.add_argument("--quick", action="store_true", help="20 steps of ico13 and bulk32, one seed")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quick:
-        args.structures, args.temperatures, args.seeds, args.variants = "ico13", "600", "0", \
-            "raw,projected"
+        args.structures, args.temperatures, args.seeds, args.variants = "ico13,bulk32", "600", \
+            "0", "raw,projected"
     names = args.variants.split(",")
     if "raw" not in names:
         names.insert(0, "raw")

@@ -14,6 +14,16 @@ the same weights. Test MAEs of the shipped model (epoch 51, the best by validati
 error): energy 1.67 meV/atom, forces 11.9 meV/A as given; 2.00 meV/atom and 12.2 meV/A
 with the frames randomly rotated.
 
+``--no-augmentation`` trains the same model in metatrain's own loop with its random
+O(3) augmentation replaced by the identity (metatrain has no option for it; see
+:func:`mtt_without_augmentation`): the "without" arm of the learning curves
+(docs/atoms.md, "Learning with and without augmentation"), run as
+
+    python examples/train_reference_pet.py --out /work/pet_noaug32 --epochs 32 --no-augmentation
+
+beside ``--out /work/pet_aug32 --epochs 32`` (the "with" arm on the same budget, one
+uninterrupted cosine schedule).
+
 Needs the ``metatrain`` extra (``pip install 'symplug[metatrain]'``). Stages, each
 skipped when its output exists (so an interrupted run resumes):
 

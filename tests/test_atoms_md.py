@@ -643,8 +643,9 @@ def test_projected_variant_keeps_angular_momentum_of_a_broken_model(cluster):
 
 
 def test_md_remedies_study_quick(tmp_path):
-    """examples/study_md_remedies.py --quick: pet-ref raw and projected on Cu13; the
-    projected run keeps L at round-off, and a rerun resumes from the saved run."""
+    """examples/study_md_remedies.py --quick: pet-ref raw and projected on Cu13 and a
+    Cu32 cell; the projected run keeps the cluster's L at round-off, the cell has no L,
+    and a rerun resumes from the saved run."""
     import json
     import runpy
     import sys
@@ -660,6 +661,11 @@ def test_md_remedies_study_quick(tmp_path):
     finally:
         sys.argv = argv
     assert (tmp_path / "runs" / "ico13_600K_seed0.json").read_text() == saved
-    rows = {r["variant"]: r for r in json.loads((tmp_path / "study.json").read_text())["rows"]}
-    assert rows["raw"]["angular_momentum_final"][0] > 1e-4
-    assert rows["projected"]["L_final_vs_raw"][0] < 1e-9
+    rows = {(r["structure"], r["variant"]): r
+            for r in json.loads((tmp_path / "study.json").read_text())["rows"]}
+    assert rows["ico13", "raw"]["angular_momentum_final"][0] > 1e-4
+    assert rows["ico13", "projected"]["L_final_vs_raw"][0] < 1e-9
+    # a periodic cell conserves no angular momentum: no |L| or torque, g(r) against EMT
+    bulk = rows["bulk32", "projected"]
+    assert bulk["angular_momentum_final"] is None and bulk["L_final_vs_raw"] is None
+    assert bulk["torque_rms_eV"] is None and bulk["rdf_rms_difference"][0] >= 0
