@@ -147,6 +147,8 @@ def test_track_follows_metatrain_checkpoints(pet, tmp_path, capsys):
     assert all(e["outputs"]["forces"]["equivariance_rmse"] > 0
                and 0 < e["layers"]["backend.gnn_layers.0"]["invariant_fraction"] <= 1
                for e in track["epochs"])
+    # the accuracy on the tracked frames, each randomly rotated (the fine-tuning task's)
+    assert all(e["metrics"]["forces_mae_meV_per_A"] > 0 for e in track["epochs"])
     assert (tmp_path / "a" / "track.mts").exists() and (tmp_path / "a" / "track.png").exists()
     assert main([*args, "--epochs", "5,9", "--out", str(tmp_path / "b")]) == 0
     track = json.loads((tmp_path / "b" / "track.json").read_text())
@@ -156,3 +158,41 @@ def test_track_follows_metatrain_checkpoints(pet, tmp_path, capsys):
     # without trust, the checkpoint is refused
     assert main([a for a in args if a != "--trust-model"] + ["--out", str(tmp_path / "d")]) == 2
     assert "--trust-model" in capsys.readouterr().err
+
+
+def test_a_metatrain_checkpoint_is_fine_tuned_with_augmentation_and_a_penalty(pet, tmp_path,
+                                                                               capsys):
+    """``symplug finetune`` on a metatrain checkpoint: the task predicts what the model
+    does (its backend in metatrain's own, twice-differentiable attention), and a run with
+    O(3) augmentation and the equivariance penalty writes safe checkpoints of new weights
+    and tracks A and the accuracy."""
+    from symplug.cli import main
+    from symplug_atoms.finetune import training_task
+
+    folder, frames = pet
+    model = symplug_atoms.load_model(str(folder / "pet.ckpt"), trusted=True)
+    picked = [next(f for f in frames if f.get_pbc().all()),
+              next(f for f in frames if not f.get_pbc().any())]
+    expected = [model(RotatedCopies(a, torch.eye(3, dtype=torch.float64)[None])) for a in picked]
+    task = training_task(model, picked, dtype=torch.float64)
+    pred = task.predict(task.collate(task.items))  # gradients on: the training forward
+    for k, (a, out) in enumerate(zip(picked, expected)):
+        assert abs(pred["energy"][k].item() * 1000 - float(out["energy"][0, 0])) < 1e-9
+    forces = torch.cat([out["forces"][0] for out in expected]) / 1000
+    assert (pred["forces"] - forces).abs().max() < 1e-9 and pred["forces"].requires_grad
+
+    args = ["finetune", "atoms", "--model", str(folder / "pet.ckpt"), "--trust-model",
+            "--data", str(folder / "cu.extxyz"), "--max-samples", "12", "--epochs", "1",
+            "--batch", "4", "--lr", "1e-4", "--penalty-equivariance", "1",
+            "--track-samples", "1", "--quiet", "--out", str(tmp_path / "ft")]
+    assert main(args) == 0, capsys.readouterr().err
+    saved = torch.load(tmp_path / "ft" / "epoch_001.pt", weights_only=True)
+    start = model.module.state_dict()
+    assert set(saved["state_dict"]) == set(start)
+    assert any(not torch.equal(saved["state_dict"][k].to(v.dtype), v) for k, v in start.items()
+               if v.is_floating_point())
+    track = json.loads((tmp_path / "ft" / "track.json").read_text())
+    assert [e["epoch"] for e in track["epochs"]] == [0, 1]
+    for e in track["epochs"]:
+        assert e["outputs"]["forces"]["equivariance_rmse"] > 0
+        assert np.isfinite(e["metrics"]["forces_mae_meV_per_A"])

@@ -165,13 +165,14 @@ def test_two_process_checkpoint_resumes_in_one_process(two_processes, tmp_path):
 def test_mean_terms_give_the_global_mean_when_ranks_hold_different_rows():
     """Rank objectives W w total_r / (global count), averaged as DDP averages gradients,
     give the one-process mean and its gradient; averaging per-rank means does not."""
-    from symplug_atoms.finetune import _loss, _predict
+    from symplug_atoms.finetune import _predict
+    from symplug_atoms.structure_batches import energy_forces_loss
 
     task = _atoms_task()
     batch = task.collate(task.items[1:4])  # 13, 13 and 38 atoms
 
     def terms(part):
-        return _loss(part, _predict(task.module, part))
+        return energy_forces_loss(part, _predict(task.module, part))
 
     def gradient(value):
         params = [p for p in task.module.parameters() if p.requires_grad]

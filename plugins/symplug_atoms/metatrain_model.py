@@ -10,6 +10,7 @@ forces) in the same order, so atoms and edges correspond across copies.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -122,6 +123,13 @@ class MetatrainModel:
         if periodic:
             result["stress"] = stress_gpa(torch.stack(grads[len(positions):]), atoms)
         return result
+
+    def with_module(self, module: torch.nn.Module, dtype=torch.float64) -> "MetatrainModel":
+        """This checkpoint's model with the weights of ``module`` (e.g. a fine-tuning's
+        copy), in ``dtype`` and evaluation mode."""
+        other = copy.copy(self)
+        other.module, other.dtype, other._pairs = module.to(dtype).eval(), dtype, None
+        return other
 
     def as_trained(self) -> "MetatrainModel":
         """The checkpoint's last weights (``symplug track`` follows the training itself,
