@@ -34,3 +34,30 @@ def test_pet_ref_meets_its_accuracy_goal_on_its_test_split():
     recorded = json.loads((DATA / "pet_ref_metrics.json").read_text())["test_errors"]["as_given"]
     assert energy_mae == pytest.approx(recorded["energy_mae_meV_per_atom"], rel=1e-3)
     assert forces_mae == pytest.approx(recorded["forces_mae_meV_per_A"], rel=1e-3)
+
+
+def test_finetune_study_quick(tmp_path):
+    """examples/study_finetune_pet_ref.py --quick: pet-ref as shipped and fine-tuned one
+    step with augmentation, with and without the penalty; each measured (A, rotated
+    MAE, MD), the fine-tunings' checkpoints removed once measured."""
+    import runpy
+    import sys
+
+    root = Path(__file__).parent.parent
+    script = root / "examples" / "study_finetune_pet_ref.py"
+    argv = sys.argv
+    try:
+        sys.argv = [str(script), "--train", str(DATA / "pet_ref_test.extxyz"),
+                    "--out", str(tmp_path), "--quick"]
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = argv
+    rows = {r["arm"]: r for r in json.loads((tmp_path / "study.json").read_text())["rows"]}
+    assert set(rows) == {"raw", "augmented", "penalty"}
+    for row in rows.values():
+        assert row["A_forces_meV_per_A"][0] > 0 and row["test_forces_mae_meV_per_A"][0] > 0
+        assert row["L_final"][0] > 0
+    assert rows["raw"]["L_final_vs_raw"] == [1.0, 0.0]
+    assert rows["penalty"]["training_seconds"][0] > 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "augmented_seed0.json", "penalty_seed0.json", "raw_seed0.json"]
