@@ -32,7 +32,7 @@ from symplug.groups import O3
 from .domain import check_structure
 from .structure_batches import (StructureBatch, energy_forces_loss, force_rows, forces_labels,
                                 transform_batch, with_forces_labels)
-from .metatrain_model import ENERGY, MetatrainModel
+from .metatrain_model import ENERGY, MetatrainModel, neighbor_blocks
 from .train import ENERGY_WEIGHT, FORCE_WEIGHT
 
 
@@ -56,19 +56,15 @@ class SystemItem:
     @classmethod
     def of(cls, atoms: ase.Atoms, options: Sequence, dtype: torch.dtype,
            where: str) -> "SystemItem":
-        from metatomic.torch import systems_to_torch
-        from metatrain.utils.neighbor_lists import get_system_with_neighbor_lists
-
         results = getattr(atoms.calc, "results", None) or {}
         missing = [k for k in ("energy", "forces") if k not in results]
         if missing:
             raise SymplugError(f"{where}: no {missing[0]!r} label to fine-tune on")
-        base = get_system_with_neighbor_lists(systems_to_torch(atoms, dtype=dtype), options)
         pbc = torch.as_tensor(atoms.get_pbc())
         return cls(torch.as_tensor(atoms.numbers, dtype=torch.int32), len(atoms),
                    torch.tensor(atoms.positions - atoms.get_center_of_mass(), dtype=dtype),
                    torch.tensor(atoms.cell.array, dtype=dtype) * pbc[:, None], pbc,
-                   tuple(base.get_neighbor_list(o) for o in options),
+                   tuple(neighbor_blocks(atoms, options, dtype)),
                    float(results["energy"]),
                    torch.tensor(np.asarray(results["forces"]), dtype=dtype))
 
@@ -109,7 +105,7 @@ def predict(module: torch.nn.Module, options, batch: Sequence[SystemItem]
         with torch.enable_grad():  # forces are energy gradients, also when evaluating
             positions = [item.pos.detach().requires_grad_() for item in batch]
             out = module(_systems(batch, positions, options),
-                         {ENERGY: ModelOutput(quantity="energy", unit="eV", per_atom=False)})
+                         {ENERGY: ModelOutput(unit="eV", sample_kind="system")})
             energy = out[ENERGY].block().values.reshape(-1)
             grads = torch.autograd.grad(energy.sum(), positions, create_graph=create)
     finally:

@@ -70,14 +70,9 @@ class MetatrainModel:
 
     def _neighbor_samples(self, atoms):
         """Per requested list: the samples block of the base structure (computed once)."""
-        from metatomic.torch import systems_to_torch
-        from metatrain.utils.neighbor_lists import get_system_with_neighbor_lists
-
         key = (id(atoms), atoms.positions.tobytes(), atoms.cell.array.tobytes())
         if self._pairs is None or self._pairs[0] != key:
-            base = get_system_with_neighbor_lists(systems_to_torch(atoms, dtype=self.dtype),
-                                                  self.options)
-            self._pairs = (key, [base.get_neighbor_list(o) for o in self.options])
+            self._pairs = (key, neighbor_blocks(atoms, self.options, self.dtype))
         return self._pairs[1]
 
     def __call__(self, batch: RotatedCopies) -> dict[str, torch.Tensor]:
@@ -113,8 +108,7 @@ class MetatrainModel:
             positions.append(pos)
             strains.append(strain)
         with torch.enable_grad():
-            out = self.module(systems, {ENERGY: ModelOutput(quantity="energy", unit="eV",
-                                                            per_atom=False)})
+            out = self.module(systems, {ENERGY: ModelOutput(unit="eV", sample_kind="system")})
             energy = out[ENERGY].block().values.reshape(-1)
             grads = torch.autograd.grad(energy.sum(), positions + (strains if periodic else []))
         n = len(atoms)
@@ -146,6 +140,22 @@ class MetatrainModel:
 
     def __repr__(self) -> str:
         return f"MetatrainModel({self.path.name})"
+
+
+def neighbor_blocks(atoms, options, dtype: torch.dtype) -> list:
+    """The neighbour-list blocks (pairs, cell shifts and vectors) of ``atoms`` for each of
+    metatrain's requested ``options``, by metatrain's own neighbour search. A cell vector
+    along a non-periodic direction (a slab's normal, a cluster's box) is zero, as
+    metatomic requires (set here, so metatomic does not warn per structure)."""
+    from metatomic.torch import System
+    from metatrain.utils.neighbor_lists import get_system_with_neighbor_lists
+
+    pbc = torch.as_tensor(atoms.get_pbc())
+    system = System(torch.as_tensor(atoms.numbers, dtype=torch.int32),
+                    torch.as_tensor(atoms.positions, dtype=dtype),
+                    torch.as_tensor(atoms.cell.array, dtype=dtype) * pbc[:, None], pbc)
+    base = get_system_with_neighbor_lists(system, options)
+    return [base.get_neighbor_list(o) for o in options]
 
 
 def is_checkpoint(spec: str) -> bool:
