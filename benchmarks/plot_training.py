@@ -128,7 +128,7 @@ def main(argv=None) -> None:
         for k, name in enumerate(metrics):
             axes[-1].plot(epochs, [e["metrics"][name] for e in track["epochs"]],
                           styles[k % 5], color=color, ms=3)
-            axes[-1].set_title("validation")
+            axes[-1].set_title("accuracy")
         lines += table(label, track, off, key, layers)
     for k, name in enumerate(layers):  # style legends (colour = run, as in the A panels)
         axes[len(outputs)].plot([], [], styles[k % 5], color="k", ms=3, label=name)
