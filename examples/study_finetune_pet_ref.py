@@ -16,7 +16,8 @@ fine-tuned model (and, once, pet-ref itself as ``raw``):
 - its test MAE on the 50 shipped test frames, each randomly rotated (seed 1);
 - 10 ps NVE (2 fs steps) of a Cu13 icosahedron from 600 K with the seed's velocities
   (the same as ``examples/study_md_remedies.py``'s runs), exported to metatomic and run
-  in float32 through metatomic-ase, EMT the reference: final |L| and energy drift.
+  in float32 through metatomic-ase, EMT the reference: final |L|, RMS net torque and
+  energy drift.
 
 Each run is written as it completes (``OUT/runs/<arm>_seed<s>.json``; the fine-tuning's
 checkpoints in ``OUT/runs/<arm>_seed<s>/``, not shipped), so an interrupted study
@@ -126,6 +127,7 @@ def table(records: list[dict]) -> tuple[list[dict], str]:
             "test_forces_mae_meV_per_A": stat([r["test"]["forces_mae_meV_per_A"] for r in have]),
             "L_final": stat([r["md"]["angular_momentum_final"] for r in have]),
             "L_final_vs_raw": stat(ratio) if ratio else None,
+            "torque_rms_eV": stat([r["md"]["torque_rms_eV"] for r in have]),
             "energy_drift_meV_per_atom_per_ps": stat(
                 [r["md"]["energy_drift_meV_per_atom_per_ps"] for r in have]),
             "training_seconds": stat([r.get("training_seconds", 0.0) for r in have])})
@@ -134,14 +136,15 @@ def table(records: list[dict]) -> tuple[list[dict], str]:
         return "-" if value is None else f"{fmt.format(value[0])} ± {fmt.format(value[1])}"
 
     lines = ["| arm | seeds | A(energy) meV/atom | A(forces) meV/A | test energy MAE meV/atom "
-             "| test force MAE meV/A | final \\|L\\| (amu A^2/fs) | vs raw | energy drift "
-             "(meV/atom/ps) | fine-tuning (s) |", "|" + " --- |" * 10]
+             "| test force MAE meV/A | final \\|L\\| (amu A^2/fs) | vs raw | RMS torque (eV) "
+             "| energy drift (meV/atom/ps) | fine-tuning (s) |", "|" + " --- |" * 11]
     for row in rows:
         lines.append(
             f"| {row['arm']} | {len(row['seeds'])} | {pm(row['A_energy_meV_per_atom'])} | "
             f"{pm(row['A_forces_meV_per_A'])} | {pm(row['test_energy_mae_meV_per_atom'])} | "
             f"{pm(row['test_forces_mae_meV_per_A'])} | {pm(row['L_final'])} | "
-            f"{pm(row['L_final_vs_raw'])} | {pm(row['energy_drift_meV_per_atom_per_ps'])} | "
+            f"{pm(row['L_final_vs_raw'])} | {pm(row['torque_rms_eV'])} | "
+            f"{pm(row['energy_drift_meV_per_atom_per_ps'])} | "
             f"{pm(row['training_seconds'], '{:.0f}')} |")
     return rows, "\n".join(lines) + "\n"
 
