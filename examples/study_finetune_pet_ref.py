@@ -36,7 +36,6 @@ import warnings
 from pathlib import Path
 
 import ase.io
-import numpy as np
 import torch
 from ase.calculators.emt import EMT
 
@@ -45,6 +44,7 @@ from symplug.plugins import get_domain
 from symplug.result import write_bytes, write_json
 from symplug.training import FinetuneConfig, finetune
 from symplug.training.config import split_samples
+from study_common import mean_std, pm
 from symplug_atoms.domain import diagnose
 from symplug_atoms.md import compare, structure_named
 from symplug_atoms.metatrain_finetune import SystemItem, errors, training_task
@@ -112,28 +112,21 @@ def table(records: list[dict]) -> tuple[list[dict], str]:
         if not have:
             continue
 
-        def stat(values):
-            values = np.asarray(values, dtype=float)
-            return [float(values.mean()), float(values.std())]
-
         ratio = [r["md"]["angular_momentum_final"] / raw_l[r["seed"]] for r in have
                  if raw_l.get(r["seed"])]
         rows.append({
             "arm": arm, "seeds": [r["seed"] for r in have],
-            "A_energy_meV_per_atom": stat([r["A"]["energy"] for r in have]),
-            "A_forces_meV_per_A": stat([r["A"]["forces"] for r in have]),
-            "test_energy_mae_meV_per_atom": stat([r["test"]["energy_mae_meV_per_atom"]
+            "A_energy_meV_per_atom": mean_std([r["A"]["energy"] for r in have]),
+            "A_forces_meV_per_A": mean_std([r["A"]["forces"] for r in have]),
+            "test_energy_mae_meV_per_atom": mean_std([r["test"]["energy_mae_meV_per_atom"]
                                                    for r in have]),
-            "test_forces_mae_meV_per_A": stat([r["test"]["forces_mae_meV_per_A"] for r in have]),
-            "L_final": stat([r["md"]["angular_momentum_final"] for r in have]),
-            "L_final_vs_raw": stat(ratio) if ratio else None,
-            "torque_rms_eV": stat([r["md"]["torque_rms_eV"] for r in have]),
-            "energy_drift_meV_per_atom_per_ps": stat(
+            "test_forces_mae_meV_per_A": mean_std([r["test"]["forces_mae_meV_per_A"] for r in have]),
+            "L_final": mean_std([r["md"]["angular_momentum_final"] for r in have]),
+            "L_final_vs_raw": mean_std(ratio) if ratio else None,
+            "torque_rms_eV": mean_std([r["md"]["torque_rms_eV"] for r in have]),
+            "energy_drift_meV_per_atom_per_ps": mean_std(
                 [r["md"]["energy_drift_meV_per_atom_per_ps"] for r in have]),
-            "training_seconds": stat([r.get("training_seconds", 0.0) for r in have])})
-
-    def pm(value, fmt="{:.3g}"):
-        return "-" if value is None else f"{fmt.format(value[0])} ± {fmt.format(value[1])}"
+            "training_seconds": mean_std([r.get("training_seconds", 0.0) for r in have])})
 
     lines = ["| arm | seeds | A(energy) meV/atom | A(forces) meV/A | test energy MAE meV/atom "
              "| test force MAE meV/A | final \\|L\\| (amu A^2/fs) | vs raw | RMS torque (eV) "

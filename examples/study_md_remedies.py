@@ -31,6 +31,7 @@ from ase.calculators.emt import EMT
 
 import symplug_atoms
 from symplug.result import write_bytes, write_json
+from study_common import mean_std, pm
 from symplug_atoms.md import compare, structure_named, variants
 
 COLUMNS = ("angular_momentum_final", "torque_rms_eV", "energy_drift_meV_per_atom_per_ps",
@@ -78,15 +79,15 @@ def table(results: list[dict], names: list[str]) -> tuple[list[dict], str]:
                 values = np.array([r["table"][name].get(column) for r in have], dtype=float)
                 undefined = (column in ISOLATED_ONLY and have[0]["periodic"]) \
                     or not np.isfinite(values).all()
-                row[column] = None if undefined else [float(values.mean()), float(values.std())]
+                row[column] = None if undefined else mean_std(values)
             cost = np.array([r["table"][name]["seconds"] / r["table"]["raw"]["seconds"]
                              for r in have if "raw" in r["table"]])
-            row["cost_vs_raw"] = [float(cost.mean()), float(cost.std())] if cost.size else None
+            row["cost_vs_raw"] = mean_std(cost) if cost.size else None
             ratio = np.array([r["table"][name]["angular_momentum_final"]
                               / r["table"]["raw"]["angular_momentum_final"]
                               for r in have if "raw" in r["table"]
                               and r["table"]["raw"]["angular_momentum_final"]])
-            row["L_final_vs_raw"] = [float(ratio.mean()), float(ratio.std())] \
+            row["L_final_vs_raw"] = mean_std(ratio) \
                 if ratio.size and not have[0]["periodic"] else None
             rows.append(row)
     lines = ["| structure | T0 (K) | variant | seeds | final \\|L\\| (amu A^2/fs) | vs raw | "
@@ -94,8 +95,6 @@ def table(results: list[dict], names: list[str]) -> tuple[list[dict], str]:
              "cost per step vs raw |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
-        def pm(value, fmt="{:.2g}"):
-            return "-" if value is None else f"{fmt.format(value[0])} ± {fmt.format(value[1])}"
         lines.append(f"| {row['structure']} | {row['temperature_K']:g} | {row['variant']} | "
                      f"{len(row['seeds'])} | {pm(row['angular_momentum_final'])} | "
                      f"{pm(row['L_final_vs_raw'])} | {pm(row['torque_rms_eV'])} | "

@@ -647,19 +647,15 @@ def test_md_remedies_study_quick(tmp_path):
     Cu32 cell; the projected run keeps the cluster's L at round-off, the cell has no L,
     and a rerun resumes from the saved run."""
     import json
-    import runpy
+    import subprocess
     import sys
     from pathlib import Path
 
     script = Path(__file__).parent.parent / "examples" / "study_md_remedies.py"
-    argv = sys.argv
-    try:
-        sys.argv = [str(script), "--out", str(tmp_path), "--quick"]
-        runpy.run_path(str(script), run_name="__main__")
-        saved = (tmp_path / "runs" / "ico13_600K_seed0.json").read_text()
-        runpy.run_path(str(script), run_name="__main__")  # resumes: nothing rerun
-    finally:
-        sys.argv = argv
+    command = [sys.executable, str(script), "--out", str(tmp_path), "--quick"]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    saved = (tmp_path / "runs" / "ico13_600K_seed0.json").read_text()
+    subprocess.run(command, check=True, capture_output=True, timeout=600)  # resumes
     assert (tmp_path / "runs" / "ico13_600K_seed0.json").read_text() == saved
     rows = {(r["structure"], r["variant"]): r
             for r in json.loads((tmp_path / "study.json").read_text())["rows"]}

@@ -40,18 +40,13 @@ def test_finetune_study_quick(tmp_path):
     """examples/study_finetune_pet_ref.py --quick: pet-ref as shipped and fine-tuned one
     step with augmentation, with and without the penalty; each measured (A, rotated
     MAE, MD), the fine-tunings' checkpoints removed once measured."""
-    import runpy
+    import subprocess
     import sys
 
-    root = Path(__file__).parent.parent
-    script = root / "examples" / "study_finetune_pet_ref.py"
-    argv = sys.argv
-    try:
-        sys.argv = [str(script), "--train", str(DATA / "pet_ref_test.extxyz"),
-                    "--out", str(tmp_path), "--quick"]
-        runpy.run_path(str(script), run_name="__main__")
-    finally:
-        sys.argv = argv
+    script = Path(__file__).parent.parent / "examples" / "study_finetune_pet_ref.py"
+    subprocess.run([sys.executable, str(script), "--train", str(DATA / "pet_ref_test.extxyz"),
+                    "--out", str(tmp_path), "--quick"], check=True, capture_output=True,
+                   timeout=900)
     rows = {r["arm"]: r for r in json.loads((tmp_path / "study.json").read_text())["rows"]}
     assert set(rows) == {"raw", "augmented", "penalty"}
     for row in rows.values():
