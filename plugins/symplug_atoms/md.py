@@ -85,7 +85,8 @@ class MDRun:
     torque: list[list[float]] = field(default_factory=list)
     failure: str | None = None
     rdf: list[float] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the run
+    cpu_seconds: float = 0.0  # its process's CPU time: the cost, also beside other jobs
     outer_step: list[bool] = field(default_factory=list)  # MTS: correction step or not
     kinetic_energy: list[float] = field(default_factory=list)  # eV
     center_of_mass: list[list[float]] = field(default_factory=list)  # A
@@ -139,7 +140,7 @@ class MDRun:
                 "angular_momentum_max": float(np.linalg.norm(L, axis=1).max()) if len(L) else None,
                 "torque_rms_eV": float(np.sqrt((tau ** 2).sum(1).mean())) if len(tau) else None,
                 "temperature_mean_K": float(np.nanmean(self.temperature)),
-                "seconds": self.seconds,
+                "seconds": self.seconds, "cpu_seconds": self.cpu_seconds,
                 **community_metrics(self, reference)}
 
 
@@ -384,7 +385,7 @@ def run_nve(atoms: ase.Atoms, calc: BaseCalculator, steps: int, timestep_fs: flo
     t0 = temperature_K if temperature_K > 0 else 300.0
     dyn = VelocityVerlet(atoms, timestep_fs * units.fs)
     rdf_sum, rdf_count = None, 0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
 
     def record() -> None:
         nonlocal rdf_sum, rdf_count
@@ -434,6 +435,7 @@ def run_nve(atoms: ase.Atoms, calc: BaseCalculator, steps: int, timestep_fs: flo
     finally:
         bar.close()
     run.seconds = time.perf_counter() - start
+    run.cpu_seconds = time.process_time() - cpu_start
     run.rdf = (rdf_sum / max(rdf_count, 1)).tolist()
     return run
 
