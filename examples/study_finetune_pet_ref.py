@@ -29,6 +29,7 @@ frames, 20 MD steps (a smoke test).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import time
@@ -39,7 +40,6 @@ import ase.io
 import torch
 from ase.calculators.emt import EMT
 
-import symplug
 from symplug.plugins import get_domain
 from symplug.result import write_bytes, write_json
 from symplug.training import FinetuneConfig, finetune
@@ -59,10 +59,10 @@ ARMS = ("augmented", "penalty")
 def measure(model: MetatrainModel, test: list, md_steps: int, seed: int,
             a_frames: int = 6) -> dict:
     """A on the first ``a_frames`` test frames, rotated test MAE, and one NVE run of Cu13."""
-    result = diagnose(model.with_module(model.module, torch.float64), test[:a_frames], degree=2,
+    module = model.module  # float32, as trained
+    result = diagnose(model.with_module(copy.deepcopy(module)), test[:a_frames], degree=2,
                       group="O3", outputs=["energy", "forces"], check_convergence=False,
                       progress=False)
-    module = model.module.to(torch.float32)
     items = [SystemItem.of(a, model.options, torch.float32, f"test frame {i}")
              for i, a in enumerate(test)]
     accuracy = errors(module, model.options, items)
@@ -119,8 +119,9 @@ def table(records: list[dict]) -> tuple[list[dict], str]:
             "A_energy_meV_per_atom": mean_std([r["A"]["energy"] for r in have]),
             "A_forces_meV_per_A": mean_std([r["A"]["forces"] for r in have]),
             "test_energy_mae_meV_per_atom": mean_std([r["test"]["energy_mae_meV_per_atom"]
-                                                   for r in have]),
-            "test_forces_mae_meV_per_A": mean_std([r["test"]["forces_mae_meV_per_A"] for r in have]),
+                                                       for r in have]),
+            "test_forces_mae_meV_per_A": mean_std([r["test"]["forces_mae_meV_per_A"]
+                                                    for r in have]),
             "L_final": mean_std([r["md"]["angular_momentum_final"] for r in have]),
             "L_final_vs_raw": mean_std(ratio) if ratio else None,
             "torque_rms_eV": mean_std([r["md"]["torque_rms_eV"] for r in have]),

@@ -14,8 +14,8 @@ temperature and variant, the mean and standard deviation over the seeds of the f
 |L| and its ratio to the raw model's and the RMS net torque (isolated structures; a
 periodic cell conserves no angular momentum, "-" there), the energy drift, the mean
 temperature, the RMS difference of g(r) from EMT's run (the same start) and the cost per
-step relative to raw. ``--quick``: 20 steps of ico13,
-one seed, raw and projected (a smoke test).
+step relative to raw. ``--quick``: 20 steps of ico13 and bulk32, one seed, raw and
+projected (a smoke test).
 """
 
 from __future__ import annotations
@@ -124,9 +124,10 @@ def main(argv=None) -> None:
     parser.add_argument("--degree", type=int, default=2, help="band of the symmetrised variants")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cost-seeds", default=None,
-                        help="seeds whose wall times give the cost per step (default: all); "
-                             "leave out runs made beside other jobs")
-    parser.add_argument("--quick", action="store_true", help="20 steps of ico13 and bulk32, one seed")
+                        help="seeds whose runs give the cost per step (default: all); leave "
+                             "out older runs, without CPU time, made beside other jobs")
+    parser.add_argument("--quick", action="store_true",
+                        help="20 steps of ico13 and bulk32, one seed")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quick:

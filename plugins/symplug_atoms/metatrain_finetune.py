@@ -32,7 +32,7 @@ from symplug.groups import O3
 from .domain import check_structure
 from .structure_batches import (StructureBatch, energy_forces_loss, force_rows, forces_labels,
                                 transform_batch, with_forces_labels)
-from .metatrain_model import ENERGY, MetatrainModel, neighbor_blocks
+from .metatrain_model import ENERGY, MetatrainModel, neighbor_blocks, system_with_neighbors
 from .train import ENERGY_WEIGHT, FORCE_WEIGHT
 
 
@@ -75,23 +75,6 @@ class SystemItem:
         return replace(self, pos=self.pos @ g.T, cell=self.cell @ g.T)
 
 
-def _systems(batch: Sequence[SystemItem], positions: Sequence[torch.Tensor], options):
-    from metatensor.torch import TensorBlock
-    from metatomic.torch import System
-
-    systems = []
-    for item, pos in zip(batch, positions):
-        system = System(item.types, pos, item.cell, item.pbc)
-        for option, block in zip(options, item.neighbors):
-            s = block.samples.values
-            vectors = (pos[s[:, 1]] - pos[s[:, 0]]
-                       + s[:, 2:5].to(pos.dtype) @ item.cell).reshape(-1, 3, 1)
-            system.add_neighbor_list(option, TensorBlock(vectors, block.samples,
-                                                         block.components, block.properties))
-        systems.append(system)
-    return systems
-
-
 def predict(module: torch.nn.Module, options, batch: Sequence[SystemItem]
             ) -> dict[str, torch.Tensor]:
     """Energy per atom (B,) eV/atom and forces (sum N, 3) eV/A of ``batch``; forces keep
@@ -104,7 +87,10 @@ def predict(module: torch.nn.Module, options, batch: Sequence[SystemItem]
     try:
         with torch.enable_grad():  # forces are energy gradients, also when evaluating
             positions = [item.pos.detach().requires_grad_() for item in batch]
-            out = module(_systems(batch, positions, options),
+            systems = [system_with_neighbors(item.types, pos, item.cell, item.pbc, options,
+                                             item.neighbors)
+                       for item, pos in zip(batch, positions)]
+            out = module(systems,
                          {ENERGY: ModelOutput(unit="eV", sample_kind="system")})
             energy = out[ENERGY].block().values.reshape(-1)
             grads = torch.autograd.grad(energy.sum(), positions, create_graph=create)
@@ -162,4 +148,5 @@ def training_task(model: MetatrainModel, frames: Sequence[ase.Atoms],
         outputs={"energy": "0e", "forces": "1o"},
         output_weights={"energy": ENERGY_WEIGHT, "forces": FORCE_WEIGHT}, rows=force_rows,
         snapshot=lambda: model.with_module(copy.deepcopy(module)),
-        evaluate=evaluate, act=transform_batch, labels=forces_labels, with_labels=with_forces_labels)
+        evaluate=evaluate, act=transform_batch, labels=forces_labels,
+        with_labels=with_forces_labels)

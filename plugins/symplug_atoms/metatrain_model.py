@@ -76,8 +76,7 @@ class MetatrainModel:
         return self._pairs[1]
 
     def __call__(self, batch: RotatedCopies) -> dict[str, torch.Tensor]:
-        from metatensor.torch import TensorBlock
-        from metatomic.torch import ModelOutput, System
+        from metatomic.torch import ModelOutput
 
         if not isinstance(batch, RotatedCopies):
             raise SymplugError("a metatrain model takes the atoms domain's RotatedCopies")
@@ -97,14 +96,8 @@ class MetatrainModel:
             deform = torch.eye(3, dtype=self.dtype) + strain
             strained = pos @ deform.T
             cell = cell0 @ g.T @ deform.T  # image shifts turn with g
-            system = System(types, strained, cell, pbc)
-            for option, block in zip(self.options, blocks):
-                s = block.samples.values
-                vectors = (strained[s[:, 1]] - strained[s[:, 0]]
-                           + s[:, 2:5].to(self.dtype) @ cell).reshape(-1, 3, 1)
-                system.add_neighbor_list(option, TensorBlock(vectors, block.samples,
-                                                             block.components, block.properties))
-            systems.append(system)
+            systems.append(system_with_neighbors(types, strained, cell, pbc, self.options,
+                                                 blocks))
             positions.append(pos)
             strains.append(strain)
         with torch.enable_grad():
@@ -119,8 +112,8 @@ class MetatrainModel:
         return result
 
     def with_module(self, module: torch.nn.Module, dtype=torch.float64) -> "MetatrainModel":
-        """This checkpoint's model with the weights of ``module`` (e.g. a fine-tuning's
-        copy), in ``dtype`` and evaluation mode."""
+        """This checkpoint's model running ``module`` (e.g. a copy of a fine-tuning's),
+        which is moved to ``dtype`` and evaluation mode in place."""
         other = copy.copy(self)
         other.module, other.dtype, other._pairs = module.to(dtype).eval(), dtype, None
         return other
@@ -156,6 +149,25 @@ def neighbor_blocks(atoms, options, dtype: torch.dtype) -> list:
                     torch.as_tensor(atoms.cell.array, dtype=dtype) * pbc[:, None], pbc)
     base = get_system_with_neighbor_lists(system, options)
     return [base.get_neighbor_list(o) for o in options]
+
+
+def system_with_neighbors(types: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor,
+                          pbc: torch.Tensor, options, blocks):
+    """A metatomic ``System`` of ``positions`` (N, 3) A and ``cell`` (3, 3) rows with the
+    neighbour lists ``blocks`` of the same structure (:func:`neighbor_blocks`, e.g. before
+    a rotation or strain: pairs and cell shifts do not change), their vectors rebuilt
+    from these positions and cell, differentiably and in the same pair order."""
+    from metatensor.torch import TensorBlock
+    from metatomic.torch import System
+
+    system = System(types, positions, cell, pbc)
+    for option, block in zip(options, blocks):
+        s = block.samples.values
+        vectors = (positions[s[:, 1]] - positions[s[:, 0]]
+                   + s[:, 2:5].to(positions.dtype) @ cell).reshape(-1, 3, 1)
+        system.add_neighbor_list(option, TensorBlock(vectors, block.samples, block.components,
+                                                     block.properties))
+    return system
 
 
 def is_checkpoint(spec: str) -> bool:

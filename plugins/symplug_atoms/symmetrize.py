@@ -119,8 +119,9 @@ class SymmetrizedCalculator(Calculator):
         return props
 
     def _copies(self, atoms, matrices: np.ndarray) -> dict[str, np.ndarray]:
-        """ASE-unit results of the copies g x, batched on one neighbour graph for torch
-        models (``chunk_size`` copies at a time), copy by copy for other calculators."""
+        """ASE-unit results of the copies g x, batched for torch and metatomic models (in
+        chunks of at most ``chunk_size`` copies, under the memory budget), copy by copy
+        for other calculators."""
         props = self._properties(atoms)
         if isinstance(self.calc, TorchAtomsCalculator):
             def evaluate(chunk):
