@@ -14,8 +14,9 @@ caller's cap. A smallest batch over the budget is refused with the measured figu
 requests whose size is known up front are checked by :func:`require`.
 
 The peak is read from the kernel (``VmHWM``, reset per call through
-``/proc/self/clear_refs``). Where that is not available (not Linux) the chunks are
-the caller's cap and only :func:`require` applies.
+``/proc/self/clear_refs``). Memory a call takes from free heap the process already
+holds does not raise the RSS and is not counted. Where the kernel gives no peak (not
+Linux) the chunks are the caller's cap and only :func:`require` applies.
 
 The mathematics and design: docs/design.md, section 2.4.
 """

@@ -1,5 +1,7 @@
 """The memory budget: sizes, chunks measured against the budget, requests refused up front."""
 
+import mmap
+
 import numpy as np
 import pytest
 import torch
@@ -35,9 +37,14 @@ def test_limit_nests_and_restores():
 
 
 def _work(units: int, per_unit: int) -> None:
-    """Touch ``per_unit`` bytes per unit at once, as a model call on a chunk would."""
-    block = np.ones(units * per_unit // 8)
-    block += 1.0
+    """Touch ``per_unit`` bytes of new memory per unit at once, as a model call on a chunk
+    would. The memory is a fresh anonymous mapping: a heap allocation may be served from
+    free, still-resident heap left by earlier tests, which does not raise the RSS (so the
+    budget rightly does not count it) and would leave these tests nothing to measure."""
+    with mmap.mmap(-1, units * per_unit) as block:
+        view = np.frombuffer(block, dtype=np.uint8)
+        view.fill(1)
+        del view  # the mapping closes only once no array looks at it
 
 
 @pytest.mark.skipif(memory.rss() is None, reason="the kernel reports no RSS here")
@@ -104,9 +111,7 @@ def test_diagnose_takes_a_budget_and_gives_the_same_numbers(tmp_path):
 @pytest.mark.skipif(memory.rss() is None, reason="the kernel reports no RSS here")
 def test_a_symmetrised_tagger_takes_as_many_copies_per_call_as_the_budget_allows():
     """SymmetrizedTagger's copies go through the tagger in chunks sized by the budget
-    (each copy of the jets here costs the tagger 48 MiB: above glibc's largest mmap
-    threshold, 32 MiB, so that every call maps fresh pages instead of reusing freed,
-    still-resident heap that the peak would not see), with the same average."""
+    (each copy of the jets here costs the tagger 48 MiB), with the same average."""
     from symplug_jets.symmetrize import SymmetrizedTagger
 
     calls = []
