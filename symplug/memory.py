@@ -14,9 +14,12 @@ caller's cap. A smallest batch over the budget is refused with the measured figu
 requests whose size is known up front are checked by :func:`require`.
 
 The peak is read from the kernel (``VmHWM``, reset per call through
-``/proc/self/clear_refs``). Memory a call takes from free heap the process already
-holds does not raise the RSS and is not counted. Where the kernel gives no peak (not
-Linux) the chunks are the caller's cap and only :func:`require` applies.
+``/proc/self/clear_refs``). Before each reset the C heap's free pages go back to the
+kernel (glibc's ``malloc_trim``): a call that reuses freed heap (glibc serves even large
+requests from free heap before it maps new memory) would otherwise not raise the RSS,
+and a trial so measured would promise room that a larger call does not find. Where the
+kernel gives no peak (not Linux) the chunks are the caller's cap and only
+:func:`require` applies.
 
 The mathematics and design: docs/design.md, section 2.4.
 """
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
+import functools
 import math
 import os
 import re
@@ -136,10 +141,23 @@ def rss() -> int | None:
 _peak_seen = 0  # the largest kernel peak read before a reset (resets also clear ru_maxrss)
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None (another C library)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 def _reset_peak() -> int | None:
-    """Reset the kernel's peak to the current RSS; the new peak, or None if not possible."""
+    """Return the C heap's free pages to the kernel, then reset the kernel's peak to the
+    current RSS; the new peak, or None if not possible."""
     global _peak_seen
     _peak_seen = max(_peak_seen, _status("VmHWM") or 0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:

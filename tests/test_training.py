@@ -129,8 +129,7 @@ def _small(frames, n=3):
 
 
 class Heavy(Planted):
-    """Planted, with a 256 MiB temporary per item in its forward pass (large against the
-    kernel's lag in counting resident pages, so the measured trial always sees it)."""
+    """Planted, with a 256 MiB temporary per item in its forward pass."""
 
     def forward(self, points):
         out = super().forward(points)
