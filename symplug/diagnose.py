@@ -29,7 +29,7 @@ from .orbit import find_module
 from .orbit_pass import (GridSums, OrbitPass, PassPlan, SampleDetails, orbit_pass,
                          selected_outputs, summary_part)
 from .precision import Precision, declared_precision, equivariant_relative, resolve_precision
-from .protocols import SelectsOutputs, StatesUnits
+from .protocols import SelectsOutputs, StatesPrecision, StatesUnits
 from .quadrature import Grid, quadrature
 from .records import Domain
 from .spectra import centered_aggregate
@@ -427,7 +427,9 @@ def diagnosis_of(model: Callable, samples: Sequence[Any] | Partitions, domain: D
                                     [len(p) if isinstance(p, list) else None for p in samples],
                                     plan, f"{domain.name} partitions", progress)
         found = resolve_precision(declared, find_module(model),
-                                  [d for s in merged.sums for d in s.dtypes.values()])
+                                  [d for s in merged.sums for d in s.dtypes.values()],
+                                  model.compute_dtype if isinstance(model, StatesPrecision)
+                                  else None)
         conv = grid_convergence(merged.sums, grids, layers, finer_degree, found) \
             if check_convergence else Convergence()
         sums = merged.sums[0]

@@ -305,7 +305,8 @@ def skipped_text(result: Mapping) -> str | None:
     return f"{len(failed)} failed sample{'' if len(failed) == 1 else 's'} ({count})"
 
 
-PRECISION_SOURCES = {"declared": "declared", "parameters": "from its parameters",
+PRECISION_SOURCES = {"declared": "declared", "model": "as the model states",
+                     "parameters": "from its parameters",
                      "outputs": "from its output values",
                      "assumed": "assumed: the result does not state it"}
 

@@ -11,10 +11,13 @@ How a diagnosis finds the precision (symplug/diagnose.py), first that applies:
 
 1. ``"declared"``: the user says it (``diagnose(..., precision="float32")``,
    ``symplug diagnose --precision float32``);
-2. ``"parameters"``: the widest dtype of the floating parameters and buffers of a
+2. ``"model"``: the model states it (:class:`~symplug.protocols.StatesPrecision`,
+   e.g. a metatomic model's ``capabilities().dtype``: its wrapper returns float64
+   values in other units, from which the format cannot be read);
+3. ``"parameters"``: the widest dtype of the floating parameters and buffers of a
    torch model (the model, or the module a :class:`~symplug.protocols.WrapsModule`
    holds): :func:`module_dtype`;
-3. ``"outputs"``: the widest across outputs of :func:`values_dtype`, the narrowest
+4. ``"outputs"``: the widest across outputs of :func:`values_dtype`, the narrowest
    dtype that holds every output value the orbit pass saw (a float32 model behind a
    wrapper that returns float64, e.g. CHGNet through ASE, reads float32).
 
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
 EPSILON: dict[str, float] = {"bfloat16": 2.0 ** -7, "float16": 2.0 ** -10,
                              "float32": 2.0 ** -23, "float64": 2.0 ** -52}
 DTYPES = tuple(EPSILON)  # narrowest (largest epsilon) first
-SOURCES = ("declared", "parameters", "outputs", "assumed")
+SOURCES = ("declared", "model", "parameters", "outputs", "assumed")
 
 # An output whose relative equivariance error is below ROUND_OFF_ULPS machine epsilons
 # counts as equivariant (float32: 1.2e-4), but never below ROUND_OFF_FLOOR (float64:
@@ -160,12 +163,19 @@ def declared_precision(precision: str | None) -> Precision | None:
 
 
 def resolve_precision(declared: Precision | None, module: "torch.nn.Module | None",
-                      outputs: Iterable[str | None]) -> Precision:
-    """The precision of a diagnosis: the ``declared`` one, else the :func:`module_dtype`
-    of the model's torch ``module``, else the widest of the ``outputs`` dtypes the orbit
-    pass saw (:func:`values_dtype`), else float64 (:data:`ASSUMED`)."""
+                      outputs: Iterable[str | None], stated: str | None = None) -> Precision:
+    """The precision of a diagnosis: the ``declared`` one, else the one the model
+    ``stated``, else the :func:`module_dtype` of the model's torch ``module``, else the
+    widest of the ``outputs`` dtypes the orbit pass saw (:func:`values_dtype`), else
+    float64 (:data:`ASSUMED`)."""
     if declared is not None:
         return declared
+    if stated is not None:
+        name = dtype_name(stated)
+        if name is None:
+            raise SymplugError(f"the model states precision {stated!r}, not one of "
+                               f"{', '.join(DTYPES)}")
+        return Precision(name, "model")
     name = module_dtype(module)
     if name is not None:
         return Precision(name, "parameters")

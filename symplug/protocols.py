@@ -59,6 +59,15 @@ class StatesUnits(Protocol):
 
 
 @runtime_checkable
+class StatesPrecision(Protocol):
+    """A model that states the floating-point format it computes in (a dtype name, e.g.
+    ``"float32"`` from a metatomic model's capabilities), which the diagnosis then uses
+    unless the user declares another (symplug/precision.py)."""
+
+    compute_dtype: str
+
+
+@runtime_checkable
 class TrainingSnapshot(Protocol):
     """A model read from a training checkpoint (e.g. metatrain's): ``as_trained()`` gives
     the weights the training had at that epoch (not its best so far), ``epoch`` the epoch

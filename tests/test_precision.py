@@ -121,6 +121,33 @@ def test_precision_from_the_outputs_of_a_model_that_hides_its_parameters(cluster
     assert not [f for f in result.findings if f.severity in ("warning", "error")]
 
 
+class StatesFloat32(Hidden):
+    """A float32 model behind a wrapper that converts its outputs to other units in
+    float64 (as metatomic-ase's values in meV are), stating its format (StatesPrecision)."""
+
+    compute_dtype = "float32"
+
+    def __call__(self, pos):
+        return {name: value / 3 for name, value in super().__call__(pos).items()}
+
+
+def test_the_precision_a_model_states_is_used(clusters):
+    """Output values in other units no longer read as float32; the stated format does,
+    so the model's float32 round-off raises no finding. A declared one still wins."""
+    outputs_only = run(Hidden(PairPotential(torch.float32)), clusters, check_convergence=False)
+    assert outputs_only.precision == Precision("float32", "outputs")
+    stated = run(StatesFloat32(PairPotential(torch.float32)), clusters)
+    assert stated.precision == Precision("float32", "model")
+    assert not [f for f in stated.findings if f.severity in ("warning", "error")]
+    declared = run(StatesFloat32(PairPotential(torch.float32)), clusters, precision="float64",
+                   check_convergence=False)
+    assert declared.precision == Precision("float64", "declared")
+    bad = StatesFloat32(PairPotential(torch.float32))
+    bad.compute_dtype = "float31"
+    with pytest.raises(symplug.SymplugError, match="states precision 'float31'"):
+        run(bad, clusters, check_convergence=False)
+
+
 def test_a_breaking_float32_model_is_still_flagged(clusters):
     result = run(PairPotential(torch.float32, breaking=0.2), clusters)
     assert result.precision.dtype == "float32"

@@ -74,7 +74,9 @@ class MetatomicModel(CalculatorModel):
             except Exception as exc:
                 raise SymplugError(f"{self.path}: metatomic cannot load it "
                                    f"({type(exc).__name__}: {exc})") from exc
-        outputs = calc._model.capabilities().outputs
+        capabilities = calc._model.capabilities()
+        self.compute_dtype = capabilities.dtype  # StatesPrecision: e.g. "float32"
+        outputs = capabilities.outputs
         direct = [name for name in outputs if name.split("/")[0] in DIRECT_FORCE_NAMES]
         if forces == "direct" and not direct:
             raise SymplugError(f"{self.name}: the model has no direct force output "
