@@ -16,13 +16,22 @@ with the frames randomly rotated.
 
 ``--no-augmentation`` trains the same model in metatrain's own loop with its random
 O(3) augmentation replaced by the identity (metatrain has no option for it; see
-:func:`mtt_without_augmentation`): the "without" arm of the learning curves
+``symplug_atoms.metatrain_variants``): the "without" arm of the learning curves
 (docs/atoms.md, "Learning with and without augmentation"), run as
 
     python examples/train_reference_pet.py --out /work/pet_noaug32 --epochs 32 --no-augmentation
 
 beside ``--out /work/pet_aug32 --epochs 32`` (the "with" arm on the same budget, one
 uninterrupted cosine schedule).
+
+``--sh-lmax L`` trains the same model with a minimal inductive bias, its edge embedding
+band-limited to l <= L (``symplug_atoms.metatrain_variants``; L = 0: exactly
+invariant), with metatrain's augmentation as usual: the model-side arms of the remedies
+study (docs/atoms.md, "Minimal inductive biases at PET's accuracy"), run as
+
+    python examples/train_reference_pet.py --out /work/pet_sh0_32 --epochs 32 --sh-lmax 0
+
+(and ``--sh-lmax 2``), with the data and split of ``/work/pet_aug32`` copied in.
 
 Needs the ``metatrain`` extra (``pip install 'symplug[metatrain]'``). Stages, each
 skipped when its output exists (so an interrupted run resumes):
@@ -143,30 +152,18 @@ def logged_seconds(log: Path) -> float:
     return (stamps[-1] - stamps[0]).total_seconds() if stamps else 0.0
 
 
-def mtt_without_augmentation(argv: list[str]) -> None:
-    """metatrain's own ``mtt`` command line, its training batches not rotated: the
-    trainer's ``O3Augmenter.apply_random_augmentations`` (metatrain has no option to
-    switch it off) is replaced by the identity; nothing else changes."""
-    from metatrain.__main__ import main as mtt_main
-    from metatrain.utils.augmentation import O3Augmenter
-
-    def identity(self, systems, targets, extra_data=None):
-        return systems, targets, {} if extra_data is None else extra_data
-
-    O3Augmenter.apply_random_augmentations = identity
-    sys.argv = ["mtt", *argv]
-    sys.exit(mtt_main())
-
-
-def mtt_train(run: Path, extra: list[str], augment: bool = True) -> float:
+def mtt_train(run: Path, extra: list[str], augment: bool = True,
+              sh_lmax: int | None = None) -> float:
     """``mtt train`` in ``run`` (log appended to ``run/train.log``) while pruning the
-    per-epoch checkpoints; returns the seconds it took. ``augment=False`` runs it through
-    :func:`mtt_without_augmentation`."""
-    mtt = ([str(Path(sys.executable).parent / "mtt")] if augment else
-           [sys.executable, str(Path(__file__).resolve()), "mtt-without-augmentation"])
+    per-epoch checkpoints; returns the seconds it took. ``augment=False`` or an
+    ``sh_lmax`` run it through ``python -m symplug_atoms.metatrain_variants``."""
+    variant = (["--no-augmentation"] if not augment else []) + (
+        [] if sh_lmax is None else ["--sh-lmax", str(sh_lmax)])
+    mtt = ([sys.executable, "-m", "symplug_atoms.metatrain_variants", *variant] if variant
+           else [str(Path(sys.executable).parent / "mtt")])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cmd = [*mtt, "train", "options.yaml", "-o", "pet_ref.pt", *extra]
-    print(" ".join(cmd[len(mtt):]), "(without augmentation)" * (not augment), flush=True)
+    print(" ".join(cmd), flush=True)
     t0 = time.perf_counter()
     stop = threading.Event()
 
@@ -187,7 +184,7 @@ def mtt_train(run: Path, extra: list[str], augment: bool = True) -> float:
 
 
 def train(out: Path, epochs: int, batch: int, lr: float, seed: int,
-          augment: bool = True) -> dict:
+          augment: bool = True, sh_lmax: int | None = None) -> dict:
     """Train (or continue) until ``epochs``; returns the training record."""
     run = out / "run"
     run.mkdir(exist_ok=True)
@@ -210,7 +207,7 @@ def train(out: Path, epochs: int, batch: int, lr: float, seed: int,
                                 "seconds from its log)"})
     else:
         extra, first = [], 1
-    seconds = mtt_train(run, extra, augment)
+    seconds = mtt_train(run, extra, augment, sh_lmax)
     runs.append({"epochs": [first, epochs], "seconds": seconds,
                  "command": "mtt train options.yaml -o pet_ref.pt " + " ".join(extra)})
     info = {"epochs": epochs, "seconds": sum(r["seconds"] for r in runs), "runs": runs,
@@ -218,10 +215,18 @@ def train(out: Path, epochs: int, batch: int, lr: float, seed: int,
             "model": MODEL, "dtype": "float32",
             "augmentation": "metatrain default (random rotations and inversions of the "
             "training batches)" if augment else "none (metatrain's O3Augmenter "
-            "replaced by the identity, examples/train_reference_pet.py "
-            "mtt_without_augmentation)"}
+            "replaced by the identity, symplug_atoms.metatrain_variants)",
+            "edge_embedding": edge_embedding(sh_lmax)}
     write_json(info, done)
     return info
+
+
+def edge_embedding(sh_lmax: int | None) -> str:
+    """The edge embedding of the variant, in words."""
+    if sh_lmax is None:
+        return "metatrain's Linear([x, y, z, r])"
+    return (f"band-limited, l <= {sh_lmax}: Linear(Y_l(r_hat) R_n(r)), "
+            "symplug_atoms.metatrain_variants.BandLimitedEdgeEmbedder")
 
 
 def errors(e: list, f: list) -> dict[str, float]:
@@ -269,6 +274,9 @@ def main(argv=None) -> None:
     parser.add_argument("--no-augmentation", action="store_true",
                         help="train without metatrain's random O(3) augmentation "
                              "(the 'without' arm of the learning curves)")
+    parser.add_argument("--sh-lmax", type=int, default=None,
+                        help="band-limited edge embedding of this band (a minimal bias; 0: "
+                             "exactly invariant), symplug_atoms.metatrain_variants")
     parser.add_argument("--ship", type=Path, default=None,
                         help="copy the deliverables (pet_ref_*) to this folder")
     args = parser.parse_args(argv)
@@ -298,13 +306,17 @@ def main(argv=None) -> None:
     print(json.dumps({"n_structures": len(frames), "n_atoms": sum(len(f) for f in frames),
                       "per_config": counts}), flush=True)
 
+    if args.sh_lmax is not None and args.sh_lmax < 0:
+        parser.error(f"--sh-lmax must be >= 0, got {args.sh_lmax}")
     training = train(out, args.epochs, args.batch, args.lr, args.seed,
-                     augment=not args.no_augmentation)
+                     augment=not args.no_augmentation, sh_lmax=args.sh_lmax)
     run = out / "run"
     import symplug_atoms
+    from symplug_atoms.metatrain_variants import band_limited_pet
 
     # our own checkpoint, unpickled by metatrain (torch.load weights_only=False)
-    ckpt = symplug_atoms.load_model(str(run / "pet_ref.ckpt"), trusted=True)
+    with band_limited_pet(args.sh_lmax):
+        ckpt = symplug_atoms.load_model(str(run / "pet_ref.ckpt"), trusted=True)
     n_params = sum(p.numel() for p in ckpt.module.parameters())
     test = ase.io.read(out / "test.extxyz", ":")
     accuracy = {"as_given": test_errors(run / "pet_ref.pt", test, rotate=False),
@@ -318,6 +330,7 @@ def main(argv=None) -> None:
         "training_seconds": training["seconds"], "threads": training["threads"],
         "batch_size": training["batch_size"], "learning_rate": training["learning_rate"],
         "dtype": training["dtype"], "augmentation": training["augmentation"],
+        "edge_embedding": edge_embedding(args.sh_lmax),
         "training_runs": training["runs"],
         "n_structures": len(frames), "n_atoms": sum(len(f) for f in frames),
         "n_train": len(parts["train"]), "n_val": len(parts["val"]),
@@ -351,6 +364,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["mtt-without-augmentation"]:
-        mtt_without_augmentation(sys.argv[2:])
     main(sys.argv[1:])

@@ -18,6 +18,7 @@ import torch
 from symplug import SymplugError
 
 from .action import RotatedCopies
+from .metatrain_variants import band_limited_pet, sh_lmax_of
 from .torch_model import stress_gpa
 
 ENERGY = "energy"
@@ -58,7 +59,9 @@ class MetatrainModel:
             checkpoint = torch.load(path, weights_only=False, map_location="cpu")
             epoch = checkpoint.get("epoch" if weights == "last" else "best_epoch")
             context = "restart" if weights == "last" else "export"
-            self.module = model_from_checkpoint(checkpoint, context=context).to(dtype).eval()
+            with band_limited_pet(sh_lmax_of(checkpoint)):
+                module = model_from_checkpoint(checkpoint, context=context)
+            self.module = module.to(dtype).eval()
         except Exception as exc:
             raise SymplugError(f"{path}: metatrain cannot load it ({type(exc).__name__}: "
                                f"{exc})") from exc
