@@ -21,7 +21,7 @@ def jets():
     return sj.read_root(TEST_JETS)
 
 
-def _scores(tagger, jets):
+def tagger_scores(tagger, jets):
     batch = {"p4": torch.from_numpy(jets.p4), "mask": torch.from_numpy(jets.mask),
              "copies": 1, "jets": len(jets)}
     with torch.no_grad():
@@ -58,7 +58,7 @@ def test_shipped_taggers_reach_their_accuracy_goal(jets):
         assert saved["test"]["auc"] >= 0.95, spec
         assert saved["training"]["n_jets"] >= 20000
         assert saved["training"]["augment"] == (None if spec.endswith("noaug") else "SO2")
-        assert sj.auc(_scores(sj.load_tagger(spec), jets), is_top) > 0.95, spec
+        assert sj.auc(tagger_scores(sj.load_tagger(spec), jets), is_top) > 0.95, spec
 
 
 def test_shipped_part_reaches_its_goal_and_scores_as_weaver_did(jets):
@@ -71,7 +71,7 @@ def test_shipped_part_reaches_its_goal_and_scores_as_weaver_did(jets):
     assert saved["test"]["max_score_difference"] < 1e-4
     assert abs(saved["test"]["auc"] - saved["test"]["weaver_auc"]) < 1e-4
     tagger = sj.load_tagger("part")
-    scores = _scores(tagger, jets)  # (N, 2) softmax over (QCD, Top)
+    scores = tagger_scores(tagger, jets)  # (N, 2) softmax over (QCD, Top)
     assert sj.auc(scores[:, 1], _is_top(jets)) > 0.95
     result = sj.diagnose(tagger, jets.subset(np.arange(16)), group="SO2", degree=2,
                          progress=False, check_convergence=False,

@@ -25,8 +25,8 @@ from symplug import __version__
 from symplug.report import figure_png, pyplot
 from symplug.result import write_bytes, write_json
 
-from .domain import (_as_tagger, _is_signal, _scores, _signal_score, boost_scan, diagnose,
-                     grid_text, signal_label)
+from .domain import (as_tagger, boost_scan, diagnose, grid_text, signal_column, signal_label,
+                     signal_mask, tagger_scores)
 from .metrics import auc, format_rejection, rejection, roc
 from .rootio import JetSet, write_predictions
 
@@ -185,18 +185,18 @@ def analyze(tagger, jets: JetSet, out: str | Path, *, model: str = "tagger", deg
 
     if jets.labels is None:
         raise SymplugError("the analysis needs labelled jets (label_* branches)")
-    tagger = _as_tagger(tagger)
+    tagger = as_tagger(tagger)
     module = getattr(tagger, "module", None)
     layers = list(module.layer_names()) if hasattr(module, "layer_names") else []
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     step = _Steps(len(symmetries) + 3, progress)
-    is_signal = _is_signal(jets.labels, jets.label_names, signal)
+    is_signal = signal_mask(jets.labels, jets.label_names, signal)
     step(f"scores of {len(jets)} jets ({int(is_signal.sum())} signal, "
          f"{int((~is_signal).sum())} background), tagger {model}")
     with torch.no_grad():
-        raw = _scores(tagger, torch.from_numpy(jets.p4), torch.from_numpy(jets.mask))
-    score = _signal_score(raw, jets.label_names, signal)
+        raw = tagger_scores(tagger, torch.from_numpy(jets.p4), torch.from_numpy(jets.mask))
+    score = signal_column(raw, jets.label_names, signal)
     eps_s, eps_b = roc(score, is_signal)
     analysis = {"kind": "jet_analysis", "domain": "jets", "symplug_version": __version__,
                 "model": model, "n_jets": len(jets), "signal": signal_label(jets.label_names, signal),

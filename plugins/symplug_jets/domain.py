@@ -139,7 +139,7 @@ def grid_text(grid: dict, frame: str = "lab") -> str:
     return f"{group.label} {where}: {what} ({detail})"
 
 
-def _scores(model, p4: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+def tagger_scores(model, p4: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     """The tagger's scores of the untransformed jets, (N,) or (N, C), in calls of at most
     :data:`SCORE_CHUNK` jets sized against the memory budget (:func:`symplug.memory.chunks`),
     the first of :data:`BLOCK` jets (the batch of the orbit pass: a model with batch-wise
@@ -165,7 +165,7 @@ def signal_label(label_names: list[str], signal: str | None = None) -> str:
     return next((n for n in label_names if "qcd" not in n.lower()), label_names[0])
 
 
-def _signal_score(scores: np.ndarray, label_names: list[str], signal: str | None) -> np.ndarray:
+def signal_column(scores: np.ndarray, label_names: list[str], signal: str | None) -> np.ndarray:
     """The signal column of (N, C) scores, one column per label branch in order; (N,)
     and (N, 1) scores are the signal score itself."""
     if scores.ndim == 2 and scores.shape[1] == 1:
@@ -179,11 +179,14 @@ def _signal_score(scores: np.ndarray, label_names: list[str], signal: str | None
     return scores[:, label_names.index(signal_label(label_names, signal))]
 
 
-def _is_signal(labels: np.ndarray, label_names: list[str], signal: str | None) -> np.ndarray:
+def signal_mask(labels: np.ndarray, label_names: list[str], signal: str | None) -> np.ndarray:
+    """(N,) bool: the jets whose ``signal`` label branch (default: :func:`signal_label`)
+    is set."""
     return labels[:, label_names.index(signal_label(label_names, signal))] > 0.5
 
 
-def _as_tagger(tagger) -> CallableTagger:
+def as_tagger(tagger) -> CallableTagger:
+    """``tagger`` as a :class:`CallableTagger` (its ``units`` attribute, else probability)."""
     if isinstance(tagger, CallableTagger):
         return tagger
     return CallableTagger(tagger, units=getattr(tagger, "units", "probability"))
@@ -203,8 +206,8 @@ def scores_part(samples: Sequence[dict], model, grid, orbit_values, context, pre
     mask = torch.cat([b["mask"] for b in samples])
     names = samples[0].get("label_names", [])
     labelled = "labels" in samples[0]
-    return {"score": _signal_score(_scores(model, p4, mask), names, signal),
-            "is_signal": (_is_signal(np.concatenate([b["labels"] for b in samples]), names,
+    return {"score": signal_column(tagger_scores(model, p4, mask), names, signal),
+            "is_signal": (signal_mask(np.concatenate([b["labels"] for b in samples]), names,
                                      signal) if labelled else None),
             "skipped": [(int(i), r, f) for b in samples for i, r, f in b.get("skipped", [])],
             "rotations": grid_text(grid.describe(), frame)}
@@ -264,7 +267,7 @@ def flips_part(samples: Sequence[dict], model, grid, orbit_values, context, prev
             else:
                 batch = rotate_jets(block, grid.matrices[index], frame=frame)
                 s = model(batch)["score"].detach().numpy()
-            s = _signal_score(s.reshape(-1, *s.shape[2:]), names, signal).reshape(s.shape[:2])
+            s = signal_column(s.reshape(-1, *s.shape[2:]), names, signal).reshape(s.shape[:2])
             w = grid.weights[index].numpy()
             flipped = ((s > threshold) != ref[None, :]) & (np.abs(s - ref_score) > FLIP_TOLERANCE)
             flips += float((w[:, None] * flipped).sum())
@@ -318,7 +321,7 @@ def diagnose(tagger, jets: JetSet | str | Path, group: str = "SO2", degree: int 
     if not isinstance(jets, JetSet):
         jets = read_root(jets)
     kwargs.setdefault("skip_failures", True)
-    tagger = _as_tagger(tagger)
+    tagger = as_tagger(tagger)
     return symplug.diagnose(tagger, blocks(jets, block_size), jets_domain(frame, tagger.units),
                             group=group, degree=degree, **kwargs)
 
@@ -328,7 +331,7 @@ def lie_derivatives(tagger, jets: JetSet, group: str | Group = "SO3", frame: str
     """RMS over jets of the Lie derivative of the score along every rotation generator of
     ``group`` (in ``frame``) and along the boosts (beam and jet axis): d/dt s(e^{tJ} x) at
     t = 0, by 4th-order central differences (a tagger needs no forward-mode rules)."""
-    tagger = _as_tagger(tagger)
+    tagger = as_tagger(tagger)
     mask = torch.from_numpy(jets.mask)
     block = {"p4": torch.from_numpy(jets.p4), "mask": mask}
 
@@ -337,7 +340,7 @@ def lie_derivatives(tagger, jets: JetSet, group: str | Group = "SO3", frame: str
         return tagger(batch)["score"][0].detach().numpy()
 
     def boosted(axis: str, y: float) -> np.ndarray:
-        return _scores(tagger, _boosted(jets, y, axis), mask)
+        return tagger_scores(tagger, _boosted(jets, y, axis), mask)
 
     def derivative(f) -> float:
         d = (8 * (f(step) - f(-step)) - (f(2 * step) - f(-2 * step))) / (12 * step)
@@ -355,17 +358,17 @@ def boost_scan(tagger, jets: JetSet, rapidities: Sequence[float], axis: str = "b
     """Score shift (RMS, relative to y = 0) and, with labels, AUC and 1/eps_B (with its
     resolution) as functions of the boost rapidity y (a non-compact symmetry: no Haar
     average, a bounded scan); ``progress``: a bar on stderr."""
-    tagger = _as_tagger(tagger)
+    tagger = as_tagger(tagger)
     mask = torch.from_numpy(jets.mask)
-    base = _signal_score(_scores(tagger, torch.from_numpy(jets.p4), mask), jets.label_names, signal)
+    base = signal_column(tagger_scores(tagger, torch.from_numpy(jets.p4), mask), jets.label_names, signal)
     rows = []
     for y in tqdm(rapidities, desc=f"boosts along the {axis if axis == 'beam' else 'jet axis'}",
                   unit="rapidity", disable=not progress, file=sys.stderr, leave=False):
-        score = _signal_score(_scores(tagger, _boosted(jets, y, axis), mask), jets.label_names,
+        score = signal_column(tagger_scores(tagger, _boosted(jets, y, axis), mask), jets.label_names,
                               signal)
         row = {"rapidity": float(y), "score_shift_rms": float(np.sqrt(np.mean((score - base) ** 2)))}
         if jets.labels is not None:
-            is_signal = _is_signal(jets.labels, jets.label_names, signal)
+            is_signal = signal_mask(jets.labels, jets.label_names, signal)
             reason = undefined(score, is_signal)
             row["auc"] = None if reason else auc(score, is_signal)
             row["background_rejection"] = None if reason else {

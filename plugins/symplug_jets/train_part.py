@@ -33,7 +33,7 @@ import uproot
 from symplug import SymplugError
 from symplug.result import load_weights, write_checkpoint
 
-from .domain import _scores
+from .domain import tagger_scores
 from .metrics import auc, background_rejection
 from .rootio import concatenate, read_root, write_jets
 from .train_tagger import split
@@ -90,7 +90,7 @@ def test_metrics(tagger, test: Path, predictions: Path) -> dict:
     jets = read_root(test, max_particles=MAX_PARTICLES)
     top = jets.labels[:, jets.label_names.index("label_Top")] > 0.5
     with torch.no_grad():  # (N, 2) softmax over (QCD, Top), under the memory budget
-        ours = _scores(tagger, torch.from_numpy(jets.p4), torch.from_numpy(jets.mask))[:, 1]
+        ours = tagger_scores(tagger, torch.from_numpy(jets.p4), torch.from_numpy(jets.mask))[:, 1]
     with uproot.open(predictions) as handle:
         tree = handle[handle.keys()[0]]
         theirs = tree["score_label_Top"].array(library="np")
