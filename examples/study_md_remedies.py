@@ -5,7 +5,8 @@
         --variants raw,projected --ps 10
 
 For every structure, initial temperature and seed: NVE runs (velocity Verlet, 2 fs)
-of ``pet-ref`` (the exported metatomic model, float32 as trained) in the variants of
+of ``pet-ref`` (the exported metatomic model, float32 as trained; ``--model``: another
+model, e.g. a variant of it trained with a minimal bias) in the variants of
 ``symplug md`` from the same velocities, with EMT as the reference. Each run's summary
 is written as it completes (``OUT/runs/<structure>_<T>K_seed<s>.json``, atomically), so
 an interrupted study resumes where it stopped; rerunning with more seeds or variants
@@ -41,13 +42,15 @@ ISOLATED_ONLY = ("angular_momentum_final", "torque_rms_eV")
 
 
 def run_one(structure: str, temperature: float, seed: int, names: list[str], steps: int,
-            degree: int, path: Path) -> dict:
-    """The summary table of one configuration, from ``path`` if it holds every variant."""
+            degree: int, path: Path, model: str = "pet-ref") -> dict:
+    """The summary table of one configuration, from ``path`` if it holds every variant
+    of the same ``model``."""
     if path.exists():
         saved = json.loads(path.read_text())
-        if all(n in saved["table"] for n in names) and saved["steps"] == steps:
+        if (all(n in saved["table"] for n in names) and saved["steps"] == steps
+                and saved.get("model", "pet-ref") == model):
             return saved
-    calc = symplug_atoms.load_model("pet-ref").calculator()
+    calc = symplug_atoms.load_model(model).calculator()
     warm = structure_named(structure)
     warm.calc = calc
     for k in range(3):  # TorchScript's first calls optimise: not part of any run's cost
@@ -58,7 +61,8 @@ def run_one(structure: str, temperature: float, seed: int, names: list[str], ste
     result = compare(structure_named(structure), calcs, steps=steps, timestep_fs=2.0,
                      temperature_K=temperature, seed=seed, reference=EMT(), progress=False)
     summary = {k: v for k, v in result.items() if k != "runs"}
-    summary.update(structure=structure, seconds=time.perf_counter() - start, degree=degree)
+    summary.update(structure=structure, seconds=time.perf_counter() - start, degree=degree,
+                   model=model)
     write_json(summary, path)
     return summary
 
@@ -116,6 +120,8 @@ def table(results: list[dict], names: list[str],
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model", default="pet-ref",
+                        help="the model: a shipped name or a metatomic .pt (one per --out)")
     parser.add_argument("--structures", default="ico13")
     parser.add_argument("--temperatures", default="600,900")
     parser.add_argument("--seeds", default="0,1,2")
@@ -145,7 +151,7 @@ def main(argv=None) -> None:
             for seed in (int(s) for s in args.seeds.split(",")):
                 path = args.out / "runs" / f"{structure}_{temperature:g}K_seed{seed}.json"
                 results.append(run_one(structure, temperature, seed, names, steps,
-                                       args.degree, path))
+                                       args.degree, path, args.model))
                 print(f"{structure} {temperature:g} K seed {seed}: done", flush=True)
     known = sorted(args.out.glob("runs/*.json"))  # earlier invocations' runs too
     everything = [json.loads(p.read_text()) for p in known if not args.quick] or results
@@ -153,7 +159,7 @@ def main(argv=None) -> None:
                        key=lambda n: (n != "raw", n))
     cost_seeds = None if args.cost_seeds is None else {int(x) for x in args.cost_seeds.split(",")}
     rows, text = table(everything, all_names, cost_seeds)
-    write_json({"kind": "md_remedies", "model": "pet-ref", "steps": steps, "timestep_fs": 2.0,
+    write_json({"kind": "md_remedies", "model": args.model, "steps": steps, "timestep_fs": 2.0,
                 "rows": rows, "seconds": time.perf_counter() - start}, args.out / "study.json")
     write_bytes(text.encode(), args.out / "study.md")
     print(text)
