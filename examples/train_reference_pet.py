@@ -31,7 +31,8 @@ study (docs/atoms.md, "Minimal inductive biases at PET's accuracy"), run as
 
     python examples/train_reference_pet.py --out /work/pet_sh0_32 --epochs 32 --sh-lmax 0
 
-(and ``--sh-lmax 2``), with the data and split of ``/work/pet_aug32`` copied in.
+(and ``--sh-lmax 2``), with the data and split of ``/work/pet_aug32`` copied in;
+``--train-seed 1`` repeats an arm with another training seed on the same data and split.
 
 Needs the ``metatrain`` extra (``pip install 'symplug[metatrain]'``). Stages, each
 skipped when its output exists (so an interrupted run resumes):
@@ -270,7 +271,11 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the data, the split and (unless --train-seed) the training")
+    parser.add_argument("--train-seed", type=int, default=None,
+                        help="metatrain's seed (initial weights, batches, augmentation) alone: "
+                             "another training on the same data and split")
     parser.add_argument("--no-augmentation", action="store_true",
                         help="train without metatrain's random O(3) augmentation "
                              "(the 'without' arm of the learning curves)")
@@ -308,15 +313,15 @@ def main(argv=None) -> None:
 
     if args.sh_lmax is not None and args.sh_lmax < 0:
         parser.error(f"--sh-lmax must be >= 0, got {args.sh_lmax}")
-    training = train(out, args.epochs, args.batch, args.lr, args.seed,
+    train_seed = args.seed if args.train_seed is None else args.train_seed
+    training = train(out, args.epochs, args.batch, args.lr, train_seed,
                      augment=not args.no_augmentation, sh_lmax=args.sh_lmax)
     run = out / "run"
     import symplug_atoms
-    from symplug_atoms.metatrain_variants import band_limited_pet
 
-    # our own checkpoint, unpickled by metatrain (torch.load weights_only=False)
-    with band_limited_pet(args.sh_lmax):
-        ckpt = symplug_atoms.load_model(str(run / "pet_ref.ckpt"), trusted=True)
+    # our own checkpoint, unpickled by metatrain (torch.load weights_only=False); a
+    # band-limited one is recognised by its weights
+    ckpt = symplug_atoms.load_model(str(run / "pet_ref.ckpt"), trusted=True)
     n_params = sum(p.numel() for p in ckpt.module.parameters())
     test = ase.io.read(out / "test.extxyz", ":")
     accuracy = {"as_given": test_errors(run / "pet_ref.pt", test, rotate=False),
@@ -330,6 +335,7 @@ def main(argv=None) -> None:
         "training_seconds": training["seconds"], "threads": training["threads"],
         "batch_size": training["batch_size"], "learning_rate": training["learning_rate"],
         "dtype": training["dtype"], "augmentation": training["augmentation"],
+        "train_seed": train_seed,
         "edge_embedding": edge_embedding(args.sh_lmax),
         "training_runs": training["runs"],
         "n_structures": len(frames), "n_atoms": sum(len(f) for f in frames),

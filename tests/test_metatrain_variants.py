@@ -118,7 +118,8 @@ def test_the_l0_variant_is_exactly_invariant_in_float64(invariant_pet):
 
     checkpoint = torch.load(folder / "pet.ckpt", weights_only=False)
     assert sh_lmax_of(checkpoint) == 0
-    model = symplug_atoms.load_model(str(folder / "pet.ckpt"), trusted=True)
+    with band_limited_pet(0):  # a block around the loading, as a training script has
+        model = symplug_atoms.load_model(str(folder / "pet.ckpt"), trusted=True)
     layers = ["backend.gnn_layers.0", "backend.gnn_layers.1"]
     result = symplug_atoms.diagnose(model, [cluster], degree=2, layers=layers, progress=False,
                                     check_convergence=False)

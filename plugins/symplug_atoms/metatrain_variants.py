@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import inspect
 import math
 import sys
@@ -83,8 +84,9 @@ def band_limited_pet(lmax: int | None) -> Iterator[None]:
     from metatrain.pet.modules.transformer import CartesianTransformer
 
     original = CartesianTransformer.__init__
-    signature = inspect.signature(original)
+    signature = inspect.signature(original)  # follows __wrapped__ through nested blocks
 
+    @functools.wraps(original)
     def init(self, *args, **kwargs):
         original(self, *args, **kwargs)
         bound = signature.bind(self, *args, **kwargs).arguments
