@@ -28,9 +28,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _split(spec: str) -> tuple[str, Path]:
+    """``LABEL=FOLDER`` split at the last ``=`` (a label may hold one, e.g. "l <= 2")."""
+    label, _, folder = spec.rpartition("=")
+    return label, Path(folder)
+
+
 def _load(spec: str) -> tuple[str, dict]:
-    label, folder = spec.split("=", 1)
-    return label, json.loads((Path(folder) / "track.json").read_text())
+    label, folder = _split(spec)
+    return label, json.loads((folder / "track.json").read_text())
 
 
 def _fraction(layer: dict, key: str) -> float:
@@ -143,9 +149,8 @@ def main(argv=None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=90)
     for label, _track, _ in series:
-        spec = next(s for s in args.stage + args.run if s.startswith(label + "="))
-        shutil.copy(Path(spec.split("=", 1)[1]) / "track.json",
-                    args.out.with_name(f"{args.out.stem}_{Path(spec.split('=', 1)[1]).name}.json"))
+        folder = next(f for lab, f in map(_split, args.stage + args.run) if lab == label)
+        shutil.copy(folder / "track.json", args.out.with_name(f"{args.out.stem}_{folder.name}.json"))
     print(f"| run | epoch | A ({', '.join(outputs)}) | "
           f"{'centred ' * args.centred}invariant fraction ({' / '.join(layers)}) | validation |")
     print("| --- | --- | --- | --- | --- |")
