@@ -14,8 +14,8 @@ adds only what is missing. ``OUT/study.json`` and ``OUT/study.md`` hold, per str
 temperature and variant, the mean and standard deviation over the seeds of the final
 |L| and its ratio to the raw model's and the RMS net torque (isolated structures; a
 periodic cell conserves no angular momentum, "-" there), the energy drift, the mean
-temperature, the RMS difference of g(r) from EMT's run (the same start) and the cost per
-step relative to raw. ``--quick``: 20 steps of ico13 and bulk32, one seed, raw and
+temperature, the RMS difference of g(r) from EMT's run (the same start), the cost per
+step relative to raw and in ms (CPU time of one torch thread; wall time for older runs). ``--quick``: 20 steps of ico13 and bulk32, one seed, raw and
 projected (a smoke test).
 """
 
@@ -96,6 +96,9 @@ def table(results: list[dict], names: list[str],
                              for r in have if "raw" in r["table"]
                              and (cost_seeds is None or r["seed"] in cost_seeds)])
             row["cost_vs_raw"] = mean_std(cost) if cost.size else None
+            per_step = np.array([_cost(r["table"][name]) / r["steps"] * 1000 for r in have
+                                 if cost_seeds is None or r["seed"] in cost_seeds])
+            row["cpu_ms_per_step"] = mean_std(per_step) if per_step.size else None
             ratio = np.array([r["table"][name]["angular_momentum_final"]
                               / r["table"]["raw"]["angular_momentum_final"]
                               for r in have if "raw" in r["table"]
@@ -105,15 +108,16 @@ def table(results: list[dict], names: list[str],
             rows.append(row)
     lines = ["| structure | T0 (K) | variant | seeds | final \\|L\\| (amu A^2/fs) | vs raw | "
              "RMS torque (eV) | energy drift (meV/atom/ps) | mean T (K) | g(r) RMS vs EMT | "
-             "cost per step vs raw |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "cost per step vs raw | ms per step |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         lines.append(f"| {row['structure']} | {row['temperature_K']:g} | {row['variant']} | "
                      f"{len(row['seeds'])} | {pm(row['angular_momentum_final'])} | "
                      f"{pm(row['L_final_vs_raw'])} | {pm(row['torque_rms_eV'])} | "
                      f"{pm(row['energy_drift_meV_per_atom_per_ps'])} | "
                      f"{pm(row['temperature_mean_K'], '{:.0f}')} | "
-                     f"{pm(row['rdf_rms_difference'])} | {pm(row['cost_vs_raw'], '{:.2f}')} |")
+                     f"{pm(row['rdf_rms_difference'])} | {pm(row['cost_vs_raw'], '{:.2f}')} | "
+                     f"{pm(row['cpu_ms_per_step'], '{:.1f}')} |")
     return rows, "\n".join(lines) + "\n"
 
 
