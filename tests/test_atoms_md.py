@@ -661,6 +661,7 @@ def test_md_remedies_study_quick(tmp_path):
             for r in json.loads((tmp_path / "study.json").read_text())["rows"]}
     assert rows["ico13", "raw"]["angular_momentum_final"][0] > 1e-4
     assert rows["ico13", "projected"]["L_final_vs_raw"][0] < 1e-9
+    assert rows["ico13", "raw"]["cpu_ms_per_step"][0] > 0
     # a periodic cell conserves no angular momentum: no |L| or torque, g(r) against EMT
     bulk = rows["bulk32", "projected"]
     assert bulk["angular_momentum_final"] is None and bulk["L_final_vs_raw"] is None
