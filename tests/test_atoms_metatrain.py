@@ -3,9 +3,6 @@ project's EMT data, diagnosed as-is: outputs through its exported metatomic mode
 hidden layers through its checkpoint."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,35 +13,13 @@ pytest.importorskip("metatrain")
 import symplug  # noqa: E402
 import symplug_atoms  # noqa: E402
 from symplug_atoms.action import RotatedCopies, transform  # noqa: E402
-from symplug_atoms.data import generate, write  # noqa: E402
-
-OPTIONS = """
-seed: 0
-architecture:
-  name: pet
-  model: {cutoff: 4.5, d_pet: 16, d_head: 16, d_node: 32, d_feedforward: 32, num_heads: 2,
-          num_attention_layers: 1, num_gnn_layers: 1}
-  training: {batch_size: 8, num_epochs: 2, learning_rate: 1.0e-3, log_interval: 1,
-             checkpoint_interval: 1}
-training_set:
-  systems: {read_from: cu.extxyz, length_unit: angstrom}
-  targets:
-    energy: {key: energy, unit: eV, forces: {key: forces}}
-validation_set: 0.1
-test_set: 0.1
-"""
+from helpers import train_small_pet  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def pet(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pet")
-    frames = generate(seed=0, progress=False)[::6]
-    write(frames, folder / "cu.extxyz")
-    (folder / "options.yaml").write_text(OPTIONS)
-    proc = subprocess.run([str(Path(sys.executable).parent / "mtt"), "train", "options.yaml",
-                           "-o", "pet.pt"], cwd=folder, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return folder, frames
+    return folder, train_small_pet(folder)
 
 
 def test_checkpoint_and_export_agree(pet):

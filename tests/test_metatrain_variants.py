@@ -4,8 +4,6 @@ train`` of the L = 0 variant that is exactly invariant in float64 and raises no
 warning in float32, and the patches undone after their block."""
 
 import itertools
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,25 +12,9 @@ import torch
 pytest.importorskip("metatrain")
 
 import symplug_atoms  # noqa: E402
-from symplug_atoms.data import generate, write  # noqa: E402
+from helpers import train_small_pet  # noqa: E402
 from symplug_atoms.metatrain_variants import (  # noqa: E402
     BandLimitedEdgeEmbedder, band_limited_pet, main, sh_lmax_of, without_augmentation)
-
-OPTIONS = """
-seed: 0
-architecture:
-  name: pet
-  model: {cutoff: 4.5, d_pet: 16, d_head: 16, d_node: 32, d_feedforward: 32, num_heads: 2,
-          num_attention_layers: 1, num_gnn_layers: 2}
-  training: {batch_size: 8, num_epochs: 2, learning_rate: 1.0e-3, log_interval: 1,
-             checkpoint_interval: 1}
-training_set:
-  systems: {read_from: cu.extxyz, length_unit: angstrom}
-  targets:
-    energy: {key: energy, unit: eV, forces: {key: forces}}
-validation_set: 0.1
-test_set: 0.1
-"""
 
 
 def monomials(directions: np.ndarray, degree: int) -> np.ndarray:
@@ -100,13 +82,7 @@ def test_the_patches_are_undone_after_their_block():
 def invariant_pet(tmp_path_factory):
     """A real 2-epoch ``mtt train`` of the L = 0 variant (2 GNN layers)."""
     folder = tmp_path_factory.mktemp("pet_sh0")
-    frames = generate(seed=0, progress=False)[::6]
-    write(frames, folder / "cu.extxyz")
-    (folder / "options.yaml").write_text(OPTIONS)
-    proc = subprocess.run([sys.executable, "-m", "symplug_atoms.metatrain_variants",
-                           "--sh-lmax", "0", "train", "options.yaml", "-o", "pet.pt"],
-                          cwd=folder, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    frames = train_small_pet(folder, gnn_layers=2, variant=("--sh-lmax", "0"))
     return folder, next(f for f in frames if not f.get_pbc().any())
 
 
