@@ -129,7 +129,7 @@ def without_augmentation() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     """``mtt`` with the variant's patches; returns metatrain's exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m symplug_atoms.metatrain_variants",
+        prog="python -m symplug_atoms.metatrain_variants", allow_abbrev=False,
         description="metatrain's mtt with a band-limited PET and/or without augmentation; "
                     "metatrain's arguments follow the options")
     parser.add_argument("--sh-lmax", type=int, default=None,
