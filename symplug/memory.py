@@ -14,10 +14,13 @@ caller's cap. A smallest batch over the budget is refused with the measured figu
 requests whose size is known up front are checked by :func:`require`.
 
 The peak is read from the kernel (``VmHWM``, reset per call through
-``/proc/self/clear_refs``). Before each reset the C heap's free pages go back to the
-kernel (glibc's ``malloc_trim``): a call that reuses freed heap (glibc serves even large
-requests from free heap before it maps new memory) would otherwise not raise the RSS,
-and a trial so measured would promise room that a larger call does not find. Where the
+``/proc/self/clear_refs``). glibc serves even large requests from free heap before it
+maps new memory, so a call that reuses freed heap does not raise the RSS, and a trial so
+measured would promise room that a larger call does not find. Before a measured trial
+the C heap's free pages therefore go back to the kernel (glibc's ``malloc_trim``), and
+before a chunk below the caller's cap when the free heap, times the growth of the next
+chunk, could exceed the chunks' headroom (``1 - HEADROOM`` of the budget left);
+otherwise they stay, since returning them costs page faults. Where the
 kernel gives no peak (not Linux) the chunks are the caller's cap and only
 :func:`require` applies.
 
@@ -142,22 +145,54 @@ _peak_seen = 0  # the largest kernel peak read before a reset (resets also clear
 
 
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None (another C library)."""
+def _libc() -> ctypes.CDLL | None:
+    """The C library, where it is glibc (it has ``malloc_trim``); else None."""
     try:
-        return ctypes.CDLL(None).malloc_trim
+        libc = ctypes.CDLL(None)
+        libc.malloc_trim  # noqa: B018  (glibc only)
     except (OSError, AttributeError):
         return None
+    return libc
 
 
-def _reset_peak() -> int | None:
-    """Return the C heap's free pages to the kernel, then reset the kernel's peak to the
-    current RSS; the new peak, or None if not possible."""
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                 "uordblks", "fordblks", "keepcost")]
+
+
+def _free_heap(libc: ctypes.CDLL) -> int | None:
+    """Bytes of free heap glibc may hand out again without raising the RSS, or None."""
+    try:
+        info = libc.mallinfo2
+    except AttributeError:  # glibc before 2.33
+        return None
+    info.restype = _MallInfo2
+    return int(info().fordblks)
+
+
+def _release_free_heap(room: float) -> None:
+    """Give the C heap's free pages back to the kernel when a measurement that missed
+    them could overfill ``room`` (bytes) by more than the chunks' headroom: glibc serves
+    even large requests from free heap before it maps new memory, so a call that reuses
+    F bytes of it reads F too low, and the next call, up to ``GROWTH`` x larger, may then
+    need up to ``GROWTH`` F more than estimated. Below that, returning the pages would
+    only cost page faults."""
+    libc = _libc()
+    if libc is None:
+        return
+    free = _free_heap(libc)
+    if free is None or GROWTH * free > (1 - HEADROOM) * room:
+        libc.malloc_trim(0)
+
+
+def _reset_peak(room: float = 0.0) -> int | None:
+    """Reset the kernel's peak to the current RSS, first returning free heap that could
+    make a measurement overfill ``room`` bytes (:func:`_release_free_heap`; 0: any free
+    heap); the new peak, or None if not possible."""
     global _peak_seen
     _peak_seen = max(_peak_seen, _status("VmHWM") or 0)
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+    _release_free_heap(room)
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
@@ -206,7 +241,7 @@ def chunks(total: int, cap: int, what: str = "copies", first: int = 1) -> Iterat
     if cap < 1:
         raise SymplugError(f"chunk size must be >= 1, got {cap}")
     limit_bytes = budget()
-    base = _reset_peak()
+    base = _reset_peak(room=limit_bytes - (rss() or 0))
     if base is None:  # no peak from the kernel: the caller's cap
         for start in range(0, total, cap):
             yield slice(start, min(start + cap, total))
@@ -217,7 +252,8 @@ def chunks(total: int, cap: int, what: str = "copies", first: int = 1) -> Iterat
     start, size = 0, max(1, min(int(first), cap))
     while start < total:
         size = min(size, total - start)
-        _reset_peak()
+        # a call at the cap cannot let the next one grow: its freed heap may stay
+        _reset_peak(room=limit_bytes - base if size < cap else math.inf)
         yield slice(start, start + size)
         peak = _status("VmHWM") or base
         per_unit = max(peak - base, 1) / size  # includes fixed costs: errs on the safe side
