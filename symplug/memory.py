@@ -144,31 +144,30 @@ def rss() -> int | None:
 _peak_seen = 0  # the largest kernel peak read before a reset (resets also clear ru_maxrss)
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    """The C library, where it is glibc (it has ``malloc_trim``); else None."""
-    try:
-        libc = ctypes.CDLL(None)
-        libc.malloc_trim  # noqa: B018  (glibc only)
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
 class _MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
                  "uordblks", "fordblks", "keepcost")]
 
 
-def _free_heap(libc: ctypes.CDLL) -> int | None:
-    """Bytes of free heap glibc may hand out again without raising the RSS, or None."""
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, where it is glibc (it has ``malloc_trim``); else None. Its
+    ``mallinfo2`` (glibc 2.33 and later) is declared to return :class:`_MallInfo2`."""
     try:
-        info = libc.mallinfo2
-    except AttributeError:  # glibc before 2.33
+        libc = ctypes.CDLL(None)
+        libc.malloc_trim  # noqa: B018  (glibc only)
+    except (OSError, AttributeError):
         return None
-    info.restype = _MallInfo2
-    return int(info().fordblks)
+    if hasattr(libc, "mallinfo2"):
+        libc.mallinfo2.restype = _MallInfo2
+    return libc
+
+
+def _free_heap(libc: ctypes.CDLL) -> int | None:
+    """Bytes of free heap glibc may hand out again without raising the RSS, or None
+    (glibc before 2.33)."""
+    return int(libc.mallinfo2().fordblks) if hasattr(libc, "mallinfo2") else None
 
 
 def _release_free_heap(room: float) -> None:
