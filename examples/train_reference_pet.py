@@ -285,6 +285,8 @@ def main(argv=None) -> None:
     parser.add_argument("--ship", type=Path, default=None,
                         help="copy the deliverables (pet_ref_*) to this folder")
     args = parser.parse_args(argv)
+    if args.sh_lmax is not None and args.sh_lmax < 0:
+        parser.error(f"--sh-lmax must be >= 0, got {args.sh_lmax}")
     import torch
 
     torch.set_num_threads(1)
@@ -311,8 +313,6 @@ def main(argv=None) -> None:
     print(json.dumps({"n_structures": len(frames), "n_atoms": sum(len(f) for f in frames),
                       "per_config": counts}), flush=True)
 
-    if args.sh_lmax is not None and args.sh_lmax < 0:
-        parser.error(f"--sh-lmax must be >= 0, got {args.sh_lmax}")
     train_seed = args.seed if args.train_seed is None else args.train_seed
     training = train(out, args.epochs, args.batch, args.lr, train_seed,
                      augment=not args.no_augmentation, sh_lmax=args.sh_lmax)
